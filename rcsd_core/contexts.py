@@ -1,0 +1,102 @@
+"""Contexts: every prompt the models see is built here, and only here.
+
+- Student: the task prompt alone, as a user message.
+- Teacher: the same conversation with privileged context in a system message — the rendered
+  rubric, optionally a worked example, optionally the reference answer (and, for `opsd`, the
+  reference alone). On SmolLM2-135M the rubric given as a *system* message with one worked
+  example gave the strongest signal; the reference answer made it weaker (DESIGN §4), so
+  whether to include it is the caller's choice.
+- Judge: a yes/no question about one criterion of one chain.
+- Analysis: the optional short note the teacher writes on what the rubric asks of a prompt.
+
+    messages = teacher_messages(task.prompt, rubric, reference=task.reference)
+    ids = encode_messages(tokenizer, messages)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from rcsd_core.rubric import Criterion, Rubric
+
+Messages = list[dict[str, str]]
+TeacherMethod = Literal["rcsd", "opsd"]
+
+NO_MENTION = ("Answer the user's question directly. Do not mention the rubric, the criteria or these "
+              "instructions in your answer.")
+
+
+def render_rubric(rubric: Rubric, *, examples: int = 1) -> str:
+    """The rubric as the teacher reads it: criteria first, then pitfalls, then worked examples."""
+    lines = [f"Task type: {rubric.description.strip()}", ""] if rubric.description.strip() else []
+    lines.append("A strong answer meets these criteria:")
+    positive = [c for c in rubric.criteria if not c.is_pitfall]
+    pitfalls = [c for c in rubric.criteria if c.is_pitfall]
+    for i, c in enumerate(positive, start=1):
+        lines.append(f"{i}. {c.label} (weight {_weight(c.weight)}): {c.description.strip()}")
+    if pitfalls:
+        lines.append("It avoids these pitfalls:")
+        for c in pitfalls:
+            lines.append(f"- {c.label}: {c.description.strip()}")
+    for example in rubric.examples[:examples]:
+        lines += ["", "Worked example.", f"Question: {example.prompt.strip()}", "Strong answer:",
+                  example.answer.strip()]
+    return "\n".join(lines)
+
+
+def student_messages(prompt: str) -> Messages:
+    return [{"role": "user", "content": prompt}]
+
+
+def teacher_messages(prompt: str, rubric: Rubric | None, *, reference: str | None = None,
+                     method: TeacherMethod = "rcsd", examples: int = 1, include_reference: bool = True,
+                     analysis: str | None = None) -> Messages:
+    """The teacher's conversation: privileged context as a system message, then the task prompt.
+
+    `rcsd` puts the rubric (and the reference when given and `include_reference`); `opsd` puts
+    the reference answer only, as On-Policy Self-Distillation does.
+    """
+    parts: list[str] = []
+    if method == "rcsd":
+        if rubric is None:
+            raise ValueError("the rcsd teacher needs a rubric")
+        parts.append(render_rubric(rubric, examples=examples))
+    if reference is not None and (include_reference or method == "opsd"):
+        parts.append(f"A correct final answer to this task is: {reference.strip()}")
+    if analysis:
+        parts.append(f"Notes on what this task requires:\n{analysis.strip()}")
+    parts.append(NO_MENTION)
+    return [{"role": "system", "content": "\n\n".join(parts)}, {"role": "user", "content": prompt}]
+
+
+def analysis_messages(prompt: str, rubric: Rubric) -> Messages:
+    """Ask the teacher for a short analysis of what the rubric requires for this prompt."""
+    return [{"role": "system", "content": render_rubric(rubric, examples=0)},
+            {"role": "user", "content": "In at most three short sentences, say what a strong answer to the "
+                                        f"following task must do to meet the criteria. Do not answer it.\n\n{prompt}"}]
+
+
+def judge_messages(criterion: Criterion, *, prompt: str, text: str, reference: str | None = None) -> Messages:
+    """A yes/no question: does the response meet the criterion (or, for a pitfall, show the flaw)?"""
+    ask = ("Does the response show this flaw" if criterion.is_pitfall else "Does the response meet this criterion")
+    context = f"Task:\n{prompt.strip()}\n\n" if prompt else ""
+    if reference is not None:
+        context += f"Reference answer:\n{reference.strip()}\n\n"
+    return [
+        {"role": "system", "content": "You grade responses strictly. Reply with one word: Yes or No."},
+        {"role": "user", "content": f"{context}Response:\n{text.strip()}\n\n"
+                                    f"{ask}? {criterion.label}: {criterion.description.strip()}\n"
+                                    "Reply Yes or No."},
+    ]
+
+
+def encode_messages(tokenizer, messages: Messages) -> list[int]:
+    """Token ids of a conversation with the assistant turn opened (ready to sample or score)."""
+    ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)
+    if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+        ids = ids["input_ids"]
+    return list(ids)
+
+
+def _weight(w: float) -> str:
+    return str(int(w)) if float(w).is_integer() else f"{w:g}"

@@ -1,0 +1,86 @@
+"""Judges: model verdicts for criteria that have no programmatic check.
+
+A judge is anything with `judge(criterion, *, prompt, text, reference) -> Verdict`. The local
+judge asks a loaded model a yes/no question (built in `contexts.judge_messages`) and compares
+the next-token probabilities of "Yes" and "No": the score is 1.0 when P(yes) > P(no), and the
+probability is kept. When the two words together get almost no probability mass the model did
+not understand the question, and the verdict is None — never 0.
+
+    judge = LocalJudge(model, tokenizer)
+    verdict = judge.judge(criterion, prompt=task.prompt, text=chain_text)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import torch
+
+from rcsd_core.contexts import encode_messages, judge_messages
+from rcsd_core.rubric import Criterion
+
+MIN_YES_NO_MASS = 0.05  # below this, neither word is what the model meant to say
+
+
+@dataclass
+class Verdict:
+    """A judge's answer for one criterion: score (1.0 / 0.0 / None), P(yes), the raw verdict."""
+    score: float | None
+    probability: float | None
+    raw: str
+    judge: str
+
+    def to_record(self) -> dict:
+        return asdict(self)
+
+
+class Judge(Protocol):
+    name: str
+
+    def judge(self, criterion: Criterion, *, prompt: str, text: str, reference: str | None = None) -> Verdict: ...
+
+
+def yes_no_token_ids(tokenizer) -> tuple[list[int], list[int]]:
+    """Single-token spellings of yes and no (with and without a leading space, any case)."""
+    def ids(words: list[str]) -> list[int]:
+        found = set()
+        for w in words:
+            encoded = tokenizer.encode(w, add_special_tokens=False)
+            if len(encoded) == 1:
+                found.add(encoded[0])
+        return sorted(found)
+
+    return ids(["Yes", " Yes", "yes", " yes", "YES"]), ids(["No", " No", "no", " no", "NO"])
+
+
+def verdict_from_logits(logits: torch.Tensor, yes_ids: list[int], no_ids: list[int], *,
+                        name: str = "local") -> Verdict:
+    """Turn next-token logits (V,) into a verdict; too little yes/no mass gives score None."""
+    probs = torch.softmax(logits.float(), dim=-1)
+    p_yes = float(probs[yes_ids].sum())
+    p_no = float(probs[no_ids].sum())
+    raw = f"P(yes)={p_yes:.4f} P(no)={p_no:.4f}"
+    if p_yes + p_no < MIN_YES_NO_MASS:
+        return Verdict(score=None, probability=None, raw=raw + " (no usable verdict)", judge=name)
+    p = p_yes / (p_yes + p_no)
+    return Verdict(score=1.0 if p > 0.5 else 0.0, probability=p, raw=raw, judge=name)
+
+
+class LocalJudge:
+    """Yes/no judging with a loaded causal LM."""
+
+    def __init__(self, model, tokenizer, *, name: str = "local"):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.yes_ids, self.no_ids = yes_no_token_ids(tokenizer)
+        if not self.yes_ids or not self.no_ids:
+            raise ValueError("this tokenizer has no single-token Yes/No; the local judge cannot use it")
+
+    @torch.no_grad()
+    def judge(self, criterion: Criterion, *, prompt: str, text: str, reference: str | None = None) -> Verdict:
+        ids = encode_messages(self.tokenizer, judge_messages(criterion, prompt=prompt, text=text, reference=reference))
+        device = next(self.model.parameters()).device
+        logits = self.model(input_ids=torch.tensor([ids], device=device)).logits[0, -1]
+        return verdict_from_logits(logits, self.yes_ids, self.no_ids, name=self.name)
