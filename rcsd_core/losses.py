@@ -8,7 +8,8 @@ the sum over masked positions divided by the number of masked positions in the b
 gives a zero that is still connected to the student's graph.
 
 Divergences (name -> function, see DIVERGENCES):
-- forward_kl       KL(p_T || p_S) over the full vocabulary (mode covering; our default).
+- forward_kl       KL(p_T || p_S) over the full vocabulary (mode covering; DESIGN section 4
+                   found it the sensible default for the embedded model).
 - reverse_kl       KL(p_S || p_T) over the full vocabulary (mode seeking).
 - jsd              generalized JSD of GKD / TRL with mixing weight beta.
 - topk_forward_kl  the RCSD paper's released setting: forward KL renormalised over the
@@ -123,6 +124,11 @@ def _sampled_log_probs(logits, tokens, temperature):
     logits = _upcast(logits) / temperature
     picked = torch.gather(logits, -1, tokens.long().unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)
+
+
+def _sampled_log_ratio(s, t, tokens, *, temperature=1.0):
+    """log pi_S(y) - log pi_T(y): a one-sample estimate of KL(p_S || p_T) when y ~ p_S; (N,)."""
+    return _sampled_log_probs(s, tokens, temperature) - _sampled_log_probs(t, tokens, temperature)
 
 
 def _sampled_token_terms(s, t, tokens, *, temperature=1.0):
@@ -412,7 +418,7 @@ def lm_head_chunked_divergence(
 # Named losses (thin wrappers; all reduce as compute_divergence does)
 
 
-def forward_kl(student_logits, teacher_logits, mask, temperature=1.0, *, chunk_size=None):
+def forward_kl(student_logits, teacher_logits, mask, temperature=1.0, *, chunk_size=None) -> torch.Tensor:
     """KL(p_T || p_S) = sum_v p_T(v) [log p_T(v) - log p_S(v)] per position, full vocabulary,
     both at `temperature` (no tau^2 factor); mean over masked positions."""
     return compute_divergence(
@@ -420,14 +426,14 @@ def forward_kl(student_logits, teacher_logits, mask, temperature=1.0, *, chunk_s
     )
 
 
-def reverse_kl(student_logits, teacher_logits, mask, temperature=1.0, *, chunk_size=None):
+def reverse_kl(student_logits, teacher_logits, mask, temperature=1.0, *, chunk_size=None) -> torch.Tensor:
     """KL(p_S || p_T) per position, full vocabulary, both at `temperature`; mean over masked positions."""
     return compute_divergence(
         "reverse_kl", student_logits, teacher_logits, mask, chunk_size=chunk_size, temperature=temperature
     )
 
 
-def jsd(student_logits, teacher_logits, mask, beta=0.5, temperature=1.0, *, chunk_size=None):
+def jsd(student_logits, teacher_logits, mask, beta=0.5, temperature=1.0, *, chunk_size=None) -> torch.Tensor:
     """Generalized JSD, TRL's `generalized_jsd_loss` convention (GKD, arXiv 2306.13649 eq. 1).
 
     M = beta * p_T + (1 - beta) * p_S and JSD_beta = beta * KL(p_T || M) + (1 - beta) * KL(p_S || M).
@@ -450,7 +456,7 @@ def topk_forward_kl(
     clip_mode="token",
     *,
     chunk_size=None,
-):
+) -> torch.Tensor:
     """Forward KL over the teacher's top-k tokens: the RCSD paper's released setting.
 
     K_t = the teacher's k most likely tokens at t; both sides' logits divided by `temperature`
@@ -478,7 +484,9 @@ def topk_forward_kl(
     )
 
 
-def sampled_token_loss(student_logits, teacher_logits, mask, tokens, temperature=1.0, *, chunk_size=None):
+def sampled_token_loss(
+    student_logits, teacher_logits, mask, tokens, temperature=1.0, *, chunk_size=None
+) -> torch.Tensor:
     """Reverse KL as a policy gradient on the sampled tokens y_t (tokens, (B, T)).
 
     A_t = (log pi_T - log pi_S)(y_t), detached; L = -mean_t A_t * log pi_S(y_t).
@@ -535,9 +543,7 @@ def divergence_per_token(
     _check_vocab(name, params, student_logits.shape[-1])
     _check_chunk(chunk_size)
     if name == "sampled_token":
-
-        def kernel(s, t, tok, *, temperature):  # noqa: F811 -- the divergence, not the loss
-            return _sampled_log_probs(s, tok, temperature) - _sampled_log_probs(t, tok, temperature)
+        kernel = _sampled_log_ratio  # the divergence estimate, not the loss terms
 
     B, T, V = student_logits.shape
     s = student_logits.reshape(B * T, V)
@@ -547,11 +553,8 @@ def divergence_per_token(
     out = torch.zeros(B * T, dtype=torch.float32, device=student_logits.device)
     step = chunk_size or B * T
     for start in range(0, B * T, step):
-        keep_c = keep[start : start + step]
-        rows = keep_c.nonzero().squeeze(-1)
-        if rows.numel() == 0:
+        idx = start + keep[start : start + step].nonzero().squeeze(-1)  # kept rows of this chunk
+        if idx.numel() == 0:
             continue
-        s_c, t_c = s[start : start + step][rows], t[start : start + step][rows]
-        tok_c = None if tok is None else tok[start : start + step][rows]
-        out[start + rows] = kernel(s_c, t_c, tok_c, **params).float()
+        out[idx] = kernel(s[idx], t[idx], None if tok is None else tok[idx], **params).float()
     return out.reshape(B, T)

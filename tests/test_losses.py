@@ -134,19 +134,23 @@ def test_jsd_matches_naive_reference(beta, temperature):
     assert got.item() == pytest.approx(want, abs=1e-5, rel=1e-5)
 
 
-@pytest.mark.parametrize("clip_mode,clip", [("none", 0.05), ("token", 0.05), ("token", 0.3), ("entry", 0.01), ("entry", 0.05)])
+@pytest.mark.parametrize(
+    "clip_mode,clip", [("none", 0.05), ("token", 0.05), ("token", 0.3), ("entry", 0.01), ("entry", 0.05)]
+)
 @pytest.mark.parametrize("k,temperature", [(1, 1.0), (4, 1.2), (V, 0.8)])
 def test_topk_matches_naive_reference(k, temperature, clip_mode, clip):
     student, teacher, mask, _ = make_batch(seed=3)
     got = L.topk_forward_kl(student, teacher, mask, k=k, temperature=temperature, clip=clip, clip_mode=clip_mode)
-    want = ref_loss("topk_forward_kl", student, teacher, mask, k=k, temperature=temperature, clip=clip, clip_mode=clip_mode)
+    params = {"k": k, "temperature": temperature, "clip": clip, "clip_mode": clip_mode}
+    want = ref_loss("topk_forward_kl", student, teacher, mask, **params)
     assert got.item() == pytest.approx(want, abs=1e-5, rel=1e-5)
 
 
 def test_named_functions_equal_dispatcher_and_registry():
     student, teacher, mask, tokens = make_batch(seed=4)
     assert set(L.DIVERGENCES) == set(NAMES) == set(L.PARAMS)
-    assert L.forward_kl(student, teacher, mask, 1.3) == call("forward_kl", student, teacher, mask, tokens, temperature=1.3)
+    want = call("forward_kl", student, teacher, mask, tokens, temperature=1.3)
+    assert L.forward_kl(student, teacher, mask, 1.3) == want
     assert L.reverse_kl(student, teacher, mask) == call("reverse_kl", student, teacher, mask, tokens)
     assert L.sampled_token_loss(student, teacher, mask, tokens) == call("sampled_token", student, teacher, mask, tokens)
     s, t, m, _ = make_batch(seed=4, v=32)  # the default k=20 needs V >= 20
@@ -228,6 +232,17 @@ def test_lm_head_chunked_equals_full_logits(name, chunk_size):
     assert got.item() == pytest.approx(ref.item(), abs=1e-6, rel=1e-6)
     for a, b in zip(got_grads, ref_grads):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_chunked_paths_under_no_grad():
+    hs, ht, weight, bias, mask, _ = _lm_head_case()
+    student, teacher = F.linear(hs, weight, bias), F.linear(ht, weight, bias)
+    want = L.forward_kl(student, teacher, mask).item()
+    with torch.no_grad():
+        a = L.forward_kl(student, teacher, mask, chunk_size=4)
+        b = L.lm_head_chunked_divergence("forward_kl", hs, ht, weight, mask, 4, bias=bias)
+    assert not a.requires_grad and not b.requires_grad
+    assert a.item() == pytest.approx(want, abs=1e-6) and b.item() == pytest.approx(want, abs=1e-6)
 
 
 def test_lm_head_separate_teacher_head_and_no_bias():
@@ -335,11 +350,15 @@ def test_entry_clip_caps_each_entry():
         student[0, 0, 0] = -5.0
     mask = torch.ones(1, 1, dtype=torch.bool)
     entry = L.topk_forward_kl(student, teacher, mask, k=4, temperature=1.0, clip=0.05, clip_mode="entry")
-    assert entry.item() == pytest.approx(ref_loss("topk_forward_kl", student, teacher, mask, k=4, temperature=1.0, clip=0.05, clip_mode="entry"), abs=1e-6)
+    params = {"k": 4, "temperature": 1.0, "clip": 0.05}
+    assert entry.item() == pytest.approx(
+        ref_loss("topk_forward_kl", student, teacher, mask, clip_mode="entry", **params), abs=1e-6
+    )
     # The capped entry loses its pull: the gradient no longer raises the teacher's top token.
     (g,) = torch.autograd.grad(entry, student)
     assert g[0, 0, 0] > 0  # descent lowers it further -- the failure DESIGN section 4 measured
-    (g_none,) = torch.autograd.grad(L.topk_forward_kl(student, teacher, mask, k=4, temperature=1.0, clip_mode="none"), student)
+    unclipped = L.topk_forward_kl(student, teacher, mask, k=4, temperature=1.0, clip_mode="none")
+    (g_none,) = torch.autograd.grad(unclipped, student)
     assert g_none[0, 0, 0] < 0
 
 
@@ -579,7 +598,8 @@ def test_topk_matches_trl_sdft_on_a_shared_support(trl_fns, temperature):
 def test_sampled_token_matches_trl_sdft(trl_fns):
     trl_sampled = _need(trl_fns, "compute_sampled_token_self_distillation_loss")
     student, teacher, mask, tokens = make_batch(seed=26)
-    per_token = trl_sampled(student, teacher, tokens, distillation_alpha=1.0)  # (B, T): (log S - log T).detach() * log S
+    # (B, T): (log S - log T).detach() * log S, i.e. our -A * log S
+    per_token = trl_sampled(student, teacher, tokens, distillation_alpha=1.0)
     want = (per_token * mask).sum() / mask.sum()
     got = L.sampled_token_loss(student, teacher, mask, tokens)
     assert got.item() == pytest.approx(want.item(), abs=1e-6)
@@ -603,6 +623,7 @@ def test_matches_imported_trl():
         assert L.jsd(student, teacher, mask, beta=beta, temperature=0.9).item() == pytest.approx(want.item(), abs=1e-6)
     full = loss_utils.compute_full_logit_self_distillation_loss(student.detach(), teacher, distillation_alpha=0.0)
     torch.testing.assert_close(L.divergence_per_token("forward_kl", student, teacher, mask), full * mask)
-    per_token = loss_utils.compute_sampled_token_self_distillation_loss(student, teacher, tokens, distillation_alpha=1.0)
+    sampled = loss_utils.compute_sampled_token_self_distillation_loss
+    per_token = sampled(student, teacher, tokens, distillation_alpha=1.0)
     want = (per_token * mask).sum() / mask.sum()
     assert L.sampled_token_loss(student, teacher, mask, tokens).item() == pytest.approx(want.item(), abs=1e-6)
