@@ -67,7 +67,7 @@ def check_answer_match(check: AnswerMatchCheck, text: str, reference: str | None
     try:
         matches = list(pattern.finditer(text, timeout=timeout))
     except TimeoutError:
-        _warn_timeout(check.pattern)
+        _warn_timeout(check.pattern, timeout)
         return None
     if not matches:
         return 0.0
@@ -110,10 +110,10 @@ def _search(check: RegexCheck | NotRegexCheck, text: str, timeout: float) -> boo
     try:
         return pattern.search(text, timeout=timeout) is not None
     except TimeoutError:
-        _warn_timeout(check.pattern)
+        _warn_timeout(check.pattern, timeout)
         return None
 
 
-def _warn_timeout(pattern: str) -> None:
-    warnings.warn(f"pattern {pattern!r} ran past its {REGEX_TIMEOUT_S:g}s limit; criterion left unscored",
+def _warn_timeout(pattern: str, timeout: float) -> None:
+    warnings.warn(f"pattern {pattern!r} ran past its {timeout:g}s limit; criterion left unscored",
                   CheckTimeout, stacklevel=3)

@@ -36,17 +36,22 @@ def cmd_score(args: argparse.Namespace) -> int:
     references = {t.id: t.reference for t in tasks}
     prompts = {t.id: t.prompt for t in tasks}
     chains = []
+    seen: dict[str, int] = {}
     for line, chain in iter_jsonl(args.chains):
         for key in ("id", "text"):
             if not isinstance(chain.get(key), str):
                 raise InputError(f"missing or non-string {key!r}", source=args.chains, line=line, field=key)
+        if chain["id"] in seen:
+            raise InputError(f"duplicate chain id {chain['id']!r} (first on line {seen[chain['id']]})",
+                             source=args.chains, line=line, field="id")
+        seen[chain["id"]] = line
         if "reference" in chain and chain["reference"] is not None and not isinstance(chain["reference"], str):
             chain["reference"] = str(chain["reference"])
         chains.append(chain)
     judge = _load_judge(args.judge) if args.judge else None
     results = [score_chain(rubric, c, task_references=references, task_prompts=prompts, judge=judge)
                for c in tqdm(chains, desc="scoring", unit="chain", disable=None, file=sys.stderr)]
-    write_jsonl(args.out, [r.to_record() for r in results])
+    _write_out(args.out, [r.to_record() for r in results], write_jsonl)
     print(_table(summarize_scores(rubric, results)))
     print(f"wrote {len(results)} scores to {args.out}", file=sys.stderr)
     return 0
@@ -59,7 +64,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from rcsd_core.files import write_jsonl
-    from rcsd_core.models import load_model
+    from rcsd_core.models import check_model, load_model, resolve_device
     from rcsd_core.preview import contexts_for, preview_chains
     from rcsd_core.rubric import load_rubric
     from rcsd_core.scoring import summarize_scores
@@ -70,9 +75,16 @@ def cmd_preview(args: argparse.Namespace) -> int:
     if args.limit:
         tasks = tasks[: args.limit]
     contexts_for(args.context)
+    # every input is checked before the slow part starts, so bad input costs no model load
+    resolve_device(args.device)
+    check_model(args.model)
+    if args.judge:
+        check_model(args.judge)
+    if not args.temperature >= 0:
+        raise InputError(f"must be 0 (greedy) or more, got {args.temperature}", field="--temperature")
     print(f"loading {args.model} ...", file=sys.stderr)
     model, tokenizer = load_model(args.model, device=args.device)
-    judge = _load_judge(args.judge) if args.judge else None
+    judge = _load_judge(args.judge, device=args.device) if args.judge else None
     bar = tqdm(total=len(tasks) * args.samples * len(contexts_for(args.context)), desc="sampling", unit="chain",
                disable=None, file=sys.stderr)
 
@@ -83,7 +95,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
                                     samples=args.samples, max_new_tokens=args.max_new_tokens, context=args.context,
                                     seed=args.seed, temperature=args.temperature, judge=judge, progress=progress)
     bar.close()
-    write_jsonl(args.out, records)
+    _write_out(args.out, records, write_jsonl)
     for kind in contexts_for(args.context):
         print(f"\n{kind} context")
         print(_table(summarize_scores(rubric, [r for r in records if r["context"] == kind])))
@@ -174,12 +186,24 @@ def _positive(text: str) -> int:
     return value
 
 
-def _load_judge(name: str):
+def _load_judge(name: str, device: str = "auto"):
     from rcsd_core.judge import LocalJudge
-    from rcsd_core.models import load_model
+    from rcsd_core.models import check_model, load_model
 
-    model, tokenizer = load_model(name)
-    return LocalJudge(model, tokenizer, name=name)
+    check_model(name)
+    model, tokenizer = load_model(name, device=device)
+    try:
+        return LocalJudge(model, tokenizer, name=name)
+    except ValueError as exc:
+        raise InputError(str(exc), field="--judge") from None
+
+
+def _write_out(path: str, records: list[dict], write) -> None:
+    """Write the output file; a path that cannot be written is the user's to fix (exit 2)."""
+    try:
+        write(path, records)
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror or exc}", source=path, field="--out") from None
 
 
 def _table(frame) -> str:

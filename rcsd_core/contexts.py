@@ -90,6 +90,31 @@ def judge_messages(criterion: Criterion, *, prompt: str, text: str, reference: s
     ]
 
 
+def draft_messages(description: str, prompts: list[str], references: list[str | None]) -> Messages:
+    """Ask a model to draft rubric criteria (the paper's stage 1) as a YAML list, from a task
+    description and a few example prompts with their reference answers."""
+    examples = []
+    for i, (prompt, reference) in enumerate(zip(prompts, references), start=1):
+        examples.append(f"Example {i}.\nQuestion: {prompt.strip()}"
+                        + (f"\nReference answer: {reference.strip()}" if reference else ""))
+    shown = "\n\n".join(examples) if examples else "(no examples given)"
+    return [
+        {"role": "system", "content": "You write grading rubrics for answers to tasks. Reply with YAML only."},
+        {"role": "user", "content": (
+            f"Task type: {description.strip()}\n\n{shown}\n\n"
+            "Write 4 to 8 criteria that a strong answer to tasks of this type must meet, and 1 or 2 pitfalls "
+            "(flaws a weak answer shows). Each criterion must be checkable on one answer and must not repeat "
+            "another. Reply with a YAML list only, in this form:\n"
+            "- title: Final answer line\n"
+            "  description: The answer ends with a line \"Answer: <result>\".\n"
+            "  weight: 3\n"
+            "- title: Rambling\n"
+            "  description: The answer repeats itself or adds text unrelated to the task.\n"
+            "  weight: -1\n"
+            "Use weights from 1 (minor) to 5 (essential); give pitfalls a negative weight.")},
+    ]
+
+
 def encode_messages(tokenizer, messages: Messages) -> list[int]:
     """Token ids of a conversation with the assistant turn opened (ready to sample or score)."""
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True, return_dict=False)

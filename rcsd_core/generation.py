@@ -44,10 +44,13 @@ class SamplingStats:
 @torch.no_grad()
 def sample_chains(model, tokenizer, prompts: list[list[int]], *, n: int = 1, max_new_tokens: int = 128,
                   temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 8,
+                  min_new_tokens: int = 0,
                   progress: Callable[[int, int], None] | None = None) -> tuple[list[Sample], SamplingStats]:
     """Sample n completions for each prompt (token ids), in batches of `batch_size` sequences.
 
-    temperature 0 decodes greedily. `progress(done, total)` is called after each batch.
+    temperature 0 decodes greedily. `min_new_tokens` holds back end-of-turn that long (the
+    benchmark uses it so every chain has the same length). `progress(done, total)` is called
+    after each batch.
     """
     jobs = [(p, s) for p in range(len(prompts)) for s in range(n)]
     device = next(model.parameters()).device
@@ -65,7 +68,7 @@ def sample_chains(model, tokenizer, prompts: list[list[int]], *, n: int = 1, max
             sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else \
                 dict(do_sample=False)
             out = model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=max_new_tokens,
-                                 eos_token_id=eos, pad_token_id=pad, top_k=None, **sampling)
+                                 min_new_tokens=min_new_tokens or None, eos_token_id=eos, pad_token_id=pad, top_k=None, **sampling)
             new = out[:, input_ids.shape[1]:].tolist()
             for (p, s), ids in zip(batch, new):
                 completion, finished = cut_at_eos(ids, eos)

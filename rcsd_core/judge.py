@@ -12,6 +12,7 @@ not understand the question, and the verdict is None — never 0.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Protocol
 
@@ -61,9 +62,12 @@ def verdict_from_logits(logits: torch.Tensor, yes_ids: list[int], no_ids: list[i
     p_yes = float(probs[yes_ids].sum())
     p_no = float(probs[no_ids].sum())
     raw = f"P(yes)={p_yes:.4f} P(no)={p_no:.4f}"
-    if p_yes + p_no < MIN_YES_NO_MASS:
+    # NaN logits, too little mass on yes/no, or an exact tie: no verdict — None, never 0
+    if not math.isfinite(p_yes + p_no) or p_yes + p_no < MIN_YES_NO_MASS:
         return Verdict(score=None, probability=None, raw=raw + " (no usable verdict)", judge=name)
     p = p_yes / (p_yes + p_no)
+    if p == 0.5:
+        return Verdict(score=None, probability=p, raw=raw + " (tie)", judge=name)
     return Verdict(score=1.0 if p > 0.5 else 0.0, probability=p, raw=raw, judge=name)
 
 

@@ -40,9 +40,12 @@ def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError:
         raise InputError(f"unknown device {device!r}", field="device") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} asked for, but no CUDA GPU is available", field="device")
+    return resolved
 
 
 def resolve_dtype(dtype: str = "auto", device: torch.device | None = None) -> torch.dtype:
@@ -89,6 +92,17 @@ def load_model(name: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = 
         model = AutoModelForCausalLM.from_pretrained(_local_source(name), dtype=torch_dtype)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model.to(torch_device).eval(), tokenizer
+
+
+def check_model(name: str) -> None:
+    """Refuse an unknown model name (InputError) before any slow loading starts."""
+    if name == TINY_RANDOM:
+        return
+    if name == DEFAULT_MODEL:
+        if not (cache_dir() / "models" / DEFAULT_MODEL / "config.json").is_file():
+            embedded_gguf_path()
+        return
+    _local_source(name)
 
 
 def build_tiny_random(tokenizer: PreTrainedTokenizerBase, *, seed: int = 0, hidden_size: int = 64,

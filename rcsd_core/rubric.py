@@ -30,12 +30,14 @@ from typing import Annotated, Any, Literal, Union
 
 import regex
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError,
+                      field_validator, model_validator)
 
 from rcsd_core.errors import InputError
 from rcsd_core.files import atomic_write_text, read_text
 
 MAX_CRITERIA = 50
+MAX_RUBRIC_BYTES = 2**20  # a rubric is a page of text; anything near a megabyte is a mistake
 DEFAULT_ANSWER_PATTERN = r"(?im)^\s*answer\s*:\s*(.+?)\s*$"
 REGEX_FLAGS = {"IGNORECASE": regex.IGNORECASE, "MULTILINE": regex.MULTILINE, "DOTALL": regex.DOTALL}
 RegexFlag = Literal["IGNORECASE", "MULTILINE", "DOTALL"]
@@ -47,6 +49,16 @@ def compile_pattern(pattern: str, flags: list[str] | tuple[str, ...] = ()) -> re
     for name in flags:
         value |= REGEX_FLAGS[name]
     return regex.compile(pattern, value)
+
+
+def _plain_number(value: Any) -> Any:
+    # YAML turns `yes` into True and `"5"` stays a string; neither is a number a user meant to give
+    if isinstance(value, (bool, str)):
+        raise ValueError(f"must be a number, not {value!r}")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_plain_number)]
 
 
 class _Strict(BaseModel):
@@ -80,26 +92,26 @@ class ContainsCheck(_Strict):
     type: Literal["contains"]
     terms: list[Annotated[str, Field(min_length=1)]] = Field(min_length=1)
     mode: Literal["any", "all"] = "any"
-    case_sensitive: bool = False
+    case_sensitive: StrictBool = False
 
 
 class MaxWordsCheck(_Strict):
     """Passes when the whitespace-split word count is at most `limit`."""
     type: Literal["max_words"]
-    limit: int = Field(ge=0)
+    limit: StrictInt = Field(ge=0)
 
 
 class MinWordsCheck(_Strict):
     """Passes when the whitespace-split word count is at least `limit`."""
     type: Literal["min_words"]
-    limit: int = Field(ge=0)
+    limit: StrictInt = Field(ge=0)
 
 
 class AnswerMatchCheck(_Strict):
     """Passes when the last `pattern` match's group equals the task's reference."""
     type: Literal["answer_match"]
     pattern: str = DEFAULT_ANSWER_PATTERN
-    tolerance: float = Field(default=1e-6, ge=0)
+    tolerance: Number = Field(default=1e-6, ge=0)
 
     @model_validator(mode="after")
     def _one_group(self):
@@ -131,7 +143,7 @@ class Criterion(_Strict):
     id: str = Field(pattern=r"^[a-z0-9-]+$", max_length=64)
     title: str = ""
     description: str = Field(min_length=1)
-    weight: float
+    weight: Number
     check: Check | None = None
 
     @field_validator("weight")
@@ -198,7 +210,7 @@ def rubric_version(rubric: Rubric) -> str:
 
 def load_rubric(path: str | Path) -> Rubric:
     """Load and validate a rubric YAML file; bad input raises InputError (file, line, field)."""
-    return parse_rubric(read_text(path), source=path)
+    return parse_rubric(read_text(path, max_bytes=MAX_RUBRIC_BYTES), source=path)
 
 
 def parse_rubric(text: str, *, source: str | Path = "<rubric>") -> Rubric:
@@ -211,7 +223,9 @@ def parse_rubric(text: str, *, source: str | Path = "<rubric>") -> Rubric:
         problem = getattr(exc, "problem", None) or str(exc)
         raise InputError(f"malformed YAML: {problem}", source=source,
                          line=mark.line + 1 if mark else None) from None
-    return rubric_from_data(data, source=source, lines=_node_lines(node))
+    lines = _node_lines(node)
+    _refuse_duplicate_keys(node, source)
+    return rubric_from_data(data, source=source, lines=lines)
 
 
 def rubric_from_data(data: Any, *, source: str | Path = "<rubric>",
@@ -265,25 +279,74 @@ _BlockDumper.add_representer(str, _str_presenter)
 
 # ---------------------------------------------------------------------------- error messages
 
-def _node_lines(node: yaml.Node | None, path: tuple = ()) -> dict[tuple, int]:
-    """Map each path in the YAML document (keys and list indexes) to its 1-based line."""
+def _node_lines(node: yaml.Node | None, path: tuple = (), _seen: set[int] | None = None) -> dict[tuple, int]:
+    """Map each path in the YAML document (keys and list indexes) to its 1-based line.
+
+    An alias points back at a node already walked; it is not walked again, so a document of
+    nested aliases ("billion laughs") costs its size, not its expansion.
+    """
     lines: dict[tuple, int] = {}
-    if node is None:
+    seen = set() if _seen is None else _seen
+    if node is None or id(node) in seen:
         return lines
+    seen.add(id(node))
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key, value in node.value:
             sub = path + (key.value,)
-            lines.update(_node_lines(value, sub))
+            lines.update(_node_lines(value, sub, seen))
             lines[sub] = key.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            lines.update(_node_lines(item, path + (i,)))
+            lines.update(_node_lines(item, path + (i,), seen))
     return lines
 
 
+def _refuse_duplicate_keys(node: yaml.Node | None, source, path: tuple = (), _seen: set[int] | None = None) -> None:
+    """PyYAML keeps the last of two equal keys silently; a rubric with `weight` twice is a mistake."""
+    seen = set() if _seen is None else _seen
+    if node is None or id(node) in seen:
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        keys: set = set()
+        for key, value in node.value:
+            name = key.value if isinstance(key, yaml.ScalarNode) else None
+            if name is not None and name in keys:
+                raise InputError("duplicate key", source=source, line=key.start_mark.line + 1,
+                                 field=_field_label(node, path + (name,)))
+            keys.add(name)
+            _refuse_duplicate_keys(value, source, path + (name,), seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _refuse_duplicate_keys(item, source, path + (i,), seen)
+
+
+def _field_label(mapping: yaml.MappingNode, path: tuple) -> str:
+    """`criterion 'x'.field` inside a criterion (its id read from the node), else the dotted path."""
+    if len(path) >= 3 and path[0] == "criteria" and isinstance(path[1], int):
+        ids = [v.value for k, v in mapping.value if getattr(k, "value", None) == "id" and isinstance(v, yaml.ScalarNode)] \
+            if len(path) == 3 else []
+        label = f"criterion {ids[0]!r}" if ids else f"criteria[{path[1]}]"
+        return ".".join([label] + [str(p) for p in path[2:]])
+    return ".".join(str(p) for p in path)
+
+
+def _clean_loc(err: dict) -> tuple:
+    """The error's path without pydantic's union tag, pointing at the field the message is about."""
+    raw = err["loc"]
+    # pydantic puts the discriminator value after `check` (criteria.0.check.regex.pattern)
+    loc = tuple(p for i, p in enumerate(raw) if not (i > 0 and raw[i - 1] == "check" and p in CHECK_TYPES))
+    if loc[-1:] == ("check",):
+        if err["type"] == "union_tag_invalid":
+            loc += ("type",)
+        elif "regular expression" in err["msg"] or "capture group" in err["msg"]:
+            loc += ("pattern",)
+    return loc
+
+
 def _locate(err: dict, data: dict) -> tuple[str | None, str, str]:
-    loc = [p for p in err["loc"] if p not in CHECK_TYPES or not isinstance(p, str)]
+    loc = list(_clean_loc(err))
     criterion_id = None
     if len(loc) >= 2 and loc[0] == "criteria" and isinstance(loc[1], int):
         crits = data.get("criteria") or []
@@ -304,7 +367,7 @@ def _explain(exc: ValidationError, data: dict, source, lines: dict[tuple, int]) 
     errors = exc.errors()
     first = errors[0]
     criterion_id, field, message = _locate(first, data)
-    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and p in CHECK_TYPES))
+    loc = _clean_loc(first)
     line = None
     for cut in range(len(loc), -1, -1):
         if loc[:cut] in lines:

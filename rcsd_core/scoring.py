@@ -71,6 +71,8 @@ def score_chain(rubric: Rubric, chain: dict, *, task_references: dict[str, str |
     reference = chain.get("reference")
     if reference is None and task_references:
         reference = task_references.get(chain.get("task_id"))
+    if reference is not None and not isinstance(reference, str):
+        reference = str(reference)  # a bare JSON number, e.g. "reference": 42
     prompt = chain.get("prompt") or (task_prompts or {}).get(chain.get("task_id"), "")
     scores, verdicts = score_text(rubric, chain["text"], reference=reference, prompt=prompt, judge=judge)
     return ChainScore(chain_id=chain["id"], scores=scores, total=total_score(rubric, scores), verdicts=verdicts)

@@ -1,0 +1,27 @@
+"""The rcsd studio: author rubrics, preview chains, review them, run rounds and show results.
+
+    streamlit run app.py            # or: rcsd app
+    RCSD_HOME=/data/rcsd streamlit run app.py
+
+The workspace (rubrics, task sets, chains, runs, reviews) lives under $RCSD_HOME, default
+~/rcsd-workspace; the sample rubrics are copied in on first start. Each page is a short script
+in pages/ that reads widgets, calls rcsd_core and renders.
+"""
+
+import streamlit as st
+
+from rcsd_core.workspace import ensure_workspace, workspace_root
+
+st.set_page_config(page_title="rcsd studio", page_icon=":material/school:", layout="wide")
+ensure_workspace(workspace_root())
+
+pages = [
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/rubrics.py", title="Rubrics", icon=":material/checklist:"),
+    st.Page("pages/preview.py", title="Preview", icon=":material/visibility:"),
+    st.Page("pages/review.py", title="Review", icon=":material/rate_review:"),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("pages/results.py", title="Results", icon=":material/insights:"),
+]
+st.sidebar.caption(f"Workspace: `{workspace_root()}`")
+st.navigation(pages).run()

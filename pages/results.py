@@ -1,0 +1,109 @@
+"""Results: for stakeholders — per-criterion before/after with uncertainty, eval totals over steps,
+the same prompt answered before and after, and a self-contained HTML report to share."""
+
+import pandas as pd
+import streamlit as st
+
+from rcsd_core import charts, runs
+from rcsd_core import workspace as ws
+from rcsd_core.errors import InputError
+from rcsd_core.report import render_report
+
+root = ws.ensure_workspace(ws.workspace_root())
+
+
+def fmt(value) -> str:
+    return "—" if value is None or pd.isna(value) else f"{value:.3f}"
+
+
+st.title("Results")
+
+table = runs.list_runs(ws.runs_root(root))
+if table.empty:
+    st.info("No runs yet. Launch a round on the Train page; its results appear here.")
+    st.stop()
+run_ids = list(table["id"])
+default = st.session_state.get("run_id") if st.session_state.get("run_id") in run_ids else run_ids[0]
+run_id = st.selectbox("Run", run_ids, index=run_ids.index(default),
+                      format_func=lambda r: f"{r} · {table.loc[table['id'] == r, 'status'].iloc[0]}")
+st.session_state["run_id"] = run_id
+run_dir = ws.run_dir(root, run_id)
+status = runs.read_status(run_dir)
+config = runs.load_run_config(run_dir).model_dump(mode="json")
+metrics = runs.read_metrics(run_dir)
+evaluation = runs.read_eval(run_dir)
+
+rubric_name = config["rubric"].get("name") if isinstance(config["rubric"], dict) else config["rubric"]
+st.caption(f"**{config['method']}** on **{config['model']}** · rubric **{rubric_name}** · "
+           f"{config['steps']} steps × {config['prompts_per_step']} prompts × {config['samples_per_prompt']} samples · "
+           f"status **{status['status']}**")
+
+try:
+    from rcsd_core.evaluation import evaluate_run
+except ImportError:
+    evaluate_run = None
+if evaluation is None:
+    st.info("This run has no before/after evaluation yet." +
+            ("" if status["status"] == "done" else " It can be evaluated once the round is done."))
+    if evaluate_run is not None and status["status"] in ("done", "stopped"):
+        n_eval = st.number_input("Eval prompts", 1, 10_000, min(int(config.get("eval_tasks") or 40), 20),
+                                 help="The first N prompts of the eval split; more prompts, tighter intervals.")
+        if st.button("Evaluate base vs adapter now"):
+            with st.spinner("Sampling the base model and the adapter on the eval split…"):
+                try:
+                    evaluation = evaluate_run(run_dir, tasks=int(n_eval))
+                except InputError as exc:
+                    st.error(str(exc))
+
+# ---------------------------------------------------------------------------- headline and criteria
+rows = charts.before_after_rows(evaluation) if evaluation else pd.DataFrame()
+if not rows.empty:
+    total = rows[rows["criterion"] == "total"]
+    if not total.empty:
+        t = total.iloc[0]
+        a, b, c = st.columns(3)
+        a.metric("eval total · before", fmt(t["before"]))
+        b.metric("eval total · after", fmt(t["after"]),
+                 delta=None if t["delta"] is None or pd.isna(t["delta"]) else f"{t['delta']:+.3f}")
+        ci = t["delta_ci"]
+        c.metric("95% CI of the change", "—" if not ci else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]",
+                 help="Bootstrap interval; when it includes zero the change is not distinguishable from noise.")
+    criteria_rows = rows[rows["criterion"] != "total"]
+    left, right = st.columns(2)
+    left.plotly_chart(charts.before_after_figure(criteria_rows), width="stretch")
+    right.plotly_chart(charts.change_figure(rows), width="stretch")
+    shown = rows.assign(delta_ci=rows["delta_ci"].map(lambda ci: "—" if not ci else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]"))
+    st.dataframe(shown, hide_index=True, width="stretch",
+                 column_config={"significant": st.column_config.CheckboxColumn("CI excludes 0")})
+
+eval_fig = charts.eval_totals_figure(metrics)
+if eval_fig is not None:
+    st.plotly_chart(eval_fig, width="stretch")
+elif rows.empty:
+    figures = charts.metric_figures(metrics)
+    if figures:
+        st.plotly_chart(next(iter(figures.values())), width="stretch")
+    else:
+        st.caption("No metrics logged yet.")
+
+# ---------------------------------------------------------------------------- same prompt, before and after
+pairs = charts.prompt_pairs(evaluation) if evaluation else pd.DataFrame()
+if not pairs.empty:
+    st.subheader("The same prompt, before and after")
+    index = st.selectbox("Prompt", range(len(pairs)),
+                         format_func=lambda i: f"{pairs.iloc[i]['task_id']}: {str(pairs.iloc[i]['prompt'])[:80]}")
+    pair = pairs.iloc[index]
+    st.text(pair["prompt"])
+    if pair["reference"]:
+        st.caption(f"Reference: {pair['reference']}")
+    left, right = st.columns(2)
+    for col, side in ((left, "before"), (right, "after")):
+        value = pair[f"{side}_total"]
+        col.markdown(f"**{side}** · total {fmt(value)}")
+        col.code(pair[side] or "(empty)", language=None, wrap_lines=True)
+
+# ---------------------------------------------------------------------------- report
+st.divider()
+report = render_report(run_id=run_id, config=config, status=status, metrics=metrics, evaluation=evaluation)
+st.download_button("Download the HTML report", report, file_name=f"rcsd-report-{run_id}.html", mime="text/html",
+                   type="primary", help="One self-contained file (plotly inline), opens offline.")

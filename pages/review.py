@@ -1,0 +1,126 @@
+"""Review: the queue of flagged chains; decide each (accept / reject / rubric needs work) with a note
+and per-criterion verdicts, appended with reviewer and time; history, disagreement, export, calibration."""
+
+import pandas as pd
+import streamlit as st
+
+from rcsd_core import workspace as ws
+from rcsd_core.errors import InputError
+from rcsd_core.store import DECISIONS, STATUSES, ReviewStore, disagreements
+
+root = ws.ensure_workspace(ws.workspace_root())
+store = ReviewStore(ws.store_path(root))
+VERDICT_CHOICES = {"—": None, "pass": 1.0, "fail": 0.0}
+VERDICT_LABEL = {None: "—", 1.0: "pass", 0.0: "fail"}
+
+st.title("Review")
+everything = store.queue()
+if everything.empty:
+    st.info("Nothing flagged yet. Open a chain on the Preview page and flag it for review.")
+    st.stop()
+
+# ---------------------------------------------------------------------------- queue and filters
+f1, f2, f3, f4 = st.columns(4)
+rubric_filter = f1.selectbox("Rubric", ["(all)"] + sorted(everything["rubric_name"].unique()))
+criteria = sorted(c for c in everything["criterion"].dropna().unique())
+criterion_filter = f2.selectbox("Criterion", ["(all)"] + criteria)
+status_filter = f3.selectbox("Status", ["(all)", *STATUSES], index=1 if (everything["status"] == "open").any() else 0)
+reviewer_filter = f4.selectbox("Decided by", ["(anyone)"] + store.reviewers())
+queue = store.queue(rubric=None if rubric_filter == "(all)" else rubric_filter,
+                    criterion=None if criterion_filter == "(all)" else criterion_filter,
+                    status=None if status_filter == "(all)" else status_filter,
+                    reviewer=None if reviewer_filter == "(anyone)" else reviewer_filter)
+counts = everything["status"].value_counts()
+st.caption(" · ".join(f"{s}: {int(counts.get(s, 0))}" for s in STATUSES))
+st.dataframe(queue[["id", "status", "chain_id", "rubric_name", "criterion", "reason", "flagged_by", "time",
+                    "last_reviewer"]], hide_index=True, width="stretch", height=220)
+if queue.empty:
+    st.info("No flags match these filters.")
+    st.stop()
+
+# ---------------------------------------------------------------------------- one flag
+flag_ids = [int(i) for i in queue["id"]]
+chosen = st.session_state.get("flag_id") if st.session_state.get("flag_id") in flag_ids else flag_ids[0]
+flag_id = st.selectbox("Flag", flag_ids, index=flag_ids.index(chosen),
+                       format_func=lambda i: f"#{i} · {queue.loc[queue['id'] == i, 'chain_id'].iloc[0]} · "
+                                             f"{queue.loc[queue['id'] == i, 'status'].iloc[0]}")
+st.session_state["flag_id"] = flag_id
+flag = store.flag(flag_id)
+chain = flag["chain"]
+latest = flag["latest"] or {}
+criterion_ids = list((chain.get("scores") or {}).keys())
+
+left, right = st.columns([3, 2])
+with left:
+    st.markdown(f"**Flagged by** {flag['flagged_by']} · {flag['time']} · rubric `{flag['rubric_name']}@"
+                f"{flag['rubric_version']}`" + (f" · criterion `{flag['criterion']}`" if flag["criterion"] else ""))
+    st.info(f"Reason: {flag['reason']}")
+    st.markdown(f"**Prompt** ({chain.get('task_id')}, {chain.get('context', '?')} context)")
+    st.text(chain.get("prompt", ""))
+    st.markdown("**Chain**")
+    st.code(chain.get("text") or "(empty)", language=None, wrap_lines=True)
+    if chain.get("reference"):
+        st.caption(f"Reference: {chain['reference']}")
+with right:
+    st.markdown(f"**Status:** `{flag['status']}`")
+    with st.form(f"decide-{flag_id}", clear_on_submit=False):
+        reviewer = st.text_input("Reviewer", value=st.session_state.get("user", ""))
+        decision = st.radio("Decision", DECISIONS, horizontal=True,
+                            index=DECISIONS.index(latest["decision"]) if latest.get("decision") in DECISIONS else 0)
+        st.caption("Your verdict per criterion (leave — where you do not judge it). Automatic score in brackets.")
+        verdicts = {}
+        for cid in criterion_ids:
+            auto = chain["scores"].get(cid)
+            default = VERDICT_LABEL.get((latest.get("verdicts") or {}).get(cid), "—")
+            verdicts[cid] = VERDICT_CHOICES[st.selectbox(f"{cid} (auto: {VERDICT_LABEL.get(auto, auto)})",
+                                                         list(VERDICT_CHOICES), index=list(VERDICT_CHOICES).index(default),
+                                                         key=f"v-{flag_id}-{cid}")]
+        note = st.text_area("Note", height=80)
+        if st.form_submit_button("Record decision", type="primary"):
+            try:
+                store.add_review(flag_id, reviewer=reviewer, decision=decision, note=note, verdicts=verdicts)
+                st.session_state["user"] = reviewer.strip()
+                st.rerun()
+            except InputError as exc:
+                st.error(str(exc))
+
+history = store.history(flag_id)
+if latest:
+    differ = disagreements(chain, latest.get("verdicts") or {})
+    if differ:
+        st.warning("The reviewer disagrees with the automatic score on: " +
+                   ", ".join(f"`{d['criterion']}` (auto {VERDICT_LABEL[d['auto']]}, human {VERDICT_LABEL[d['human']]})"
+                             for d in differ))
+st.subheader("History")
+if history:
+    st.dataframe(pd.DataFrame([{**{k: h[k] for k in ("time", "reviewer", "decision", "note")},
+                                "verdicts": ", ".join(f"{k}: {VERDICT_LABEL.get(v, v)}"
+                                                      for k, v in h["verdicts"].items() if v is not None)}
+                               for h in history]), hide_index=True, width="stretch")
+else:
+    st.caption("No decision yet.")
+
+# ---------------------------------------------------------------------------- export and calibration
+st.subheader("Export and calibration")
+excluded = store.excluded_chain_ids()
+st.caption(f"{len(excluded)} rejected chain{'s' if len(excluded) != 1 else ''} "
+           "are excluded from training and evaluation.")
+st.download_button("Export reviewed chains (JSONL)", store.export_jsonl(), file_name="reviewed-chains.jsonl",
+                   mime="application/jsonl")
+pairs = store.verdict_pairs(None if rubric_filter == "(all)" else rubric_filter)
+try:
+    from rcsd_core.calibration import calibrate
+except ImportError:
+    calibrate = None
+st.markdown("**Calibration** — agreement of the automatic verdicts with reviewers' per-criterion verdicts "
+            "(accuracy and Cohen's kappa, with the 2×2 counts).")
+if pairs.dropna(subset=["auto"]).empty:
+    st.caption("Calibration appears once reviewers give per-criterion verdicts on automatically scored criteria.")
+elif calibrate is not None:
+    st.dataframe(calibrate(pairs[["criterion", "auto", "human"]].itertuples(index=False, name=None)),
+                 hide_index=True, width="stretch")
+else:
+    scored = pairs.dropna(subset=["auto"])
+    st.dataframe(scored.groupby("criterion").apply(
+        lambda g: pd.Series({"n": len(g), "accuracy": float(((g["auto"] >= 0.5) == (g["human"] >= 0.5)).mean())}),
+        include_groups=False).reset_index(), hide_index=True, width="stretch")

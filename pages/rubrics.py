@@ -1,0 +1,213 @@
+"""Rubrics: list, create, duplicate, import and export rubrics; edit criteria in a table with
+validation beside each row; save as a new immutable version; history with diffs; the teacher's view."""
+
+import pandas as pd
+import streamlit as st
+
+from rcsd_core import workspace as ws
+from rcsd_core.contexts import teacher_messages
+from rcsd_core.errors import InputError
+from rcsd_core.rubric import dump_rubric, rubric_from_data
+
+root = ws.ensure_workspace(ws.workspace_root())
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=2)
+def cached_model(name: str):
+    from rcsd_core.models import load_model
+    return load_model(name)
+
+
+st.title("Rubrics")
+
+names = ws.list_rubrics(root)
+if "rubric" not in st.session_state or st.session_state["rubric"] not in names:
+    st.session_state["rubric"] = names[0] if names else None
+
+# ---------------------------------------------------------------------------- create / duplicate / import
+with st.expander("New, duplicate or import", expanded=not names):
+    new_col, dup_col, imp_col = st.columns(3)
+    with new_col.form("new-rubric"):
+        new_name = st.text_input("New rubric name", placeholder="my-rubric", help="lowercase letters, digits, '-'")
+        new_desc = st.text_input("What is it for?")
+        if st.form_submit_button("Create"):
+            try:
+                ws.create_rubric(root, new_name.strip(), new_desc)
+                st.session_state["rubric"] = new_name.strip()
+                st.rerun()
+            except InputError as exc:
+                st.error(str(exc))
+    with dup_col.form("duplicate-rubric"):
+        dup_name = st.text_input("Duplicate the selected rubric as", placeholder="copy-name")
+        if st.form_submit_button("Duplicate", disabled=not names):
+            try:
+                ws.duplicate_rubric(root, st.session_state["rubric"], dup_name.strip())
+                st.session_state["rubric"] = dup_name.strip()
+                st.rerun()
+            except InputError as exc:
+                st.error(str(exc))
+    with imp_col:
+        upload = st.file_uploader("Import rubric YAML", type=["yaml", "yml"], key="rubric-upload")
+        if upload is not None and st.button("Import"):
+            try:
+                imported = ws.import_rubric(root, upload.getvalue(), upload.name)
+                st.session_state["rubric"] = imported.name
+                st.rerun()
+            except InputError as exc:
+                st.error(str(exc))
+        task_upload = st.file_uploader("Import task set JSONL", type=["jsonl"], key="task-upload")
+        if task_upload is not None and st.button("Import tasks"):
+            try:
+                st.success(f"Task set `{ws.import_task_set(root, task_upload.getvalue(), task_upload.name)}` imported.")
+            except InputError as exc:
+                st.error(str(exc))
+
+try:
+    from rcsd_core.drafting import EMBEDDED_WARNING, draft_rubric
+except ImportError:
+    draft_rubric = None
+if draft_rubric is not None:
+    with st.expander("Draft a rubric with a model (the paper's stage 1)"):
+        st.warning(EMBEDDED_WARNING)
+        with st.form("draft-rubric"):
+            a, b = st.columns(2)
+            draft_name = a.text_input("Name of the draft", placeholder="my-task-draft")
+            draft_desc = a.text_area("Task description", height=90)
+            draft_tasks = b.selectbox("Example prompts and references from", ws.list_task_sets(root) or ["(none)"])
+            draft_n = b.number_input("Examples", 1, 8, 3)
+            draft_model = b.text_input("Model", value="smollm2-135m-instruct",
+                                       help="smollm2-135m-instruct, tiny-random, a local folder or cached hub id")
+            go = st.form_submit_button("Draft")
+        if go:
+            try:
+                tasks = ws.load_task_set(root, draft_tasks)[: int(draft_n)] if draft_tasks != "(none)" else []
+                model, tokenizer = cached_model(draft_model.strip())
+                with st.spinner("Drafting…"):
+                    result = draft_rubric(model, tokenizer, description=draft_desc, name=draft_name.strip(),
+                                          prompts=[t.prompt for t in tasks], references=[t.reference for t in tasks])
+                for problem in result.errors:
+                    st.warning(problem)
+                if result.rubric is None:
+                    st.error("The model's reply gave no usable rubric. Its raw text is below; write the criteria "
+                             "yourself (New rubric) or try a larger model.")
+                    st.code(result.raw or "(empty)", language=None, wrap_lines=True)
+                elif result.rubric.name in names:
+                    st.error(f"A rubric named {result.rubric.name!r} already exists; choose another name.")
+                else:
+                    ws.save_rubric_version(root, result.rubric, note=f"drafted by {draft_model}")
+                    st.session_state["rubric"] = result.rubric.name
+                    st.rerun()
+            except InputError as exc:
+                st.error(str(exc))
+
+if not names:
+    st.info("No rubrics yet. Create one above.")
+    st.stop()
+
+name = st.selectbox("Rubric", names, index=names.index(st.session_state["rubric"]))
+st.session_state["rubric"] = name
+history = ws.rubric_versions(root, name)
+current = ws.current_version(root, name)
+rubric = ws.load_rubric_version(root, name)
+st.caption(f"{len(rubric.criteria)} criteria · current version `{current}` · {len(history)} saved versions")
+
+edit_tab, context_tab, history_tab, export_tab = st.tabs(["Edit criteria", "Teacher context", "History", "Export"])
+
+# ---------------------------------------------------------------------------- edit
+with edit_tab:
+    description = st.text_area("Description", rubric.description, key=f"desc-{name}-{current}", height=80)
+    st.markdown("**Criteria** — one row each. A negative weight makes a pitfall (passes when the flaw is present). "
+                "Without a check a judge model decides. List fields (flags, terms) are comma-separated.")
+    table = pd.DataFrame(ws.criteria_rows(rubric), columns=ws.EDITOR_COLUMNS)
+    edited = st.data_editor(
+        table, key=f"criteria-{name}-{current}", num_rows="dynamic", hide_index=False, width="stretch",
+        column_config={
+            "id": st.column_config.TextColumn("id", help="[a-z0-9-]+, unique", required=True),
+            "title": st.column_config.TextColumn("title"),
+            "description": st.column_config.TextColumn("description", width="large",
+                                                       help="what the teacher is told"),
+            "weight": st.column_config.NumberColumn("weight", help="non-zero; negative = pitfall", format="%g"),
+            "check": st.column_config.SelectboxColumn("check", options=ws.CHECK_CHOICES, default="none (judge)"),
+            "pattern": st.column_config.TextColumn("pattern", help="regex / not_regex / answer_match"),
+            "flags": st.column_config.TextColumn("flags", help="IGNORECASE, MULTILINE, DOTALL"),
+            "terms": st.column_config.TextColumn("terms", help="contains: comma-separated"),
+            "mode": st.column_config.SelectboxColumn("mode", options=["", "any", "all"]),
+            "case_sensitive": st.column_config.CheckboxColumn("case sensitive"),
+            "limit": st.column_config.NumberColumn("limit", help="max_words / min_words", step=1),
+            "tolerance": st.column_config.NumberColumn("tolerance", help="answer_match, relative", format="%g"),
+        })
+    examples = st.data_editor(pd.DataFrame([e.model_dump() for e in rubric.examples], columns=["prompt", "answer"]),
+                              key=f"examples-{name}-{current}", num_rows="dynamic", width="stretch",
+                              column_config={"prompt": st.column_config.TextColumn("worked example: prompt",
+                                                                                   width="large"),
+                                             "answer": st.column_config.TextColumn("strong answer", width="large")})
+    data = ws.rubric_data_from_rows(name, description, edited.to_dict("records"), examples.to_dict("records"))
+    problems = ws.row_problems(data)
+    if problems:
+        st.error(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} to fix before saving:")
+        st.dataframe(pd.DataFrame(problems), hide_index=True, width="stretch", key="problems")
+        draft = None
+    else:
+        draft = rubric_from_data(data, source="editor")
+        if draft.version == current:
+            st.success("Valid · no changes from the current version.")
+        else:
+            st.success(f"Valid · saving creates version `{draft.version}`.")
+            note = st.text_input("Note for this version", key=f"note-{name}-{current}")
+            if st.button("Save as new version", type="primary"):
+                version = ws.save_rubric_version(root, draft, note=note)
+                st.toast(f"Saved {name} version {version}")
+                st.rerun()
+    try:
+        from rcsd_core.lint import findings_table, lint_rubric
+    except ImportError:
+        lint_rubric = None
+    if lint_rubric is not None:
+        findings = lint_rubric(draft or rubric)
+        with st.expander(f"Lint: {len(findings)} finding{'s' if len(findings) != 1 else ''} "
+                         "(preview chains on the Preview page to lint discrimination too)"):
+            st.dataframe(findings_table(findings), hide_index=True, width="stretch")
+
+# ---------------------------------------------------------------------------- teacher context
+with context_tab:
+    shown = draft if draft is not None else rubric
+    task_sets = ws.list_task_sets(root)
+    suggested = ws.suggested_task_set(root, name)
+    prompt, reference = "Ann has 4 pens and gets 3 more. How many pens does she have now?", None
+    if task_sets:
+        task_set = st.selectbox("Example task from", task_sets,
+                                index=task_sets.index(suggested) if suggested in task_sets else 0)
+        tasks = ws.load_task_set(root, task_set)
+        task = tasks[st.number_input("Task #", 0, len(tasks) - 1, 0)]
+        prompt, reference = task.prompt, task.reference
+    include_reference = st.checkbox("Include the reference answer", value=False,
+                                    help="On small models the reference often weakens the signal (DESIGN §4).")
+    st.caption("What the teacher sees (the student sees only the user message)" +
+               (" — from the unsaved edits" if shown is not rubric else ""))
+    for message in teacher_messages(prompt, shown, reference=reference, include_reference=include_reference):
+        with st.chat_message("assistant" if message["role"] == "system" else "user",
+                             avatar=":material/menu_book:" if message["role"] == "system" else None):
+            st.caption(message["role"])
+            st.text(message["content"])
+
+# ---------------------------------------------------------------------------- history
+with history_tab:
+    st.dataframe(pd.DataFrame(history[::-1]), hide_index=True, width="stretch")
+    versions = [h["version"] for h in history]
+    if len(versions) >= 2:
+        a, b = st.columns(2)
+        old = a.selectbox("From version", versions, index=len(versions) - 2, key="diff-old")
+        new = b.selectbox("To version", versions, index=len(versions) - 1, key="diff-new")
+        diff = ws.rubric_diff(root, name, old, new)
+        st.code(diff or "(identical)", language="diff")
+        if old != current and st.button(f"Make {old} current again"):
+            ws.set_current_version(root, name, old)
+            st.rerun()
+    else:
+        st.caption("Only one version so far; save an edit to see a diff.")
+
+# ---------------------------------------------------------------------------- export
+with export_tab:
+    text = dump_rubric(rubric)
+    st.download_button("Download YAML", text, file_name=f"{name}-{current}.yaml", mime="application/x-yaml")
+    st.code(text, language="yaml")

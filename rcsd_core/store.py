@@ -1,0 +1,269 @@
+"""Store: flags and reviews in SQLite, appended and never rewritten.
+
+    store = ReviewStore(workspace.store_path(root))
+    flag_id = store.add_flag(chain, rubric_name="grade-school-math", rubric_version="…",
+                             reason="answer line missing", flagged_by="ana", criterion="final-answer-line")
+    store.add_review(flag_id, reviewer="ben", decision="reject", note="…",
+                     verdicts={"final-answer-line": 0.0})
+    queue = store.queue(status="open")
+    store.excluded_chain_ids()           # chains whose latest decision is reject
+
+Two tables, both append-only (triggers refuse UPDATE and DELETE):
+- `flags`: a JSON snapshot of the chain as it was flagged (text, scores, …), the rubric name and
+  version, an optional criterion, the reason, who flagged it and when.
+- `reviews`: a decision on a flag — accept | reject | rubric-needs-work — with reviewer, note,
+  per-criterion human verdicts {criterion id: 1.0 | 0.0 | null} and time.
+A flag's status is its latest review's decision ("open" when it has none); the history is every
+review in order. The database runs in WAL mode with a busy timeout, and each write is its own
+short transaction, so two reviewers (threads or processes) writing at once lose nothing.
+Rejected chains are excluded from training and evaluation through `excluded_chain_ids()`.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+
+from rcsd_core.errors import InputError
+
+DECISIONS = ("accept", "reject", "rubric-needs-work")
+STATUSES = ("open", *DECISIONS)
+BUSY_TIMEOUT_S = 30.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS flags (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    chain_id TEXT NOT NULL,
+    chain_json TEXT NOT NULL,
+    rubric_name TEXT NOT NULL,
+    rubric_version TEXT NOT NULL,
+    criterion TEXT,
+    reason TEXT NOT NULL,
+    flagged_by TEXT NOT NULL,
+    time TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reviews (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    flag_id INTEGER NOT NULL REFERENCES flags(id),
+    chain_id TEXT NOT NULL,
+    reviewer TEXT NOT NULL,
+    decision TEXT NOT NULL CHECK (decision IN ('accept', 'reject', 'rubric-needs-work')),
+    note TEXT NOT NULL DEFAULT '',
+    verdicts_json TEXT NOT NULL DEFAULT '{}',
+    time TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reviews_flag ON reviews(flag_id, id);
+CREATE INDEX IF NOT EXISTS flags_chain ON flags(chain_id);
+CREATE TRIGGER IF NOT EXISTS flags_no_update BEFORE UPDATE ON flags
+    BEGIN SELECT RAISE(ABORT, 'flags are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS flags_no_delete BEFORE DELETE ON flags
+    BEGIN SELECT RAISE(ABORT, 'flags are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS reviews_no_update BEFORE UPDATE ON reviews
+    BEGIN SELECT RAISE(ABORT, 'reviews are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS reviews_no_delete BEFORE DELETE ON reviews
+    BEGIN SELECT RAISE(ABORT, 'reviews are append-only'); END;
+"""
+
+# The latest review of each flag: the highest review id (ids only grow, so ties cannot happen).
+_LATEST = """
+SELECT r.* FROM reviews r
+JOIN (SELECT flag_id, MAX(id) AS last FROM reviews GROUP BY flag_id) l ON r.id = l.last
+"""
+
+
+class ReviewStore:
+    """Flags and reviews in one SQLite file (WAL); every method opens its own short connection."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with closing(self._connect()) as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we open transactions ourselves (BEGIN IMMEDIATE takes the write
+        # lock up front, so two writers queue on the busy timeout instead of failing mid-way).
+        db = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
+        return db
+
+    def _insert(self, sql: str, params: tuple) -> int:
+        with closing(self._connect()) as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                cursor = db.execute(sql, params)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return int(cursor.lastrowid)
+
+    def _rows(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        with closing(self._connect()) as db:
+            return db.execute(sql, params).fetchall()
+
+    # ------------------------------------------------------------------------ writes
+
+    def add_flag(self, chain: dict, *, rubric_name: str, rubric_version: str, reason: str, flagged_by: str,
+                 criterion: str | None = None) -> int:
+        """Flag a chain for review; the chain is stored as it is now (a snapshot). Returns the flag id."""
+        if not isinstance(chain.get("id"), str) or not chain["id"]:
+            raise InputError("the chain has no id", field="chain")
+        if not reason.strip():
+            raise InputError("give a reason for the flag", field="reason")
+        if not flagged_by.strip():
+            raise InputError("say who flags it", field="flagged_by")
+        return self._insert(
+            "INSERT INTO flags (chain_id, chain_json, rubric_name, rubric_version, criterion, reason, flagged_by, time)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (chain["id"], json.dumps(chain, ensure_ascii=False), rubric_name, rubric_version, criterion or None,
+             reason.strip(), flagged_by.strip(), _now()))
+
+    def add_review(self, flag_id: int, *, reviewer: str, decision: str, note: str = "",
+                   verdicts: dict[str, float | None] | None = None) -> int:
+        """Append a decision on a flag; earlier decisions stay in the history. Returns the review id."""
+        if decision not in DECISIONS:
+            raise InputError(f"decision must be one of {', '.join(DECISIONS)}, not {decision!r}", field="decision")
+        if not reviewer.strip():
+            raise InputError("say who reviews it", field="reviewer")
+        clean: dict[str, float | None] = {}
+        for cid, value in (verdicts or {}).items():
+            if value not in (None, 0.0, 1.0):
+                raise InputError(f"verdict for {cid!r} must be 1.0, 0.0 or null, not {value!r}", field="verdicts")
+            clean[cid] = None if value is None else float(value)
+        flag = self.flag(flag_id)
+        return self._insert(
+            "INSERT INTO reviews (flag_id, chain_id, reviewer, decision, note, verdicts_json, time)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (int(flag_id), flag["chain_id"], reviewer.strip(), decision, note.strip(), json.dumps(clean), _now()))
+
+    # ------------------------------------------------------------------------ reads
+
+    def flag(self, flag_id: int) -> dict:
+        """One flag with its chain snapshot, status and latest review."""
+        rows = self._rows("SELECT * FROM flags WHERE id = ?", (int(flag_id),))
+        if not rows:
+            raise InputError(f"no flag with id {flag_id}", field="flag")
+        flag = _flag_record(rows[0])
+        history = self.history(flag_id)
+        latest = history[-1] if history else None
+        flag["status"] = latest["decision"] if latest else "open"
+        flag["latest"] = latest
+        return flag
+
+    def history(self, flag_id: int) -> list[dict]:
+        """Every review of a flag, oldest first."""
+        return [_review_record(r) for r in self._rows("SELECT * FROM reviews WHERE flag_id = ? ORDER BY id",
+                                                      (int(flag_id),))]
+
+    def queue(self, *, rubric: str | None = None, criterion: str | None = None, status: str | None = None,
+              reviewer: str | None = None) -> pd.DataFrame:
+        """The flags with their current status, newest first, optionally filtered.
+
+        `reviewer` keeps flags that reviewer has decided at least once.
+        """
+        rows = self._rows(
+            "SELECT f.id, f.chain_id, f.rubric_name, f.rubric_version, f.criterion, f.reason, f.flagged_by, f.time,"
+            " COALESCE(l.decision, 'open') AS status, l.reviewer AS last_reviewer, l.time AS decided"
+            f" FROM flags f LEFT JOIN ({_LATEST}) l ON l.flag_id = f.id ORDER BY f.id DESC")
+        frame = pd.DataFrame([dict(r) for r in rows],
+                             columns=["id", "chain_id", "rubric_name", "rubric_version", "criterion", "reason",
+                                      "flagged_by", "time", "status", "last_reviewer", "decided"])
+        if rubric:
+            frame = frame[frame["rubric_name"] == rubric]
+        if criterion:
+            frame = frame[frame["criterion"] == criterion]
+        if status:
+            frame = frame[frame["status"] == status]
+        if reviewer:
+            ids = {r["flag_id"] for r in self._rows("SELECT DISTINCT flag_id FROM reviews WHERE reviewer = ?",
+                                                    (reviewer,))}
+            frame = frame[frame["id"].isin(ids)]
+        return frame.reset_index(drop=True)
+
+    def reviewers(self) -> list[str]:
+        return [r[0] for r in self._rows("SELECT DISTINCT reviewer FROM reviews ORDER BY reviewer")]
+
+    def excluded_chain_ids(self) -> set[str]:
+        """Chains whose latest decision (over all their flags) is reject: keep them out of training and eval."""
+        rows = self._rows(
+            "SELECT r.chain_id, r.decision FROM reviews r"
+            " JOIN (SELECT chain_id, MAX(id) AS last FROM reviews GROUP BY chain_id) l ON r.id = l.last")
+        return {r["chain_id"] for r in rows if r["decision"] == "reject"}
+
+    def reviewed_chains(self) -> list[dict]:
+        """Each reviewed flag's chain snapshot with its review block: status, verdicts, note, history."""
+        out = []
+        for row in self._rows(f"SELECT f.*, l.id AS review_id FROM flags f JOIN ({_LATEST}) l ON l.flag_id = f.id"
+                              " ORDER BY f.id"):
+            flag = _flag_record(row)
+            history = self.history(flag["id"])
+            latest = history[-1]
+            # chain_id + criterion_scores: the reviews shape `rcsd calibrate --reviews` reads; the
+            # snapshot's own id + scores make the same file usable as its --scores too.
+            out.append({**flag["chain"], "chain_id": flag["chain_id"], "criterion_scores": latest["verdicts"],
+                        "review": {
+                "flag_id": flag["id"], "rubric": flag["rubric_name"], "rubric_version": flag["rubric_version"],
+                "criterion": flag["criterion"], "reason": flag["reason"], "decision": latest["decision"],
+                "reviewer": latest["reviewer"], "note": latest["note"], "verdicts": latest["verdicts"],
+                "time": latest["time"], "history": history}})
+        return out
+
+    def export_jsonl(self, path: str | Path | None = None) -> str:
+        """Reviewed chains as JSONL text (written atomically to `path` when given)."""
+        text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in self.reviewed_chains())
+        if path is not None:
+            from rcsd_core.files import atomic_write_text
+            atomic_write_text(path, text)
+        return text
+
+    def verdict_pairs(self, rubric: str | None = None) -> pd.DataFrame:
+        """Automatic score vs the latest human verdict, one row per (flag, criterion) a reviewer judged.
+
+        Columns: flag_id, chain_id, rubric, criterion, auto, human. Calibration reads this.
+        """
+        rows = []
+        for chain in self.reviewed_chains():
+            review = chain["review"]
+            if rubric and review["rubric"] != rubric:
+                continue
+            for cid, human in review["verdicts"].items():
+                if human is None:
+                    continue
+                rows.append({"flag_id": review["flag_id"], "chain_id": chain["id"], "rubric": review["rubric"],
+                             "criterion": cid, "auto": (chain.get("scores") or {}).get(cid), "human": human})
+        return pd.DataFrame(rows, columns=["flag_id", "chain_id", "rubric", "criterion", "auto", "human"])
+
+
+def disagreements(chain: dict, verdicts: dict[str, float | None]) -> list[dict]:
+    """Criteria where a human verdict differs from the chain's automatic score."""
+    out = []
+    for cid, human in verdicts.items():
+        auto = (chain.get("scores") or {}).get(cid)
+        if human is not None and auto is not None and float(auto) != float(human):
+            out.append({"criterion": cid, "auto": auto, "human": human})
+    return out
+
+
+def _flag_record(row: sqlite3.Row) -> dict:
+    record = dict(row)
+    record["chain"] = json.loads(record.pop("chain_json"))
+    return record
+
+
+def _review_record(row: sqlite3.Row) -> dict:
+    record = dict(row)
+    record["verdicts"] = json.loads(record.pop("verdicts_json"))
+    return record
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+

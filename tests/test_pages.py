@@ -1,0 +1,230 @@
+"""Every studio page driven with streamlit.testing.v1.AppTest against a temporary workspace.
+
+The app runs through app.py (st.navigation), one page at a time via `switch_page`; each test
+asserts what the page shows, not only that it ran. Rounds are not launched here (the browser
+test does that): a run directory is created through rcsd_core.runs and its metrics and eval
+files are written as a finished round would leave them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from rcsd_core import runs
+from rcsd_core import workspace as ws
+from rcsd_core.config import preset_config
+from rcsd_core.files import append_jsonl, atomic_write_text
+from rcsd_core.store import ReviewStore
+
+TIMEOUT = 120
+APP = Path(__file__).resolve().parent.parent / "app.py"
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("RCSD_HOME", str(tmp_path / "ws"))
+    return ws.ensure_workspace(tmp_path / "ws")
+
+
+def open_page(page: str, **state) -> AppTest:
+    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
+    for key, value in state.items():
+        at.session_state[key] = value
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """All markdown, captions, info/success/error/warning text on the page, joined."""
+    parts = []
+    for kind in ("markdown", "caption", "info", "success", "error", "warning", "text", "code", "subheader"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    return "\n".join(parts)
+
+
+def frames(at: AppTest) -> list[pd.DataFrame]:
+    return [e.value for e in at.dataframe]
+
+
+def frame_with(at: AppTest, column: str) -> pd.DataFrame:
+    """The first table on the page that has `column`."""
+    matches = [f for f in frames(at) if column in f.columns]
+    assert matches, f"no table with column {column!r}"
+    return matches[0]
+
+
+def by_label(widgets, label: str):
+    matches = [w for w in widgets if w.label == label]
+    assert matches, f"no widget labelled {label!r}: {[w.label for w in widgets]}"
+    return matches[0]
+
+
+# ---------------------------------------------------------------------------- home
+
+def test_home_lists_sample_rubrics(home):
+    at = open_page("pages/home.py")
+    assert at.title[0].value == "rcsd studio"
+    table = frame_with(at, "rubric")
+    assert {"grade-school-math", "science-explainer", "legal-issue-analysis", "clinical-question"} <= set(table["rubric"])
+    assert int(table.loc[table["rubric"] == "grade-school-math", "criteria"].iloc[0]) == 5
+    assert "No runs yet" in texts(at)
+
+
+# ---------------------------------------------------------------------------- rubrics
+
+def test_rubric_editor_rows_validation_and_new_version(home):
+    at = open_page("pages/rubrics.py", rubric="grade-school-math")
+    editor = at.data_editor[0]
+    assert list(editor.value["id"]) == ["final-answer-line", "correct-answer", "shows-equation", "concise",
+                                        "restates-rubric"]
+    assert "no changes from the current version" in texts(at)
+    # the teacher-context tab renders the rubric as the teacher reads it
+    assert "A strong answer meets these criteria:" in texts(at)
+
+    current = ws.current_version(home, "grade-school-math")
+    key = f"criteria-grade-school-math-{current}"
+    # a zero weight on row 2 and a bad id on row 3: messages name the row, criterion and field
+    at.session_state[key] = {"edited_rows": {1: {"weight": 0}, 2: {"id": "Bad Id"}}, "added_rows": [],
+                             "deleted_rows": []}
+    at.run()
+    problems = frame_with(at, "row")
+    assert set(problems["row"]) == {2, 3}
+    assert "weight must be a non-zero finite number" in set(problems["message"])
+    assert problems.loc[problems["row"] == 2, "criterion"].iloc[0] == "correct-answer"
+    assert any("problems to fix before saving" in e.value for e in at.error)
+    assert not [b for b in at.button if b.label == "Save as new version"]
+
+    # a valid edit can be saved as a new version, and the history then shows a diff
+    at.session_state[key] = {"edited_rows": {3: {"limit": 80}}, "added_rows": [], "deleted_rows": []}
+    at.run()
+    by_label(at.button, "Save as new version").click().run()
+    assert not at.exception
+    versions = ws.rubric_versions(home, "grade-school-math")
+    assert len(versions) == 2
+    assert ws.load_rubric_version(home, "grade-school-math").criterion("concise").check.limit == 80
+    at = open_page("pages/rubrics.py", rubric="grade-school-math")
+    diff = [c.value for c in at.code if c.language == "diff"][0]
+    assert "-    limit: 60" in diff and "+    limit: 80" in diff
+
+
+def test_rubric_create_and_duplicate(home):
+    at = open_page("pages/rubrics.py")
+    by_label(at.text_input, "New rubric name").input("my-rubric")
+    by_label(at.button, "Create").click().run()
+    assert not at.exception
+    assert "my-rubric" in ws.list_rubrics(home)
+    assert list(at.data_editor[0].value["id"]) == ["final-answer"]
+    by_label(at.text_input, "New rubric name").input("my-rubric")
+    by_label(at.button, "Create").click().run()
+    assert any("already exists" in e.value for e in at.error)
+
+
+# ---------------------------------------------------------------------------- preview -> review
+
+def test_preview_tiny_random_grid_flag_then_review_decision(home):
+    at = open_page("pages/preview.py", rubric="grade-school-math")
+    assert "No chains yet" in texts(at)
+    by_label(at.number_input, "Tasks (first N of the train split)").set_value(2)
+    by_label(at.number_input, "Samples per task").set_value(1)
+    by_label(at.number_input, "Max new tokens").set_value(8)
+    by_label(at.button, "Sample chains").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    grid = frame_with(at, "chain")
+    assert len(grid) == 4                                   # 2 tasks × 1 sample × (student, teacher)
+    assert {"final-answer-line", "correct-answer", "concise"} <= set(grid.columns)
+    assert set(grid["context"]) == {"student", "teacher"}
+    assert at.get("plotly_chart"), "the pass-rate chart is drawn"
+    assert len(ws.list_chain_sets(home)) == 1
+
+    by_label(at.text_input, "Reason").input("answer line missing")
+    by_label(at.text_input, "Your name").input("ana")
+    by_label(at.button, "Flag chain").click().run()
+    assert not at.exception
+    assert any("added to the review queue" in s.value for s in at.success)
+
+    at = open_page("pages/review.py")
+    queue = frame_with(at, "reason")
+    assert list(queue["reason"]) == ["answer line missing"] and list(queue["status"]) == ["open"]
+    by_label(at.text_input, "Reviewer").input("ben")
+    by_label(at.radio, "Decision").set_value("reject")
+    by_label(at.selectbox, "concise (auto: pass)").set_value("fail")
+    by_label(at.text_area, "Note").input("too long in fact")
+    by_label(at.button, "Record decision").click().run()
+    assert not at.exception
+    store = ReviewStore(ws.store_path(home))
+    flag = store.flag(1)
+    assert flag["status"] == "reject" and flag["latest"]["verdicts"]["concise"] == 0.0
+    assert store.excluded_chain_ids() == {flag["chain_id"]}
+    page = texts(at)
+    assert "disagrees with the automatic score" in "\n".join(w.value for w in at.warning)
+    assert "reject: 1" in page
+    history = frame_with(at, "decision")
+    assert list(history["reviewer"]) == ["ben"] and list(history["note"]) == ["too long in fact"]
+
+
+# ---------------------------------------------------------------------------- train and results
+
+def _finished_run(home) -> str:
+    config = preset_config("cpu-demo", model="tiny-random", steps=2, prompts_per_step=1, samples_per_prompt=2,
+                           max_new_tokens=8, rubric=str(ws.rubric_path(home, "grade-school-math")),
+                           tasks=str(ws.task_set_path(home, "arithmetic")))
+    run_dir = runs.create_run(config, ws.runs_root(home), run_id="test-run")
+    for step in (1, 2):
+        append_jsonl(run_dir / "metrics.jsonl", {
+            "step": step, "train/loss": 1.0 / step, "train/divergence": 0.5 / step, "criterion/concise": 0.5,
+            "criterion/final-answer-line": 0.0, "train/tokens_per_s": 100.0, "memory/peak_gib": 0.1,
+            "eval/total": 0.1 * step, "eval/criterion/concise": 0.5})
+    runs.write_status(run_dir, "done", step=2)
+    crit = [{"criterion": "concise", "weight": 1, "before": 0.5, "after": 0.75, "diff": 0.25, "ci_low": 0.05,
+             "ci_high": 0.45, "significant": True, "prompts": 4},
+            {"criterion": "final-answer-line", "weight": 3, "before": 0.0, "after": 0.0, "diff": 0.0, "ci_low": 0.0,
+             "ci_high": 0.0, "significant": False, "prompts": 4}]
+    evaluation = {"run_id": "test-run", "criteria": crit,
+                  "total": {"criterion": "total", "before": 0.2, "after": 0.3, "diff": 0.1, "ci_low": -0.02,
+                            "ci_high": 0.22, "significant": False, "prompts": 4},
+                  "prompts": [{"task_id": "arith-064", "prompt": "What is 2 + 2?", "reference": "4",
+                               "before": ["four"], "after": ["2 + 2 = 4\nAnswer: 4"], "before_total": 0.1,
+                               "after_total": 1.0}]}
+    atomic_write_text(run_dir / "eval.json", json.dumps(evaluation))
+    return run_dir.name
+
+
+def test_train_page_runs_table_and_charts(home):
+    at = open_page("pages/train.py")
+    assert "No runs yet" in texts(at)
+    assert [s.label for s in at.selectbox][0] == "Preset"
+    run_id = _finished_run(home)
+    at = open_page("pages/train.py")
+    table = frame_with(at, "steps")
+    assert list(table["id"]) == [run_id] and list(table["status"]) == ["done"]
+    assert [m.value for m in at.metric][:2] == ["done", "2 / 2"]
+    assert len(at.get("plotly_chart")) == 6                 # loss, divergence, eval, criteria, tokens/s, memory
+    assert by_label(at.button, "Resume").disabled and by_label(at.button, "Stop").disabled
+
+
+def test_train_page_refuses_bad_extra_config(home):
+    at = open_page("pages/train.py")
+    by_label(at.text_area, "Other config keys (YAML, optional)").input("no_such_key: 1")
+    by_label(at.button, "Launch round").click().run()
+    assert any("unknown key 'no_such_key'" in e.value for e in at.error)
+    assert runs.list_runs(ws.runs_root(home)).empty
+
+
+def test_results_page_before_after_and_report(home):
+    run_id = _finished_run(home)
+    at = open_page("pages/results.py")
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["eval total · before"] == "0.200" and metrics["eval total · after"] == "0.300"
+    assert metrics["95% CI of the change"] == "[-0.020, +0.220]"
+    table = frame_with(at, "delta")
+    assert list(table["criterion"]) == ["concise", "final-answer-line", "total"]
+    assert [c.value for c in at.code][:2] == ["four", "2 + 2 = 4\nAnswer: 4"]
+    assert len(at.get("plotly_chart")) == 3                 # before/after, change with CI, eval over steps
+    assert at.get("download_button")
+    assert run_id in texts(at) or at.selectbox[0].value == run_id

@@ -1,0 +1,214 @@
+"""Distillation rounds end to end on a tiny random model: every method, teacher kinds, divergences,
+stop and exact resume, a crash, a detached launch stopped from outside, and the CLI."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from rcsd_core import runs
+from rcsd_core.config import config_from_data, resolve_paths
+from rcsd_core.train import Round, lr_factor, pack_batch, completion_hidden, step_tasks, train_round
+
+BASE = {"model": "tiny-random", "rubric": "sample_rubrics/arithmetic.yaml",
+        "tasks": "sample_rubrics/arithmetic.tasks.jsonl", "method": "rcsd", "steps": 3, "prompts_per_step": 2,
+        "samples_per_prompt": 2, "max_new_tokens": 8, "seed": 0, "eval_every": 2, "eval_tasks": 2,
+        "eval_samples": 1, "checkpoint_every": 0, "threads": 1, "device": "cpu"}
+CRITERIA = ["final-answer-line", "correct-answer", "shows-equation", "concise", "restates-rubric"]
+
+
+def tiny_config(**overrides):
+    return resolve_paths(config_from_data({**BASE, **overrides}))
+
+
+def make_run(tmp_path, run_id="run", **overrides) -> Path:
+    return runs.create_run(tiny_config(**overrides), tmp_path / "runs", run_id=run_id)
+
+
+def adapter_weights(run_dir: Path) -> dict:
+    return load_file(str(run_dir / "adapter" / "adapter_model.safetensors"))
+
+
+# ---------------------------------------------------------------------------- whole rounds
+
+
+@pytest.mark.parametrize("method", ["rcsd", "opsd", "rejection_sft"])
+def test_three_step_round_of_each_method(tmp_path, method):
+    run_dir = make_run(tmp_path, method=method)
+    started = time.perf_counter()
+    result = train_round(run_dir)
+    assert time.perf_counter() - started < 60
+    assert result["status"] == "done" and result["step"] == 3
+    assert (run_dir / "config.yaml").is_file()
+    assert runs.read_status(run_dir)["status"] == "done"
+    metrics = runs.read_metrics(run_dir)
+    assert list(metrics["step"]) == [0, 1, 2, 3]
+    train_rows = metrics[metrics.step > 0]
+    for cid in CRITERIA:
+        assert train_rows[f"criterion/{cid}"].notna().all()
+        assert metrics.loc[metrics.step.isin([0, 2, 3]), f"eval/criterion/{cid}"].notna().all()
+    for key in ["train/loss", "train/total", "train/tokens_per_s", "train/completion_tokens", "memory/peak_gib",
+                "time/sampling_s", "time/teacher_s", "time/student_s", "time/optimizer_s", "lr", "eval/total",
+                "eval/divergence"]:
+        assert key in metrics.columns, key
+    assert train_rows["train/loss"].map(lambda v: v == v and v >= 0).all()
+    if method != "rejection_sft":
+        assert train_rows["train/divergence"].notna().all()
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+    assert (run_dir / "adapter" / "adapter_config.json").is_file()
+    assert json.loads((run_dir / "adapter" / "checkpoint.json").read_text())["step"] == 3
+    samples = runs.read_samples(run_dir)
+    train_chains = [s for s in samples if s["kind"] == "train"]
+    assert len(train_chains) == 3 * 2 * 2 and all("scores" in s and "total" in s for s in train_chains)
+    if method == "rejection_sft":
+        assert sum(bool(s.get("chosen")) for s in train_chains) == 3 * 2
+    assert "round done" in (run_dir / "log.txt").read_text()
+
+
+@pytest.mark.parametrize("overrides", [
+    {"teacher": "live", "divergence": "topk_forward_kl", "clip_mode": "entry"},
+    {"teacher": "ema", "ema_decay": 0.5, "divergence": "jsd", "beta": 0.5},
+    {"teacher": "frozen", "divergence": "sampled_token", "teacher_analysis": True, "teacher_reference": True},
+], ids=["live-topk", "ema-jsd", "frozen-sampled-analysis"])
+def test_teacher_kinds_and_divergences_run(tmp_path, overrides):
+    run_dir = make_run(tmp_path, steps=2, eval_every=0, **overrides)
+    assert train_round(run_dir)["status"] == "done"
+    metrics = runs.read_metrics(run_dir)
+    assert metrics.loc[metrics.step > 0, "train/divergence"].notna().all()
+    weights = adapter_weights(run_dir)
+    assert any(w.abs().sum() > 0 for k, w in weights.items() if "lora_B" in k)  # the adapter moved
+
+
+def test_stop_then_resume_equals_the_straight_round(tmp_path, monkeypatch):
+    common = dict(steps=4, eval_every=0, teacher="ema", lr_schedule="cosine", warmup_steps=1)
+    straight = make_run(tmp_path, "straight", **common)
+    split = make_run(tmp_path, "split", **common)
+    train_round(straight)
+
+    original = Round.train_step
+
+    def stop_during_step_two(self, step):
+        out = original(self, step)
+        if step == 2:
+            (self.run_dir / runs.STOP_FILE).write_text("stop\n")
+        return out
+
+    monkeypatch.setattr(Round, "train_step", stop_during_step_two)
+    assert train_round(split)["status"] == "stopped"
+    status = runs.read_status(split)
+    assert status["status"] == "stopped" and status["step"] == 2
+    assert json.loads((split / "adapter" / "checkpoint.json").read_text())["step"] == 2
+    monkeypatch.setattr(Round, "train_step", original)
+    assert train_round(split, resume=True)["status"] == "done"
+
+    a, b = runs.read_metrics(straight), runs.read_metrics(split)
+    assert list(b["step"]) == [0, 1, 2, 3, 4]  # no repeated or lost step
+    assert b["train/loss"].iloc[1:].tolist() == a["train/loss"].iloc[1:].tolist()
+    wa, wb = adapter_weights(straight), adapter_weights(split)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_crash_sets_failed_with_the_error_and_traceback(tmp_path, monkeypatch):
+    run_dir = make_run(tmp_path, steps=2, eval_every=0)
+
+    def explode(self, step):
+        raise RuntimeError("boom at step %d" % step)
+
+    monkeypatch.setattr(Round, "train_step", explode)
+    with pytest.raises(RuntimeError, match="boom"):
+        train_round(run_dir)
+    status = runs.read_status(run_dir)
+    assert status["status"] == "failed" and "RuntimeError: boom at step 1" in status["error"]
+    log = (run_dir / "log.txt").read_text()
+    assert "Traceback" in log and "boom at step 1" in log
+
+
+def test_detached_round_outlives_its_launcher_and_stops_on_request(tmp_path):
+    run_dir = make_run(tmp_path, steps=200, eval_every=0, checkpoint_every=0, eval_tasks=1)
+    pid = runs.launch_round(run_dir)
+    assert runs.read_status(run_dir)["pid"] == pid
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        status = runs.read_status(run_dir)
+        if status["status"] == "failed":
+            pytest.fail(runs.tail_log(run_dir))
+        if status["status"] == "running" and status["step"] >= 1:
+            break
+        time.sleep(0.5)
+    assert runs.request_stop(run_dir)
+    while time.time() < deadline and runs.read_status(run_dir)["status"] == "running":
+        time.sleep(0.5)
+    status = runs.read_status(run_dir)
+    assert status["status"] == "stopped", runs.tail_log(run_dir)
+    assert 1 <= status["step"] < 200
+    assert json.loads((run_dir / "adapter" / "checkpoint.json").read_text())["step"] == status["step"]
+    steps = list(runs.read_metrics(run_dir)["step"])
+    assert steps == list(range(0, status["step"] + 1))
+    assert "SIGTERM" in runs.tail_log(run_dir, 200)
+
+
+def test_cli_train_status_and_a_bad_model(tmp_path, capsys):
+    from rcsd_core.cli import main
+
+    cfg = tmp_path / "round.yaml"
+    cfg.write_text(yaml.safe_dump({**BASE, "steps": 1, "eval_every": 0, "model": "no/such-model"}))
+    assert main(["train", "--config", str(cfg), "--run-dir", str(tmp_path / "runs" / "bad")]) == 2
+    status = runs.read_status(tmp_path / "runs" / "bad")
+    assert status["status"] == "failed" and "no/such-model" in status["error"]
+    assert main(["status", "--run-dir", str(tmp_path / "runs" / "bad")]) == 1
+    assert '"failed"' in capsys.readouterr().out
+
+    cfg.write_text(yaml.safe_dump({**BASE, "steps": 1, "eval_every": 0}))
+    assert main(["train", "--config", str(cfg), "--run-dir", str(tmp_path / "runs" / "ok")]) == 0
+    assert main(["status", "--run-dir", str(tmp_path / "runs" / "ok")]) == 0
+    assert '"done"' in capsys.readouterr().out
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+
+
+# ---------------------------------------------------------------------------- pieces
+
+
+def test_batch_layout_aligns_completions_whatever_the_padding():
+    from rcsd_core.models import load_model
+
+    model, tokenizer = load_model("tiny-random", device="cpu")
+    prompts = [[1, 2, 3, 4, 5], [6, 7]]
+    completions = [[8, 9], [10, 11, 12, 13]]
+    batch = pack_batch(prompts, completions, tokenizer.pad_token_id)
+    assert batch.mask.tolist() == [[True, True, False, False], [True, True, True, True]]
+    assert batch.tokens[1].tolist() == [10, 11, 12, 13]
+    with torch.no_grad():
+        together = completion_hidden(model, batch)
+        for i in range(2):
+            alone = completion_hidden(model, pack_batch([prompts[i]], [completions[i]], tokenizer.pad_token_id))
+            n = len(completions[i])
+            assert torch.allclose(together[i, :n], alone[0, :n], atol=1e-4)
+        # position P-1+i predicts completion token i: compare with the model's own logits
+        full = torch.tensor([prompts[1] + completions[1]])
+        logits = model(input_ids=full).logits[0, len(prompts[1]) - 1:-1]
+        head = model.get_output_embeddings()
+        assert torch.allclose(head(together[1]), logits, atol=1e-4)
+
+
+def test_learning_rate_schedules():
+    cfg = tiny_config(steps=10, warmup_steps=2, lr_schedule="cosine", min_lr_ratio=0.1)
+    factors = [lr_factor(s, cfg) for s in range(1, 11)]
+    assert factors[:3] == [0.5, 1.0, 1.0] and abs(factors[-1] - 0.1) < 1e-9
+    assert all(a >= b for a, b in zip(factors[1:], factors[2:]))
+    assert {lr_factor(s, tiny_config(steps=5, lr_schedule="constant")) for s in range(1, 6)} == {1.0}
+
+
+def test_step_prompts_cycle_through_every_train_task_each_epoch():
+    from rcsd_core.tasks import load_tasks
+
+    cfg = tiny_config(prompts_per_step=4, seed=3)
+    train = load_tasks(cfg.tasks, split="train")
+    steps_per_epoch = len(train) // 4
+    seen = [t.id for s in range(1, steps_per_epoch + 1) for t in step_tasks(train, cfg, s)]
+    assert sorted(seen) == sorted(t.id for t in train)
+    assert step_tasks(train, cfg, 1) == step_tasks(train, cfg, 1)
+    assert [t.id for t in step_tasks(train, tiny_config(prompts_per_step=4, seed=4), 1)] != seen[:4]

@@ -1,0 +1,121 @@
+"""The studio's workspace: seeding, immutable rubric versions, uploads refused cleanly, editor rows."""
+
+from __future__ import annotations
+
+import pytest
+
+from rcsd_core import workspace as ws
+from rcsd_core.errors import InputError
+from rcsd_core.rubric import load_rubric
+
+
+@pytest.fixture()
+def root(tmp_path):
+    return ws.ensure_workspace(tmp_path / "ws")
+
+
+def test_root_from_env_and_default(monkeypatch, tmp_path):
+    monkeypatch.setenv("RCSD_HOME", str(tmp_path / "x"))
+    assert ws.workspace_root() == (tmp_path / "x").resolve()
+    monkeypatch.delenv("RCSD_HOME")
+    assert ws.workspace_root().name == "rcsd-workspace"
+
+
+def test_first_start_copies_samples_once(root):
+    assert ws.list_rubrics(root) == ["clinical-question", "grade-school-math", "legal-issue-analysis",
+                                     "science-explainer"]
+    assert set(ws.list_task_sets(root)) == {"arithmetic", "clinical", "legal", "science"}
+    assert ws.suggested_task_set(root, "grade-school-math") == "arithmetic"
+    assert len(ws.load_task_set(root, "arithmetic", split="eval")) == 40
+    # a second start does not re-seed (a deleted sample stays deleted)
+    (root / "tasks" / "legal.jsonl").unlink()
+    ws.ensure_workspace(root)
+    assert "legal" not in ws.list_task_sets(root)
+
+
+def test_versions_are_immutable_and_logged(root):
+    rubric = ws.load_rubric_version(root, "grade-school-math")
+    first = rubric.version
+    path = ws.rubric_path(root, "grade-school-math", first)
+    before = path.read_bytes()
+    data = rubric.model_dump(mode="json")
+    data["criteria"][3]["check"]["limit"] = 80
+    edited = type(rubric).model_validate(data)
+    second = ws.save_rubric_version(root, edited, note="longer")
+    assert second != first and ws.current_version(root, "grade-school-math") == second
+    assert path.read_bytes() == before                          # the old version is untouched
+    assert load_rubric(ws.rubric_path(root, "grade-school-math", first)).version == first
+    history = ws.rubric_versions(root, "grade-school-math")
+    assert [h["version"] for h in history] == [first, second] and history[1]["parent"] == first
+    assert ws.save_rubric_version(root, edited) == second          # same content: no new entry
+    assert len(ws.rubric_versions(root, "grade-school-math")) == 2
+    diff = ws.rubric_diff(root, "grade-school-math", first, second)
+    assert "-    limit: 60" in diff and "+    limit: 80" in diff
+    ws.set_current_version(root, "grade-school-math", first)
+    assert ws.current_version(root, "grade-school-math") == first
+
+
+def test_create_duplicate_and_names(root):
+    ws.create_rubric(root, "mine", "for me")
+    assert ws.load_rubric_version(root, "mine").criteria[0].id == "final-answer"
+    ws.duplicate_rubric(root, "grade-school-math", "math-copy")
+    assert len(ws.load_rubric_version(root, "math-copy").criteria) == 5
+    with pytest.raises(InputError, match="already exists"):
+        ws.duplicate_rubric(root, "grade-school-math", "mine")
+    with pytest.raises(InputError, match="invalid rubric name"):
+        ws.create_rubric(root, "../escape")
+    with pytest.raises(InputError, match="no rubric named"):
+        ws.current_version(root, "nope")
+
+
+def test_uploads_refused_cleanly(root, monkeypatch):
+    good = (ws.SAMPLES_DIR / "arithmetic.yaml").read_bytes()
+    assert ws.import_rubric(root, good, "a.yaml").name == "grade-school-math"
+    with pytest.raises(InputError, match="unknown check type") as exc:
+        ws.import_rubric(root, good.replace(b"type: max_words", b"type: nope"), "bad.yaml")
+    assert exc.value.source == "bad.yaml"
+    with pytest.raises(InputError, match="not UTF-8"):
+        ws.import_rubric(root, b"name: x\n\xff\n", "bin.yaml")
+    monkeypatch.setattr(ws, "MAX_UPLOAD_BYTES", 100)
+    with pytest.raises(InputError, match="above the 100-byte limit"):
+        ws.import_rubric(root, good, "big.yaml")
+    monkeypatch.undo()
+    assert ws.import_task_set(root, b'{"id": "t1", "prompt": "2+2?", "reference": 4}\n', "mine.tasks.jsonl") == "mine"
+    assert ws.load_task_set(root, "mine")[0].reference == "4"
+    with pytest.raises(InputError) as exc:
+        ws.import_task_set(root, b'{"id": "t1", "prompt": "a"}\n{"id": "t1", "prompt": "b"}\n', "dup.jsonl")
+    assert exc.value.line == 2 and exc.value.source == "dup.jsonl"
+    assert "dup" not in ws.list_task_sets(root)
+    assert not list((root / "tasks").glob(".*"))                 # no staging file left behind
+
+
+def test_chain_sets_get_unique_ids(root):
+    records = [{"id": "t1:student:0", "task_id": "t1", "text": "x", "scores": {}, "total": None}]
+    a = ws.save_chain_set(root, records, {"rubric": "grade-school-math"})
+    b = ws.save_chain_set(root, records, {"rubric": "grade-school-math"})
+    assert a != b
+    assert ws.load_chain_set(root, a)[0]["id"] == f"{a}/t1:student:0"
+    assert {m["id"] for m in ws.list_chain_sets(root)} == {a, b}
+    assert ws.chain_set_meta(root, a)["chains"] == 1
+    with pytest.raises(InputError):
+        ws.load_chain_set(root, "../../etc/passwd")
+
+
+def test_editor_rows_round_trip_and_row_problems(root):
+    rubric = ws.load_rubric_version(root, "science-explainer")
+    rows = ws.criteria_rows(rubric)
+    data = ws.rubric_data_from_rows(rubric.name, rubric.description, rows,
+                                    [e.model_dump() for e in rubric.examples])
+    assert ws.row_problems(data) == []
+    assert type(rubric).model_validate(data).version == rubric.version
+    rows[1]["weight"] = 0
+    rows[2]["check"] = "regex"
+    rows[2]["pattern"] = "("
+    rows[3]["id"] = rows[0]["id"]
+    rows.append({"id": None, "title": None, "description": None, "weight": None})   # blank added row: ignored
+    problems = ws.row_problems(ws.rubric_data_from_rows(rubric.name, "", rows))
+    by_row = {p["row"]: p for p in problems}
+    assert set(by_row) == {2, 3, 4}
+    assert by_row[2]["field"] == "weight" and "non-zero" in by_row[2]["message"]
+    assert "invalid regular expression" in by_row[3]["message"]
+    assert "duplicate criterion id (first on row 1)" == by_row[4]["message"]
