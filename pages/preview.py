@@ -85,23 +85,27 @@ records = ws.load_chain_set(root, set_id)
 rubric = ws.load_rubric_version(root, meta["rubric"], meta["rubric_version"])
 
 # ---------------------------------------------------------------------------- overview
-left, right = st.columns([3, 2])
-with left:
-    st.subheader("Chains × criteria")
-    st.caption("✓ pass · ✗ fail · · unscored (judged criteria without a judge). Pitfall cells are green when the "
-               "flaw is absent.")
-    grid = charts.score_grid(records, rubric)
-    st.dataframe(charts.style_score_grid(grid, rubric), hide_index=True, width="stretch", height=320)
-with right:
-    st.plotly_chart(charts.pass_rate_figure(records, rubric), width="stretch")
-    totals = grid.groupby("context")["total"].mean()
-    cols = st.columns(len(totals) or 1)
-    for col, (ctx, value) in zip(cols, totals.items()):
-        col.metric(f"mean total · {ctx}", "—" if pd.isna(value) else f"{value:.3f}")
+st.subheader("Chains × criteria")
+st.caption("✓ pass · ✗ fail · · unscored (judged criteria without a judge). Pitfall cells are green when the "
+           "flaw is absent. Click a row to open its chain below.")
+grid = charts.score_grid(records, rubric)
+picked = st.dataframe(charts.style_score_grid(grid, rubric), hide_index=True, width="stretch",
+                      height=min(36 * (len(grid) + 1) + 2, 360), on_select="rerun", selection_mode="single-row",
+                      key=f"grid-{set_id}").selection.rows
+chain_ids = [r["id"] for r in records]
+if picked and st.session_state.get("grid-pick") != (set_id, picked[0]):
+    # a row clicked in the grid opens that chain below (set before the selectbox is drawn)
+    st.session_state["grid-pick"] = (set_id, picked[0])
+    st.session_state[f"chain-{set_id}"] = chain_ids[picked[0]]
+chart_col, metric_col = st.columns([3, 1])
+chart_col.plotly_chart(charts.pass_rate_figure(records, rubric), width="stretch")
+for ctx, value in grid.groupby("context")["total"].mean().items():
+    metric_col.metric(f"mean total · {ctx}", "—" if pd.isna(value) else f"{value:.3f}")
+metric_col.caption(f"{len(records)} chains · {meta.get('model')} · {meta.get('max_new_tokens')} new tokens max · "
+                   f"{meta.get('tokens_per_s', '?')} tokens/s")
 
 # ---------------------------------------------------------------------------- one chain
 st.subheader("Open a chain")
-chain_ids = [r["id"] for r in records]
 chain_id = st.selectbox("Chain", chain_ids, key=f"chain-{set_id}")
 chain = next(r for r in records if r["id"] == chain_id)
 text_col, score_col = st.columns([3, 2])

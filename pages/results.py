@@ -29,7 +29,11 @@ run_id = st.selectbox("Run", run_ids, index=run_ids.index(default),
 st.session_state["run_id"] = run_id
 run_dir = ws.run_dir(root, run_id)
 status = runs.read_status(run_dir)
-config = runs.load_run_config(run_dir).model_dump(mode="json")
+try:
+    config = runs.load_run_config(run_dir).model_dump(mode="json")
+except InputError as exc:
+    st.error(f"This run's config cannot be read: {exc}")
+    st.stop()
 metrics = runs.read_metrics(run_dir)
 evaluation = runs.read_eval(run_dir)
 
@@ -51,7 +55,8 @@ if evaluation is None:
         if st.button("Evaluate base vs adapter now"):
             with st.spinner("Sampling the base model and the adapter on the eval split…"):
                 try:
-                    evaluation = evaluate_run(run_dir, tasks=int(n_eval))
+                    evaluate_run(run_dir, tasks=int(n_eval))   # writes eval.json, read back on rerun
+                    st.rerun()
                 except InputError as exc:
                     st.error(str(exc))
 

@@ -33,7 +33,8 @@ queue = store.queue(rubric=None if rubric_filter == "(all)" else rubric_filter,
 counts = everything["status"].value_counts()
 st.caption(" · ".join(f"{s}: {int(counts.get(s, 0))}" for s in STATUSES))
 st.dataframe(queue[["id", "status", "chain_id", "rubric_name", "criterion", "reason", "flagged_by", "time",
-                    "last_reviewer"]], hide_index=True, width="stretch", height=220)
+                    "last_reviewer"]], hide_index=True, width="stretch",
+             height=min(36 * (len(queue) + 1) + 2, 260))
 if queue.empty:
     st.info("No flags match these filters.")
     st.stop()

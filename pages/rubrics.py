@@ -119,6 +119,7 @@ with edit_tab:
     st.markdown("**Criteria** — one row each. A negative weight makes a pitfall (passes when the flaw is present). "
                 "Without a check a judge model decides. List fields (flags, terms) are comma-separated.")
     table = pd.DataFrame(ws.criteria_rows(rubric), columns=ws.EDITOR_COLUMNS)
+    table.index = range(1, len(table) + 1)      # row numbers as the validation messages count them
     edited = st.data_editor(
         table, key=f"criteria-{name}-{current}", num_rows="dynamic", hide_index=False, width="stretch",
         column_config={
@@ -144,7 +145,8 @@ with edit_tab:
     data = ws.rubric_data_from_rows(name, description, edited.to_dict("records"), examples.to_dict("records"))
     problems = ws.row_problems(data)
     if problems:
-        st.error(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} to fix before saving:")
+        st.error(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} to fix before saving "
+                 "(row = the editor's row number):")
         st.dataframe(pd.DataFrame(problems), hide_index=True, width="stretch", key="problems")
         draft = None
     else:

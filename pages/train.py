@@ -80,7 +80,7 @@ if table.empty:
     st.info("No runs yet. Launch a round above (the `cpu-demo` preset with `tiny-random` takes seconds).")
     st.stop()
 st.subheader("Runs")
-st.dataframe(table, hide_index=True, width="stretch", height=min(38 * (len(table) + 1), 260))
+st.dataframe(table, hide_index=True, width="stretch", height=min(36 * (len(table) + 1) + 2, 260))
 run_ids = list(table["id"])
 active_ids = list(table.loc[table["status"].isin(ACTIVE), "id"])
 default = st.session_state.get("run_id")

@@ -21,17 +21,20 @@ from rcsd_core.rubric import Rubric
 PASS, FAIL, NULL = "#c8ecd0", "#f6c9c9", "#e6e6e6"          # good, bad, unscored (cell backgrounds)
 CONTEXT_COLOURS = {"student": "#5b7fbf", "teacher": "#e39a3b"}
 BEFORE_AFTER_COLOURS = {"before": "#9aa5b1", "after": "#2a9d8f"}
-_LAYOUT = dict(template="plotly_white", margin=dict(l=40, r=20, t=48, b=40), height=320,
-               legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="right", x=1))
+_LAYOUT = dict(template="plotly_white", margin=dict(l=40, r=20, t=48, b=40), height=340,
+               legend=dict(orientation="h", yanchor="top", y=-0.22, xanchor="left", x=0))
 
 
 # ---------------------------------------------------------------------------- previewed chains
 
 def score_grid(records: list[dict], rubric: Rubric) -> pd.DataFrame:
-    """One row per chain (id, task, context, total) and one column per criterion id (1.0/0.0/None)."""
+    """One row per chain (id, task, context, total) and one column per criterion id (1.0/0.0/None).
+
+    The chain column drops the chain set prefix ('<set id>/'), which is the same on every row.
+    """
     rows = []
     for r in records:
-        row = {"chain": r["id"], "task": r.get("task_id"), "context": r.get("context"), "total": r.get("total")}
+        row = {"chain": r["id"].rsplit("/", 1)[-1], "task": r.get("task_id"), "context": r.get("context"), "total": r.get("total")}
         for c in rubric.criteria:
             row[c.id] = (r.get("scores") or {}).get(c.id)
         rows.append(row)
@@ -88,7 +91,7 @@ def pass_rate_figure(records: list[dict], rubric: Rubric) -> go.Figure:
                     customdata=group[["scored", "null"]].to_numpy(),
                     hovertemplate="%{x}<br>pass rate %{y:.0%}<br>scored %{customdata[0]}, unscored %{customdata[1]}"
                                   "<extra>" + context + "</extra>")
-    fig.update_layout(barmode="group", title="Pass rate per criterion (pitfalls: share showing the flaw)",
+    fig.update_layout(barmode="group", title="Pass rate per criterion",
                       yaxis=dict(range=[0, 1.15], tickformat=".0%"), **_LAYOUT)
     return fig
 
@@ -121,7 +124,8 @@ def metric_figures(metrics: pd.DataFrame) -> dict[str, go.Figure]:
             data = metrics[["step", column]].dropna()
             fig.add_scatter(x=data["step"], y=data[column], mode="lines+markers",
                             name=column.split("/", 1)[-1] if key == "criteria" else column)
-        fig.update_layout(title=title, xaxis_title="step", showlegend=key == "criteria", **_LAYOUT)
+        fig.update_layout(title=title, showlegend=key == "criteria", **_LAYOUT)
+        fig.update_xaxes(title_text="step" if key != "criteria" else None, dtick=_step_tick(metrics["step"]))
         if key in ("criteria",):
             fig.update_yaxes(range=[-0.05, 1.05])
         figures[key] = fig
@@ -142,7 +146,8 @@ def eval_totals_figure(metrics: pd.DataFrame) -> go.Figure | None:
         fig.add_scatter(x=data["step"], y=data[column], mode="lines+markers",
                         name=column.removeprefix("eval/criterion/").removeprefix("eval/"),
                         line=dict(width=4 if column == "eval/total" else 1.5))
-    fig.update_layout(title="Eval over steps", xaxis_title="step", **_LAYOUT)
+    fig.update_layout(title="Eval over steps", **{**_LAYOUT, "height": 380})
+    fig.update_xaxes(dtick=_step_tick(metrics["step"]))
     return fig
 
 
@@ -184,7 +189,7 @@ def before_after_figure(rows: pd.DataFrame) -> go.Figure:
     for side in ("before", "after"):
         fig.add_bar(name=side, x=rows["criterion"], y=rows[side], marker_color=BEFORE_AFTER_COLOURS[side],
                     text=[_pct(v) for v in rows[side]], textposition="outside")
-    fig.update_layout(barmode="group", title="Before vs after, per criterion (eval split, student context)",
+    fig.update_layout(barmode="group", title="Before vs after, per criterion",
                       yaxis=dict(range=[0, 1.15], tickformat=".0%"), **_LAYOUT)
     return fig
 
@@ -200,7 +205,7 @@ def change_figure(rows: pd.DataFrame) -> go.Figure:
                                error_x=dict(type="data", array=plus, arrayminus=minus, visible=True),
                                hovertemplate="%{y}: %{x:+.3f}<extra></extra>"))
     fig.add_vline(x=0, line_dash="dash", line_color="#9aa5b1")
-    fig.update_layout(title="Change with 95% CI (grey: not distinguishable from zero)", xaxis_title="after − before",
+    fig.update_layout(title="Change (after − before), 95% CI", xaxis_title="grey: interval includes zero",
                       yaxis=dict(autorange="reversed"), **{**_LAYOUT, "height": 80 + 34 * max(len(rows), 3)})
     return fig
 
@@ -227,6 +232,12 @@ def _cell_text(value: Any) -> str:
 
 def _pct(value: Any) -> str:
     return "" if value is None or pd.isna(value) else f"{value:.0%}"
+
+
+def _step_tick(steps: pd.Series) -> int | None:
+    """Whole-number ticks on short rounds (plotly would label step 1.5 otherwise)."""
+    span = pd.to_numeric(steps, errors="coerce").max()
+    return 1 if pd.notna(span) and span <= 12 else None
 
 
 def _num(value: Any) -> float | None:

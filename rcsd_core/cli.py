@@ -24,13 +24,11 @@ from rcsd_core.errors import InputError
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from rcsd_core.files import iter_jsonl, write_jsonl
     from rcsd_core.rubric import load_rubric
-    from rcsd_core.scoring import score_chain, summarize_scores
     from rcsd_core.tasks import load_tasks
 
+    _check_out(args.out)
     rubric = load_rubric(args.rubric)
     tasks = load_tasks(args.tasks) if args.tasks else []
     references = {t.id: t.reference for t in tasks}
@@ -48,6 +46,10 @@ def cmd_score(args: argparse.Namespace) -> int:
         if "reference" in chain and chain["reference"] is not None and not isinstance(chain["reference"], str):
             chain["reference"] = str(chain["reference"])
         chains.append(chain)
+    from tqdm import tqdm
+
+    from rcsd_core.scoring import score_chain, summarize_scores  # pandas: imported once the input is good
+
     judge = _load_judge(args.judge) if args.judge else None
     results = [score_chain(rubric, c, task_references=references, task_prompts=prompts, judge=judge)
                for c in tqdm(chains, desc="scoring", unit="chain", disable=None, file=sys.stderr)]
@@ -61,17 +63,21 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
+    from rcsd_core.rubric import load_rubric
+    from rcsd_core.tasks import load_tasks
+
+    # input files are checked before torch is imported: bad input is refused in a second
+    _check_out(args.out)
+    rubric = load_rubric(args.rubric)
+    tasks = load_tasks(args.tasks)
+
     from tqdm import tqdm
 
     from rcsd_core.files import write_jsonl
     from rcsd_core.models import check_model, load_model, resolve_device
     from rcsd_core.preview import contexts_for, preview_chains
-    from rcsd_core.rubric import load_rubric
     from rcsd_core.scoring import summarize_scores
-    from rcsd_core.tasks import load_tasks
 
-    rubric = load_rubric(args.rubric)
-    tasks = load_tasks(args.tasks)
     if args.limit:
         tasks = tasks[: args.limit]
     contexts_for(args.context)
@@ -196,6 +202,12 @@ def _load_judge(name: str, device: str = "auto"):
         return LocalJudge(model, tokenizer, name=name)
     except ValueError as exc:
         raise InputError(str(exc), field="--judge") from None
+
+
+def _check_out(path: str) -> None:
+    """Refuse an output path that can never be written before any work is done."""
+    if Path(path).is_dir():
+        raise InputError("is a folder, not a file", source=path, field="--out")
 
 
 def _write_out(path: str, records: list[dict], write) -> None:

@@ -41,8 +41,11 @@ DEFAULT_PITFALL_WEIGHT = -1.0
 SIMILARITY_THRESHOLD = 0.85  # normalised title+description ratio above which two criteria are one
 
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_-]*)[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL)
-_LINE_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+(?:\*\*)?(?P<title>[^:\n]{2,80}?)(?:\*\*)?\s*[:–—]\s*(?P<desc>\S.*)$")
+_LINE_ITEM = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+(?:\*\*)?(?P<title>[^:\n]{2,80}?)(?:\*\*)?"
+                        r"\s*[:–—]\s*(?P<desc>\S.*)$")
 _FIELDS = {"id", "title", "name", "criterion", "description", "desc", "details", "weight", "pitfall", "check"}
+_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+(.*)$")
+_FIELD_LINE = re.compile(r"^(?:\*\*)?([A-Za-z_ ]{1,20}?)(?:\*\*)?\s*:\s*(.*)$")
 _PITFALL_WORDS = re.compile(r"^\s*(?:pitfall|avoid|penalty|flaw|don't|do not)\b", re.IGNORECASE)
 
 
@@ -81,12 +84,40 @@ def extract_items(text: str) -> tuple[list[Any], str | None]:
         items = _as_items(_load_json(json_span))
         if items:
             return items, "json"
-    items = []
-    for line in body.splitlines():
-        m = _LINE_ITEM.match(line)
-        if m:
-            items.append({"title": m.group("title").strip(), "description": m.group("desc").strip()})
+    items = _loose_items(body)
     return (items, "lines") if items else ([], None)
+
+
+def _loose_items(body: str) -> list[dict]:
+    """Criteria from YAML-like text that YAML refuses (small models write `description: a "b: c" d`
+    unquoted) and from plain bullets: "- key: value" fields, or "- Title: description" lines."""
+    items: list[dict] = []
+    current: dict | None = None
+    for line in body.splitlines():
+        bullet = _BULLET.match(line)
+        content = bullet.group(1) if bullet else line.strip()
+        if bullet:
+            current = {}
+            items.append(current)
+        if current is None or not content:
+            continue
+        field_match = _FIELD_LINE.match(content)
+        if field_match and field_match.group(1).strip().lower() in _FIELDS:
+            current[field_match.group(1).strip().lower()] = _unquote(field_match.group(2))
+        elif bullet and (m := _LINE_ITEM.match(line)):
+            current.update(title=m.group("title").strip(), description=m.group("desc").strip())
+        elif bullet and len(re.findall(r"[A-Za-z]{2,}", content)) >= 3:  # a plain sentence bullet
+            current["description"] = content
+        elif "description" in current:  # a continuation line
+            current["description"] = f"{current['description']} {content}"
+    return [i for i in items if i.get("title") or i.get("description")]
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
 
 
 def slugify(text: str, *, max_length: int = 48) -> str:
@@ -168,7 +199,8 @@ def parse_draft(text: str, name: str, description: str = "") -> DraftResult:
         kept.append(data)
     if len(kept) > MAX_CRITERIA:
         for extra in kept[MAX_CRITERIA:]:
-            dropped.append({"item": extra, "title": extra["title"], "reason": f"over the {MAX_CRITERIA}-criterion limit"})
+            dropped.append({"item": extra, "title": extra["title"],
+                            "reason": f"over the {MAX_CRITERIA}-criterion limit"})
         kept = kept[:MAX_CRITERIA]
     if not kept:
         errors.append(f"the reply parsed as {parser} but held no usable criterion")

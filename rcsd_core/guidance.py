@@ -127,11 +127,13 @@ def completion_logits(model, prompts: list[list[int]], completions: list[list[in
 
 
 def pair_logits(model, tokenizer, rubric: Rubric, task: Task | dict, completion_ids: list[int], *,
-                include_reference: bool = False, teacher_model=None) -> tuple[torch.Tensor, torch.Tensor]:
+                include_reference: bool = False, examples: int = 1,
+                teacher_model=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(student (T, V), teacher (T, V)) logits over one completion, each in its own context."""
     task = _as_task(task)
     student_prompt = context_ids(tokenizer, task, rubric, "student")
-    teacher_prompt = context_ids(tokenizer, task, rubric, "teacher", include_reference=include_reference)
+    teacher_prompt = context_ids(tokenizer, task, rubric, "teacher", include_reference=include_reference,
+                                 examples=examples)
     student = completion_logits(model, [student_prompt], [completion_ids])[0]
     teacher = completion_logits(teacher_model or model, [teacher_prompt], [completion_ids])[0]
     return student, teacher
@@ -241,19 +243,21 @@ def build_tokens(tokenizer, completion_ids: list[int], student_logits: torch.Ten
 
 def guidance_map(model, tokenizer, rubric: Rubric, task: Task | dict, chain_text: str, *,
                  divergence: str = "forward_kl", top_k: int = 5, include_reference: bool = False,
-                 finished: bool = False, teacher_model=None, **params) -> GuidanceMap:
+                 examples: int = 1, finished: bool = False, teacher_model=None, **params) -> GuidanceMap:
     """The guidance map of one chain of `task`: per-token teacher-vs-student divergence and preferences.
 
-    `include_reference` puts the task's reference answer in the teacher's context, as a round
-    configured that way does. `params` go to the divergence (e.g. temperature, k, beta).
+    `include_reference` and `examples` shape the teacher's context as a round's `teacher_reference`
+    and `teacher_examples` do; `finished` appends end-of-turn as a sampled chain that ended has.
+    `teacher_model` (default: `model`) lets a caller pass a frozen base for the teacher. `params`
+    go to the divergence (e.g. temperature, k, beta).
     """
     task = _as_task(task)
     ids = chain_ids(tokenizer, chain_text, finished=finished)
     if not ids:
         return GuidanceMap(tokens=[], divergence=divergence, meta={"task_id": task.id})
     student, teacher = pair_logits(model, tokenizer, rubric, task, ids, include_reference=include_reference,
-                                   teacher_model=teacher_model)
+                                   examples=examples, teacher_model=teacher_model)
     rows = build_tokens(tokenizer, ids, student, teacher, divergence=divergence, top_k=top_k, **params)
     return GuidanceMap(tokens=rows, divergence=divergence,
                        meta={"task_id": task.id, "rubric": rubric.name, "rubric_version": rubric.version,
-                             "include_reference": include_reference})
+                             "include_reference": include_reference, "examples": examples})

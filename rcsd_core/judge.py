@@ -14,12 +14,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Protocol
-
-import torch
+from typing import TYPE_CHECKING, Protocol
 
 from rcsd_core.contexts import encode_messages, judge_messages
 from rcsd_core.rubric import Criterion
+
+if TYPE_CHECKING:
+    import torch
+
+# torch is imported where it is used, so scoring chains (`rcsd score`) starts without loading it
 
 MIN_YES_NO_MASS = 0.05  # below this, neither word is what the model meant to say
 
@@ -58,6 +61,8 @@ def yes_no_token_ids(tokenizer) -> tuple[list[int], list[int]]:
 def verdict_from_logits(logits: torch.Tensor, yes_ids: list[int], no_ids: list[int], *,
                         name: str = "local") -> Verdict:
     """Turn next-token logits (V,) into a verdict; too little yes/no mass gives score None."""
+    import torch
+
     probs = torch.softmax(logits.float(), dim=-1)
     p_yes = float(probs[yes_ids].sum())
     p_no = float(probs[no_ids].sum())
@@ -82,9 +87,11 @@ class LocalJudge:
         if not self.yes_ids or not self.no_ids:
             raise ValueError("this tokenizer has no single-token Yes/No; the local judge cannot use it")
 
-    @torch.no_grad()
     def judge(self, criterion: Criterion, *, prompt: str, text: str, reference: str | None = None) -> Verdict:
+        import torch
+
         ids = encode_messages(self.tokenizer, judge_messages(criterion, prompt=prompt, text=text, reference=reference))
         device = next(self.model.parameters()).device
-        logits = self.model(input_ids=torch.tensor([ids], device=device)).logits[0, -1]
+        with torch.no_grad():
+            logits = self.model(input_ids=torch.tensor([ids], device=device)).logits[0, -1]
         return verdict_from_logits(logits, self.yes_ids, self.no_ids, name=self.name)

@@ -85,10 +85,10 @@ def idle(page, timeout: float = 120_000) -> None:
     page.locator('[data-testid="stStatusWidget"]').wait_for(state="detached", timeout=timeout)
 
 
-def go(page, title: str) -> None:
-    """Navigate with the sidebar (keeps the session, as a user would), then wait for the page title."""
+def go(page, title: str, heading: str | None = None) -> None:
+    """Navigate with the sidebar (keeps the session, as a user would), then wait for the page heading."""
     page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).click()
-    page.get_by_role("heading", name=title, exact=True).first.wait_for(timeout=60_000)
+    page.get_by_role("heading", name=heading or title, exact=True).first.wait_for(timeout=60_000)
     idle(page)
 
 
@@ -115,6 +115,7 @@ def shoot(page, folder: Path, name: str) -> None:
 def test_studio_end_to_end(studio, shots):
     from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=60_000)     # two shared CPU cores: renders can lag the script
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1440, "height": 1500})
@@ -128,8 +129,8 @@ def test_studio_end_to_end(studio, shots):
             # -- rubric: create one, see its editor, then open the arithmetic sample
             go(page, "Rubrics")
             page.get_by_text("New, duplicate or import").click()
-            page.get_by_label("New rubric name").fill("e2e-rubric")
-            page.get_by_label("What is it for?").fill("Made in the browser test.")
+            page.get_by_label("New rubric name", exact=True).fill("e2e-rubric")
+            page.get_by_label("What is it for?", exact=True).fill("Made in the browser test.")
             page.get_by_role("button", name="Create").click()
             idle(page)
             expect(page.get_by_text("current version", exact=False).first).to_be_visible()
@@ -150,17 +151,17 @@ def test_studio_end_to_end(studio, shots):
             shoot(page, shots, "preview")
 
             # -- flag the open chain
-            page.get_by_label("Reason").fill("answer line missing")
-            page.get_by_label("Your name").fill("ana")
+            page.get_by_label("Reason", exact=True).fill("answer line missing")
+            page.get_by_label("Your name", exact=True).fill("ana")
             page.get_by_role("button", name="Flag chain").click()
             page.get_by_text(re.compile(r"Flag #1 added to the review queue")).wait_for()
 
             # -- decide it on the Review page
             go(page, "Review")
             expect(page.get_by_text("answer line missing").first).to_be_attached()
-            page.get_by_label("Reviewer").fill("ben")
+            page.get_by_label("Reviewer", exact=True).fill("ben")
             page.get_by_text("reject", exact=True).click()
-            page.get_by_label("Note").fill("no Answer line")
+            page.get_by_label("Note", exact=True).fill("no Answer line")
             page.get_by_role("button", name="Record decision").click()
             idle(page)
             page.get_by_text(re.compile(r"reject: 1")).wait_for()
@@ -194,7 +195,7 @@ def test_studio_end_to_end(studio, shots):
             expect(page.get_by_role("button", name="Download the HTML report")).to_be_visible()
             shoot(page, shots, "results")
 
-            go(page, "Home")
+            go(page, "Home", "rcsd studio")
             shoot(page, shots, "home")
         finally:
             page.screenshot(path=str(shots / "last-state.png"))

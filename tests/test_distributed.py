@@ -29,7 +29,7 @@ BASE = {"model": "tiny-random", "rubric": "sample_rubrics/arithmetic.yaml",
 def test_two_process_round_ends_with_identical_adapters(tmp_path):
     run_dir = runs.create_run(resolve_paths(config_from_data(BASE)), tmp_path / "runs", run_id="ddp")
     env = {**os.environ, "RCSD_RANK_HASHES": "1", "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "rcsd_core.train", "--run-dir", str(run_dir)]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=170)
     assert done.returncode == 0, done.stderr[-4000:]

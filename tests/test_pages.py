@@ -65,6 +65,17 @@ def by_label(widgets, label: str):
     return matches[0]
 
 
+# ---------------------------------------------------------------------------- every page, fresh workspace
+
+@pytest.mark.parametrize("page, says", [
+    ("pages/home.py", "No previews yet"), ("pages/rubrics.py", "A strong answer meets these criteria:"),
+    ("pages/preview.py", "No chains yet"), ("pages/review.py", "Nothing flagged yet"),
+    ("pages/train.py", "No runs yet"), ("pages/results.py", "No runs yet")])
+def test_every_page_renders_on_a_fresh_workspace(home, page, says):
+    at = open_page(page)
+    assert says in texts(at)
+
+
 # ---------------------------------------------------------------------------- home
 
 def test_home_lists_sample_rubrics(home):
@@ -168,6 +179,25 @@ def test_preview_tiny_random_grid_flag_then_review_decision(home):
     assert list(history["reviewer"]) == ["ben"] and list(history["note"]) == ["too long in fact"]
 
 
+def test_preview_guidance_map_and_signal_panel(home):
+    at = open_page("pages/preview.py", rubric="grade-school-math")
+    by_label(at.number_input, "Tasks (first N of the train split)").set_value(1)
+    by_label(at.number_input, "Samples per task").set_value(1)
+    by_label(at.number_input, "Max new tokens").set_value(6)
+    by_label(at.radio, "Context").set_value("student")
+    by_label(at.button, "Sample chains").click().run()
+    assert len(frame_with(at, "chain")) == 1
+    by_label(at.button, "Compute guidance map").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("rcsd-guidance" in str(h.proto.body) for h in at.get("html"))
+    by_label(at.button, "Measure signal").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = frame_with(at, "gap")
+    assert list(table["criterion"]) == ["final-answer-line", "correct-answer", "shows-equation", "concise",
+                                        "restates-rubric", "total"]
+    assert ws.latest_signal_report(home, "grade-school-math")["samples"] == 1
+
+
 # ---------------------------------------------------------------------------- train and results
 
 def _finished_run(home) -> str:
@@ -206,6 +236,20 @@ def test_train_page_runs_table_and_charts(home):
     assert [m.value for m in at.metric][:2] == ["done", "2 / 2"]
     assert len(at.get("plotly_chart")) == 6                 # loss, divergence, eval, criteria, tokens/s, memory
     assert by_label(at.button, "Resume").disabled and by_label(at.button, "Stop").disabled
+
+
+def test_train_page_stop_and_resume_buttons(home):
+    run_id = _finished_run(home)
+    run_dir = ws.run_dir(home, run_id)
+    runs.write_status(run_dir, "queued", pid=None)             # launched, not yet started
+    at = open_page("pages/train.py")
+    assert not by_label(at.button, "Stop").disabled and by_label(at.button, "Resume").disabled
+    by_label(at.button, "Stop").click().run()
+    assert (run_dir / "STOP").exists()
+    runs.write_status(run_dir, "failed", error="CUDA out of memory")
+    at = open_page("pages/train.py")
+    assert by_label(at.button, "Stop").disabled and not by_label(at.button, "Resume").disabled
+    assert any("CUDA out of memory" in e.value for e in at.error)
 
 
 def test_train_page_refuses_bad_extra_config(home):

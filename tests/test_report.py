@@ -5,7 +5,14 @@ from __future__ import annotations
 import pandas as pd
 
 from rcsd_core.report import render_report
-from tests.test_charts import EVALUATION
+EVALUATION = {
+    "criteria": [{"criterion": "concise", "weight": 1, "before": 0.5, "after": 0.75, "diff": 0.25, "ci_low": 0.05,
+                  "ci_high": 0.45, "significant": True, "prompts": 4}],
+    "total": {"criterion": "total", "before": 0.2, "after": 0.3, "diff": 0.1, "ci_low": -0.02, "ci_high": 0.22,
+              "significant": False, "prompts": 4},
+    "prompts": [{"task_id": "a", "prompt": "2+2?", "reference": "4", "before": ["four"], "after": ["Answer: 4"],
+                 "before_total": 0.1, "after_total": 1.0}],
+}
 
 
 def test_report_is_self_contained_and_escaped():

@@ -102,12 +102,12 @@ def _rcsd(*args, cwd):
 
 def test_cli_writes_report(tmp_path):
     out = tmp_path / "signal.json"
-    done = _rcsd("signal", "--rubric", str(RUBRIC), "--tasks", str(TASKS), "--model", "tiny-random", "--limit", "2",
-                 "--samples", "2", "--max-new-tokens", "4", "--out", str(out), cwd=tmp_path)
+    done = _rcsd("signal", "--rubric", str(RUBRIC), "--tasks", str(TASKS), "--model", "tiny-random", "--limit", "1",
+                 "--samples", "2", "--max-new-tokens", "3", "--out", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     report = json.loads(out.read_text())
-    assert report["samples"] == 2 and report["tasks"] == 2 and report["model"] == "tiny-random"
-    assert report["criteria"]["final-answer-line"]["n_student"] == 4
+    assert report["samples"] == 2 and report["tasks"] == 1 and report["model"] == "tiny-random"
+    assert report["criteria"]["final-answer-line"]["n_student"] == 2
     assert "final-answer-line" in done.stdout and "gap" in done.stdout
 
 

@@ -1,0 +1,55 @@
+"""Evaluation: before/after comparison paired by prompt, and evaluate_run on a finished tiny round."""
+
+import json
+
+import pytest
+
+from rcsd_core import runs
+from rcsd_core.config import config_from_data, resolve_paths
+from rcsd_core.errors import InputError
+from rcsd_core.evaluation import compare_eval, evaluate_run
+from rcsd_core.rubric import load_rubric
+
+BASE = {"model": "tiny-random", "rubric": "sample_rubrics/arithmetic.yaml",
+        "tasks": "sample_rubrics/arithmetic.tasks.jsonl", "method": "rcsd", "steps": 1, "prompts_per_step": 2,
+        "samples_per_prompt": 2, "max_new_tokens": 8, "seed": 0, "eval_every": 0, "eval_tasks": 2,
+        "eval_samples": 1, "checkpoint_every": 0, "threads": 1, "device": "cpu"}
+
+
+def record(task_id, fmt, total):
+    return {"task_id": task_id, "scores": {"final-answer-line": fmt, "correct-answer": None}, "total": total}
+
+
+def test_compare_eval_pairs_by_prompt_and_averages_samples():
+    rubric = load_rubric("sample_rubrics/arithmetic.yaml")
+    before = [record(f"t{i}", 0.0, 0.2) for i in range(20) for _ in range(2)]
+    after = [record(f"t{i}", 1.0 if i % 2 else 0.0, 0.3) for i in range(20) for _ in range(2)]
+    table = compare_eval(before, after, rubric).set_index("criterion")
+    row = table.loc["final-answer-line"]
+    assert row.before == 0.0 and row.after == 0.5 and row["diff"] == 0.5 and row.prompts == 20
+    assert 0 < row.ci_low < 0.5 < row.ci_high <= 1 and row.significant
+    total = table.loc["total"]
+    assert abs(total["diff"] - 0.1) < 1e-9 and total.significant  # same gain on every prompt: a tight CI
+    assert table.loc["correct-answer"].isna()["diff"]  # never scored: no difference claimed
+    assert not table.loc["correct-answer"].significant
+    assert list(table.index) == [c.id for c in rubric.criteria] + ["total"]
+
+
+def test_evaluate_run_scores_before_and_after_and_writes_eval_json(tmp_path):
+    run_dir = runs.create_run(resolve_paths(config_from_data(BASE)), tmp_path / "runs", run_id="r")
+    with pytest.raises(InputError, match="no adapter"):
+        evaluate_run(run_dir)
+    from rcsd_core.train import train_round
+
+    train_round(run_dir)
+    result = evaluate_run(run_dir, tasks=3, samples=2, seed=0)
+    saved = json.loads((run_dir / "eval.json").read_text())
+    assert saved["total"]["criterion"] == "total" and saved["eval_prompts"] == 3 and saved["samples"] == 2
+    assert [c["criterion"] for c in result["criteria"]] == [c.id for c in load_rubric(BASE["rubric"]).criteria]
+    for row in result["criteria"] + [result["total"]]:
+        assert {"before", "after", "diff", "ci_low", "ci_high"} <= set(row)
+    assert result["divergence"]["before"] >= 0 and result["divergence"]["after"] >= 0
+    assert len(result["prompts"]) == 3 and all(len(p["before"]) == 2 == len(p["after"]) for p in result["prompts"])
+    assert result["adapter_step"] == 1
+    again = evaluate_run(run_dir, tasks=3, samples=2, seed=0)  # fixed seed: the same texts
+    assert again["prompts"][0]["before"] == result["prompts"][0]["before"]

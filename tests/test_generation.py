@@ -1,0 +1,115 @@
+"""Batched chain sampling on the tiny random model: shapes, seeds, end-of-turn, batched = unbatched."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rcsd_core.contexts import encode_messages, student_messages
+from rcsd_core.generation import cut_at_eos, left_pad, sample_chains
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def prompts(tiny):
+    _, tokenizer = tiny
+    texts = ["What is 2 + 2?", "A much longer question about seven apples, three pears and a basket of figs?", "Hi"]
+    ids = [encode_messages(tokenizer, student_messages(t)) for t in texts]
+    assert len({len(i) for i in ids}) == 3                     # different lengths, so padding matters
+    return ids
+
+
+class EosAs:
+    """The tokenizer with another token standing in as end-of-turn (to make a random model stop)."""
+
+    def __init__(self, tokenizer, eos_id: int):
+        self._tokenizer = tokenizer
+        self.eos_token_id = eos_id
+        self.pad_token_id = tokenizer.pad_token_id
+
+    def decode(self, ids, **kw):
+        return self._tokenizer.decode(ids, **kw)
+
+
+def test_left_pad():
+    ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0, device="cpu")
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+    assert ids.dtype == mask.dtype == torch.long
+
+
+def test_cut_at_eos():
+    assert cut_at_eos([4, 5, 2, 2, 2], 2) == ([4, 5, 2], True)
+    assert cut_at_eos([4, 5, 6], 2) == ([4, 5, 6], False)
+    assert cut_at_eos([2], 2) == ([2], True)
+    assert cut_at_eos([], 2) == ([], False)
+
+
+def test_shapes_order_and_counts(tiny, prompts):
+    model, tokenizer = tiny
+    calls = []
+    samples, stats = sample_chains(model, tokenizer, prompts, n=2, max_new_tokens=5, seed=0, batch_size=4,
+                                   progress=lambda done, total: calls.append((done, total)))
+    assert [(s.prompt_index, s.sample_index) for s in samples] == [(p, s) for p in range(3) for s in range(2)]
+    assert calls == [(4, 6), (6, 6)]
+    for s in samples:
+        assert s.prompt_ids == prompts[s.prompt_index]
+        assert 1 <= s.n_tokens <= 5 and s.n_tokens == len(s.completion_ids)
+        assert s.finished == (s.completion_ids[-1] == tokenizer.eos_token_id)
+        assert s.text == tokenizer.decode(s.completion_ids, skip_special_tokens=True)
+    assert stats.tokens == sum(s.n_tokens for s in samples)
+    assert stats.seconds > 0 and stats.tokens_per_s == pytest.approx(stats.tokens / stats.seconds)
+
+
+def test_seeded_sampling_is_reproducible_and_leaves_global_rng_alone(tiny, prompts):
+    model, tokenizer = tiny
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    a, _ = sample_chains(model, tokenizer, prompts[:2], n=2, max_new_tokens=6, seed=7)
+    b, _ = sample_chains(model, tokenizer, prompts[:2], n=2, max_new_tokens=6, seed=7)
+    c, _ = sample_chains(model, tokenizer, prompts[:2], n=2, max_new_tokens=6, seed=8)
+    assert [s.completion_ids for s in a] == [s.completion_ids for s in b]
+    assert [s.completion_ids for s in a] != [s.completion_ids for s in c]
+    assert a[0].completion_ids != a[1].completion_ids            # samples of one prompt differ
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
+def test_batched_and_unbatched_greedy_give_the_same_text(tiny, prompts):
+    model, tokenizer = tiny
+    one, _ = sample_chains(model, tokenizer, prompts, n=1, max_new_tokens=8, temperature=0, batch_size=1)
+    many, _ = sample_chains(model, tokenizer, prompts, n=1, max_new_tokens=8, temperature=0, batch_size=3)
+    assert [s.completion_ids for s in one] == [s.completion_ids for s in many]
+    assert [s.text for s in one] == [s.text for s in many]
+
+
+def test_greedy_samples_of_one_prompt_are_identical(tiny, prompts):
+    model, tokenizer = tiny
+    samples, _ = sample_chains(model, tokenizer, prompts[:1], n=3, max_new_tokens=4, temperature=0, seed=0)
+    assert samples[0].completion_ids == samples[1].completion_ids == samples[2].completion_ids
+
+
+def test_stops_at_end_of_turn(tiny, prompts):
+    model, tokenizer = tiny
+    free, _ = sample_chains(model, tokenizer, prompts[:1], n=1, max_new_tokens=6, temperature=0)
+    ids = free[0].completion_ids
+    stop = ids[3]                                                  # make the 4th greedy token the end-of-turn
+    first = ids.index(stop)
+    cut, _ = sample_chains(model, EosAs(tokenizer, stop), prompts[:1], n=1, max_new_tokens=6, temperature=0)
+    assert cut[0].completion_ids == ids[:first + 1]
+    assert cut[0].finished and cut[0].n_tokens == first + 1
+    # in a batch, a finished row stops while the others go on
+    both, _ = sample_chains(model, EosAs(tokenizer, stop), [prompts[0], prompts[2]], n=1, max_new_tokens=6,
+                            temperature=0)
+    assert both[0].completion_ids == ids[:first + 1]
+    assert stop not in both[1].completion_ids[:-1]
+
+
+def test_min_new_tokens_holds_back_end_of_turn(tiny, prompts):
+    model, tokenizer = tiny
+    free, _ = sample_chains(model, tokenizer, prompts[:1], n=1, max_new_tokens=4, temperature=0)
+    stop = free[0].completion_ids[0]
+    held, _ = sample_chains(model, EosAs(tokenizer, stop), prompts[:1], n=1, max_new_tokens=4, temperature=0,
+                            min_new_tokens=3)
+    assert stop not in held[0].completion_ids[:3]
+    assert held[0].n_tokens >= 3

@@ -1,0 +1,99 @@
+"""Model loading: names, devices, dtypes, the tiny random model, LoRA, and one embedded-default smoke test."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rcsd_core.errors import InputError
+from rcsd_core.models import (DEFAULT_MODEL, attach_lora, build_tiny_random, check_model, embedded_gguf_path,
+                              load_model, load_tokenizer, resolve_device, resolve_dtype)
+
+
+def test_dtype_and_device_resolution():
+    cpu = torch.device("cpu")
+    assert resolve_dtype("auto", cpu) == torch.float32
+    assert resolve_dtype("bf16") == resolve_dtype("bfloat16") == torch.bfloat16
+    assert resolve_dtype("fp32") == torch.float32
+    with pytest.raises(InputError, match="unknown dtype 'float8'"):
+        resolve_dtype("float8")
+    assert resolve_device("cpu") == cpu
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(InputError, match="unknown device"):
+        resolve_device("toaster")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+def test_cuda_without_gpu_is_refused():
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        resolve_device("cuda")
+
+
+def test_unknown_model_is_refused_without_download(tmp_path):
+    for name in ("no-such-org/no-such-model", str(tmp_path / "missing")):
+        with pytest.raises(InputError, match="unknown model") as info:
+            check_model(name)
+        assert info.value.field == "model"
+        with pytest.raises(InputError, match="unknown model"):
+            load_model(name)
+    check_model("tiny-random")
+    check_model(DEFAULT_MODEL)
+
+
+def test_tokenizer_pads_left(tokenizer):
+    assert tokenizer.padding_side == "left"
+    assert tokenizer.pad_token_id is not None and tokenizer.eos_token_id is not None
+    assert load_tokenizer("tiny-random").get_vocab() == load_tokenizer(DEFAULT_MODEL).get_vocab()
+
+
+def test_tiny_random(tiny):
+    model, tokenizer = tiny
+    assert not model.training and model.dtype == torch.float32
+    assert model.config.vocab_size == len(tokenizer) and model.config.num_hidden_layers == 2
+    assert sum(p.numel() for p in model.parameters()) < 5_000_000
+    assert model.generation_config.pad_token_id == tokenizer.pad_token_id
+    same = build_tiny_random(tokenizer, seed=0)
+    other = build_tiny_random(tokenizer, seed=1)
+    w = model.model.layers[0].mlp.up_proj.weight
+    assert torch.equal(same.model.layers[0].mlp.up_proj.weight, w)
+    assert not torch.equal(other.model.layers[0].mlp.up_proj.weight, w)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([[1, 2, 3]])).logits
+    assert logits.shape == (1, 3, len(tokenizer)) and torch.isfinite(logits).all()
+
+
+def test_lora_attach_and_disable():
+    model, _ = load_model("tiny-random", device="cpu")
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        base = model(input_ids=ids).logits.clone()
+    peft_model = attach_lora(model, rank=4, alpha=8)
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    with torch.no_grad():
+        assert torch.allclose(peft_model(input_ids=ids).logits, base)          # B starts at zero
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.5)
+        changed = peft_model(input_ids=ids).logits
+        with peft_model.disable_adapter():
+            disabled = peft_model(input_ids=ids).logits
+    assert not torch.allclose(changed, base)
+    assert torch.allclose(disabled, base)
+
+
+@pytest.mark.slow
+def test_embedded_default_smoke(one_thread):
+    """Load SmolLM2-135M-Instruct (converting the GGUF into the cache on first use) and sample a few tokens."""
+    from rcsd_core.contexts import encode_messages, student_messages
+    from rcsd_core.generation import sample_chains
+
+    assert embedded_gguf_path().name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    model, tokenizer = load_model(DEFAULT_MODEL, device="cpu")
+    assert model.config.hidden_size == 576 and model.config.num_hidden_layers == 30
+    assert model.config.vocab_size == len(tokenizer)
+    ids = encode_messages(tokenizer, student_messages("What is the capital of France?"))
+    samples, stats = sample_chains(model, tokenizer, [ids], n=1, max_new_tokens=6, temperature=0)
+    text = samples[0].text
+    assert stats.tokens == samples[0].n_tokens >= 1
+    assert text.strip() and "Paris" in text                      # a real model, not random weights

@@ -1,0 +1,192 @@
+"""The OpenAI-compatible judge against a real HTTP server on 127.0.0.1 (started here, in a thread):
+yes, no, garbage, logprobs, 500-then-ok, always-500, slow -> timeout, 401 and a server without logprobs."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from rcsd_core.errors import InputError
+from rcsd_core.remote_judge import OpenAIJudge, parse_yes_no, yes_probability
+from rcsd_core.rubric import Criterion
+
+CRITERION = Criterion(id="final-answer", title="Final answer", description="Ends with 'Answer: <n>'.", weight=3)
+
+
+class Endpoint:
+    """What the fake server does next: a queue of (status, reply text or body, delay, logprobs)."""
+
+    def __init__(self):
+        self.script: list[dict] = []
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+
+
+def make_handler(endpoint: Endpoint):
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):  # keep test output clean
+            pass
+
+        def do_POST(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            endpoint.requests.append({"path": self.path, **body})
+            endpoint.headers.append(dict(self.headers))
+            step = endpoint.script.pop(0) if endpoint.script else {"reply": "Yes"}
+            time.sleep(step.get("delay", 0))
+            status = step.get("status", 200)
+            if status != 200:
+                payload = step.get("body", "upstream error").encode()
+            elif body.get("logprobs") and step.get("reject_logprobs"):
+                status, payload = 400, b'{"error": {"message": "logprobs is not supported"}}'
+                endpoint.script.insert(0, {k: v for k, v in step.items() if k != "reject_logprobs"})
+            else:
+                choice = {"index": 0, "message": {"role": "assistant", "content": step["reply"]},
+                          "finish_reason": "stop"}
+                if body.get("logprobs") and "top" in step:
+                    choice["logprobs"] = {"content": [{"token": step["reply"][:3], "logprob": -0.1,
+                                                       "top_logprobs": [{"token": t, "logprob": lp}
+                                                                        for t, lp in step["top"]]}]}
+                payload = json.dumps({"id": "x", "object": "chat.completion", "choices": [choice]}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            try:
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (timeout test)
+
+    return Handler
+
+
+@pytest.fixture(scope="module")
+def server():
+    endpoint = Endpoint()
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(endpoint))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield endpoint, f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture()
+def endpoint(server):
+    endpoint, url = server
+    endpoint.script.clear()
+    endpoint.requests.clear()
+    endpoint.headers.clear()
+    return endpoint, url
+
+
+def ask(judge):
+    return judge.judge(CRITERION, prompt="What is 3 + 4?", text="3 + 4 = 7\nAnswer: 7", reference="7")
+
+
+def test_yes_and_no_with_the_judge_prompt(endpoint, monkeypatch):
+    ep, url = endpoint
+    monkeypatch.setenv("RCSD_TEST_KEY", "sekrit")
+    judge = OpenAIJudge(url + "/", "judge-model", api_key_env="RCSD_TEST_KEY", retries=0)
+    ep.script += [{"reply": "Yes."}, {"reply": "**No** - it ends with a sentence."}]
+    yes, no = ask(judge), ask(judge)
+    assert (yes.score, yes.raw, yes.judge) == (1.0, "Yes.", "openai:judge-model")
+    assert no.score == 0.0 and no.raw.startswith("**No**") and no.probability is None
+    request = ep.requests[0]
+    assert request["path"] == "/v1/chat/completions" and request["model"] == "judge-model"
+    assert request["temperature"] == 0 and "Answer: 7" in request["messages"][-1]["content"]
+    assert ep.headers[0]["Authorization"] == "Bearer sekrit"
+    assert "sekrit" not in repr(judge) and "sekrit" not in yes.raw
+
+
+def test_garbage_scores_none_never_zero(endpoint):
+    ep, url = endpoint
+    judge = OpenAIJudge(url, "m", api_key_env="RCSD_UNSET_KEY_FOR_TEST", retries=0)
+    ep.script += [{"reply": "Maybe, it depends."}, {"reply": ""}, {"status": 200, "reply": "The answer is yes"}]
+    verdicts = [ask(judge) for _ in range(3)]
+    assert [v.score for v in verdicts] == [None, None, None]
+    assert verdicts[0].raw.startswith("Maybe, it depends.") and "no usable verdict" in verdicts[0].raw
+    assert "Authorization" not in ep.headers[0]
+
+
+def test_logprobs_give_the_probability(endpoint):
+    ep, url = endpoint
+    judge = OpenAIJudge(url, "m", retries=0)
+    ep.script.append({"reply": "Yes", "top": [("Yes", -0.2231), ("No", -1.6094), ("Maybe", -5.0)]})
+    verdict = ask(judge)
+    assert verdict.score == 1.0
+    assert verdict.probability == pytest.approx(0.8 / (0.8 + 0.2), abs=1e-3)
+    assert ep.requests[0]["logprobs"] is True and ep.requests[0]["top_logprobs"] == 5
+
+
+def test_retries_a_500_then_succeeds(endpoint):
+    ep, url = endpoint
+    judge = OpenAIJudge(url, "m", retries=2, backoff=0.01)
+    ep.script += [{"status": 500}, {"status": 503}, {"reply": "No"}]
+    assert ask(judge).score == 0.0 and len(ep.requests) == 3
+
+
+def test_gives_up_after_retries_with_the_error_kept(endpoint):
+    ep, url = endpoint
+    judge = OpenAIJudge(url, "m", retries=1, backoff=0.01)
+    ep.script += [{"status": 500, "body": "boom"}] * 2
+    verdict = ask(judge)
+    assert verdict.score is None and "HTTP 500: boom" in verdict.raw and "2 attempts" in verdict.raw
+
+
+def test_slow_server_times_out_then_retry_succeeds(endpoint):
+    ep, url = endpoint
+    judge = OpenAIJudge(url, "m", timeout=0.3, retries=1, backoff=0.01)
+    ep.script += [{"reply": "Yes", "delay": 2.0}, {"reply": "Yes"}]
+    start = time.perf_counter()
+    assert ask(judge).score == 1.0
+    assert time.perf_counter() - start < 1.8  # did not wait for the slow reply
+    slow = OpenAIJudge(url, "m", timeout=0.2, retries=0)
+    ep.script += [{"reply": "Yes", "delay": 0.6}]
+    verdict = ask(slow)
+    assert verdict.score is None and "timed out" in verdict.raw
+
+
+def test_connection_refused_is_a_null_verdict():
+    judge = OpenAIJudge("http://127.0.0.1:9/v1", "m", retries=1, backoff=0.01)  # discard port: nothing listens
+    verdict = ask(judge)
+    assert verdict.score is None and "connection failed" in verdict.raw
+
+
+def test_auth_error_raises_input_error(endpoint):
+    ep, url = endpoint
+    judge = OpenAIJudge(url, "m", retries=3, backoff=0.01)
+    ep.script.append({"status": 401, "body": "bad key"})
+    with pytest.raises(InputError, match="HTTP 401.*check the API key"):
+        ask(judge)
+    assert len(ep.requests) == 1  # not retried
+
+
+def test_server_without_logprobs_is_asked_again_without(endpoint):
+    ep, url = endpoint
+    judge = OpenAIJudge(url, "m", retries=0)
+    ep.script.append({"reply": "Yes", "reject_logprobs": True})
+    assert ask(judge).score == 1.0
+    assert [r.get("logprobs") for r in ep.requests] == [True, None] and judge.logprobs is False
+
+
+def test_bad_configuration_is_refused():
+    with pytest.raises(InputError, match="base URL"):
+        OpenAIJudge("ftp://example", "m")
+    with pytest.raises(InputError, match="model"):
+        OpenAIJudge("http://127.0.0.1:1/v1", "")
+
+
+@pytest.mark.parametrize("text,score", [("Yes", 1.0), (" no.", 0.0), ("**YES**", 1.0), ("<think>hmm</think>No", 0.0),
+                                        ("Noted.", None), ("I say yes", None), (None, None), ('"No"', 0.0)])
+def test_parse_yes_no(text, score):
+    assert parse_yes_no(text) == score
+
+
+def test_yes_probability_needs_mass():
+    assert yes_probability(None) is None
+    assert yes_probability({"content": [{"token": "Sure", "logprob": 0.0, "top_logprobs": [
+        {"token": "Sure", "logprob": 0.0}, {"token": "Yes", "logprob": -9.0}]}]}) is None
