@@ -12,7 +12,7 @@ from rcsd_core.preview import preview_chains
 from rcsd_core.store import ReviewStore
 
 root = ws.ensure_workspace(ws.workspace_root())
-MODELS = [TINY_RANDOM, DEFAULT_MODEL, "local path or cached hub id…"]
+MODELS = [DEFAULT_MODEL, TINY_RANDOM, "local path or cached hub id…"]
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=2)

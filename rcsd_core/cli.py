@@ -88,7 +88,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
         check_model(args.judge)
     if not args.temperature >= 0:
         raise InputError(f"must be 0 (greedy) or more, got {args.temperature}", field="--temperature")
-    print(f"loading {args.model} ...", file=sys.stderr)
+    threads = _use_cpu_threads(args.threads, resolve_device(args.device))
+    print(f"loading {args.model} ...{f' ({threads} CPU threads)' if threads else ''}", file=sys.stderr)
     model, tokenizer = load_model(args.model, device=args.device)
     judge = _load_judge(args.judge, device=args.device) if args.judge else None
     bar = tqdm(total=len(tasks) * args.samples * len(contexts_for(args.context)), desc="sampling", unit="chain",
@@ -149,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive, help="use only the first N tasks")
     p.add_argument("--judge", help="model that judges criteria without a check")
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=_positive,
+                   help="CPU threads for torch (default: the cores other processes leave idle)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_preview)
 
@@ -202,6 +205,26 @@ def _load_judge(name: str, device: str = "auto"):
         return LocalJudge(model, tokenizer, name=name)
     except ValueError as exc:
         raise InputError(str(exc), field="--judge") from None
+
+
+def _use_cpu_threads(requested: int | None, device) -> int | None:
+    """Set torch's CPU threads: as asked, else one per core that other processes leave idle.
+
+    On a shared machine torch's default (one thread per core) makes every matrix product wait for
+    a thread that another process has descheduled: measured on 2 busy cores (load average 4-7),
+    SmolLM2-135M sampled 2-4x faster on one thread than on two. Returns the count, None on a GPU.
+    """
+    import torch
+
+    if requested:
+        torch.set_num_threads(requested)
+        return requested
+    if device.type != "cpu":
+        return None
+    idle = (os.cpu_count() or 1) - os.getloadavg()[0]
+    threads = max(1, min(torch.get_num_threads(), round(idle)))
+    torch.set_num_threads(threads)
+    return threads
 
 
 def _check_out(path: str) -> None:

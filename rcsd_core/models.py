@@ -106,10 +106,15 @@ def check_model(name: str) -> None:
 
 
 def build_tiny_random(tokenizer: PreTrainedTokenizerBase, *, seed: int = 0, hidden_size: int = 64,
-                      layers: int = 2) -> PreTrainedModel:
-    """A two-layer Llama with random weights and the embedded tokenizer's vocabulary (~3M params)."""
+                      layers: int = 2, initializer_range: float = 0.02) -> PreTrainedModel:
+    """A two-layer Llama with random weights and the embedded tokenizer's vocabulary (~3M params).
+
+    At the default initializer_range the logits are near-uniform and greedy decoding repeats one
+    token; ~0.2 gives peaked logits whose greedy text depends on the prompt (tests of decoding).
+    """
     config = LlamaConfig(hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=layers,
                          num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tokenizer),
+                         initializer_range=initializer_range,
                          max_position_embeddings=4096, tie_word_embeddings=True,
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id)

@@ -255,10 +255,11 @@ class Round:
 
     def _install_signal_handlers(self) -> None:
         def request(signum, frame):
-            if self.stop_requested and signum == signal.SIGINT:
+            if self.stop_requested:  # a second signal: stop now, the last checkpoint stays
                 raise KeyboardInterrupt
             self.stop_requested = True
-            log.warning("received %s: stopping after this step", signal.Signals(signum).name)
+            log.warning("received %s: stopping after this step (send it again to stop at once)",
+                        signal.Signals(signum).name)
 
         try:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -701,7 +702,7 @@ def train_round(run_dir: str | Path, *, resume: bool = False) -> dict:
         if is_main:
             message = exc.describe() if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
             if isinstance(exc, KeyboardInterrupt):
-                message = "interrupted"
+                message = "interrupted by a second stop signal; resume continues from the last checkpoint"
             log.error("round failed: %s\n%s", message, traceback.format_exc())
             _write_failure(Path(run_dir), message, getattr(round_, "step", 0))
         raise

@@ -141,6 +141,7 @@ def test_studio_end_to_end(studio, shots):
 
             # -- preview with tiny-random
             go(page, "Preview")
+            choose(page, "Model", "tiny-random")
             number(page, "Tasks (first N of the train split)", 3)
             number(page, "Samples per task", 2)
             number(page, "Max new tokens", 12)

@@ -7,6 +7,7 @@ averaged. Deselect with `-m "not distributed"`.
 """
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,8 +32,18 @@ def test_two_process_round_ends_with_identical_adapters(tmp_path):
     env = {**os.environ, "RCSD_RANK_HASHES": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "rcsd_core.train", "--run-dir", str(run_dir)]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=170)
-    assert done.returncode == 0, done.stderr[-4000:]
+    # A session of its own, so a timeout can end torchrun and, below, its workers.
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        output, _ = proc.communicate(timeout=170)
+    except subprocess.TimeoutExpired:
+        for child in _children(proc.pid):  # torchrun puts each worker in a process group of its own
+            os.kill(child, signal.SIGKILL)
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail("the two-process round timed out:\n" + output[-4000:])
+    assert proc.returncode == 0, output[-4000:]
 
     status = runs.read_status(run_dir)
     assert status["status"] == "done" and status["processes"] == 2
@@ -44,3 +55,15 @@ def test_two_process_round_ends_with_identical_adapters(tmp_path):
     assert len([s for s in runs.read_samples(run_dir) if s["kind"] == "train"]) == 2 * 2 * 2
     weights = load_file(str(run_dir / "adapter" / "adapter_model.safetensors"))
     assert any(w.abs().sum() > 0 for k, w in weights.items() if "lora_B" in k)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                pass
+    return found

@@ -12,6 +12,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
+def peaked(tiny):
+    """(model, tokenizer): a tiny random model with peaked logits, so greedy text depends on the prompt."""
+    from rcsd_core.models import build_tiny_random
+
+    return build_tiny_random(tiny[1], seed=0, initializer_range=0.2).eval(), tiny[1]
+
+
+@pytest.fixture(scope="module")
 def prompts(tiny):
     _, tokenizer = tiny
     texts = ["What is 2 + 2?", "A much longer question about seven apples, three pears and a basket of figs?", "Hi"]
@@ -75,26 +83,54 @@ def test_seeded_sampling_is_reproducible_and_leaves_global_rng_alone(tiny, promp
     assert torch.equal(torch.random.get_rng_state(), before)
 
 
-def test_batched_and_unbatched_greedy_give_the_same_text(tiny, prompts):
-    model, tokenizer = tiny
-    one, _ = sample_chains(model, tokenizer, prompts, n=1, max_new_tokens=8, temperature=0, batch_size=1)
+def test_batched_and_unbatched_greedy_give_the_same_text(peaked, prompts):
+    model, tokenizer = peaked
+    one, _ = sample_chains(model, tokenizer, prompts, n=1, max_new_tokens=8, temperature=0, batch_size=1,
+                           share_prefix=False)
     many, _ = sample_chains(model, tokenizer, prompts, n=1, max_new_tokens=8, temperature=0, batch_size=3)
+    assert len({tuple(s.completion_ids) for s in one}) == 3        # the prompts lead to different text
     assert [s.completion_ids for s in one] == [s.completion_ids for s in many]
     assert [s.text for s in one] == [s.text for s in many]
 
 
-def test_greedy_samples_of_one_prompt_are_identical(tiny, prompts):
-    model, tokenizer = tiny
+def test_shared_prefix_is_used_and_changes_nothing(peaked, prompts, monkeypatch):
+    from rcsd_core import generation
+
+    model, tokenizer = peaked
+    assert generation.shared_prefix_length(prompts) >= generation.MIN_SHARED_PREFIX   # the template's system turn
+    plain, _ = sample_chains(model, tokenizer, prompts, n=2, max_new_tokens=6, temperature=0, share_prefix=False)
+    calls = []
+    original = generation._PrefixCache.cache_for
+    monkeypatch.setattr(generation._PrefixCache, "cache_for",
+                        lambda self, prefix, rows: calls.append((len(prefix), rows)) or original(self, prefix, rows))
+    shared, _ = sample_chains(model, tokenizer, prompts, n=2, max_new_tokens=6, temperature=0, batch_size=4)
+    assert calls == [(generation.shared_prefix_length(prompts[:2]), 4),
+                     (generation.shared_prefix_length([prompts[2], prompts[2]]), 2)]
+    assert [s.completion_ids for s in shared] == [s.completion_ids for s in plain]
+
+
+def test_shared_prefix_length():
+    from rcsd_core.generation import shared_prefix_length
+
+    assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 5]]) == 2
+    assert shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2          # each keeps one token of its own
+    assert shared_prefix_length([[1], [1, 2]]) == 0
+    assert shared_prefix_length([[7, 8, 9]]) == 2
+
+
+def test_greedy_samples_of_one_prompt_are_identical(peaked, prompts):
+    model, tokenizer = peaked
     samples, _ = sample_chains(model, tokenizer, prompts[:1], n=3, max_new_tokens=4, temperature=0, seed=0)
     assert samples[0].completion_ids == samples[1].completion_ids == samples[2].completion_ids
 
 
-def test_stops_at_end_of_turn(tiny, prompts):
-    model, tokenizer = tiny
+def test_stops_at_end_of_turn(peaked, prompts):
+    model, tokenizer = peaked
     free, _ = sample_chains(model, tokenizer, prompts[:1], n=1, max_new_tokens=6, temperature=0)
     ids = free[0].completion_ids
     stop = ids[3]                                                  # make the 4th greedy token the end-of-turn
     first = ids.index(stop)
+    assert first == 3
     cut, _ = sample_chains(model, EosAs(tokenizer, stop), prompts[:1], n=1, max_new_tokens=6, temperature=0)
     assert cut[0].completion_ids == ids[:first + 1]
     assert cut[0].finished and cut[0].n_tokens == first + 1
@@ -105,8 +141,8 @@ def test_stops_at_end_of_turn(tiny, prompts):
     assert stop not in both[1].completion_ids[:-1]
 
 
-def test_min_new_tokens_holds_back_end_of_turn(tiny, prompts):
-    model, tokenizer = tiny
+def test_min_new_tokens_holds_back_end_of_turn(peaked, prompts):
+    model, tokenizer = peaked
     free, _ = sample_chains(model, tokenizer, prompts[:1], n=1, max_new_tokens=4, temperature=0)
     stop = free[0].completion_ids[0]
     held, _ = sample_chains(model, EosAs(tokenizer, stop), prompts[:1], n=1, max_new_tokens=4, temperature=0,

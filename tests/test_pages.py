@@ -141,6 +141,8 @@ def test_rubric_create_and_duplicate(home):
 def test_preview_tiny_random_grid_flag_then_review_decision(home):
     at = open_page("pages/preview.py", rubric="grade-school-math")
     assert "No chains yet" in texts(at)
+    assert by_label(at.selectbox, "Model").value == "smollm2-135m-instruct"   # the embedded default
+    by_label(at.selectbox, "Model").set_value("tiny-random")
     by_label(at.number_input, "Tasks (first N of the train split)").set_value(2)
     by_label(at.number_input, "Samples per task").set_value(1)
     by_label(at.number_input, "Max new tokens").set_value(8)

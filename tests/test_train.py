@@ -2,6 +2,8 @@
 stop and exact resume, a crash, a detached launch stopped from outside, and the CLI."""
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -130,6 +132,14 @@ def test_a_crash_sets_failed_with_the_error_and_traceback(tmp_path, monkeypatch)
 def test_detached_round_outlives_its_launcher_and_stops_on_request(tmp_path):
     run_dir = make_run(tmp_path, steps=200, eval_every=0, checkpoint_every=0, eval_tasks=1)
     pid = runs.launch_round(run_dir)
+    try:
+        _launch_then_stop(run_dir, pid)
+    finally:
+        if runs.pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _launch_then_stop(run_dir, pid):
     assert runs.read_status(run_dir)["pid"] == pid
     deadline = time.time() + 120
     while time.time() < deadline:
