@@ -13,8 +13,11 @@ reading the rubric + one worked example as a system message), it runs
 
 Equivalent commands (what this script does, step by step):
     rcsd train --preset cpu-demo --run-dir bench/runs/cpu-demo-rcsd
-    rcsd eval  --run-dir bench/runs/cpu-demo-rcsd
-    (the same with method: rejection_sft in the config) ...
+    rcsd eval  --run-dir bench/runs/cpu-demo-rcsd --seed 0
+    (then the same with `method: rejection_sft` in a config copied from the preset)
+The in-round evaluation runs before step 1 and at the end only (--eval-every 0), which leaves
+training unchanged (evaluation restores the RNG state and does not touch the weights) and saves
+two 80-chain evaluations per round.
 Results go to bench/results/cpu_demo_effect.json after each stage (partial results survive).
 Nothing in the evaluation is tuned to the outcome: the eval split, seed and sample count are the
 preset's, fixed before any run.
@@ -51,6 +54,11 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "cpu_demo_effect.json"))
     parser.add_argument("--methods", default="rcsd,rejection_sft")
     parser.add_argument("--steps", type=int, help="override the preset's steps (for a quick try)")
+    parser.add_argument("--threads", type=int, help="override the preset's CPU threads (2); on a shared, "
+                                                    "oversubscribed machine 1 is much faster")
+    parser.add_argument("--eval-every", type=int, default=0,
+                        help="in-round evaluation interval (default 0: before and at the end only). It does "
+                             "not change training: evaluation restores the RNG state and leaves the weights")
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -61,6 +69,9 @@ def main() -> int:
         overrides = {"method": method}
         if args.steps:
             overrides["steps"] = args.steps
+        if args.threads:
+            overrides["threads"] = args.threads
+        overrides["eval_every"] = args.eval_every
         config = preset_config("cpu-demo", **overrides)
         run_id = f"cpu-demo-{method.replace('_', '-')}"
         run_dir = Path(args.runs_root) / run_id

@@ -32,7 +32,7 @@ import torch
 
 from rcsd_core.contexts import encode_messages, student_messages
 from rcsd_core.generation import sample_chains
-from rcsd_core.models import DEFAULT_MODEL, load_model
+from rcsd_core.models import DEFAULT_MODEL, load_model, resolve_device, set_cpu_threads
 from rcsd_core.tasks import load_tasks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,10 +75,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, help="CPU threads for both sides (default: the idle cores, "
+                                                    "as `rcsd preview` does)")
     parser.add_argument("--no-record", action="store_true", help="do not append to the results file")
     args = parser.parse_args()
 
     load_avg = os.getloadavg()
+    set_cpu_threads(args.threads, resolve_device(args.device))
     model, tokenizer = load_model(args.model, device=args.device)
     device = next(model.parameters()).device
     tasks = load_tasks(TASKS)[: args.chains]

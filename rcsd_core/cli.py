@@ -74,7 +74,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from rcsd_core.files import write_jsonl
-    from rcsd_core.models import check_model, load_model, resolve_device
+    from rcsd_core.models import check_model, load_model, resolve_device, set_cpu_threads
     from rcsd_core.preview import contexts_for, preview_chains
     from rcsd_core.scoring import summarize_scores
 
@@ -88,8 +88,9 @@ def cmd_preview(args: argparse.Namespace) -> int:
         check_model(args.judge)
     if not args.temperature >= 0:
         raise InputError(f"must be 0 (greedy) or more, got {args.temperature}", field="--temperature")
-    threads = _use_cpu_threads(args.threads, resolve_device(args.device))
-    print(f"loading {args.model} ...{f' ({threads} CPU threads)' if threads else ''}", file=sys.stderr)
+    threads = set_cpu_threads(args.threads, resolve_device(args.device))
+    on = f" on {threads} CPU thread{'s' if threads > 1 else ''}" if threads else ""
+    print(f"loading {args.model}{on} ...", file=sys.stderr)
     model, tokenizer = load_model(args.model, device=args.device)
     judge = _load_judge(args.judge, device=args.device) if args.judge else None
     bar = tqdm(total=len(tasks) * args.samples * len(contexts_for(args.context)), desc="sampling", unit="chain",
@@ -205,26 +206,6 @@ def _load_judge(name: str, device: str = "auto"):
         return LocalJudge(model, tokenizer, name=name)
     except ValueError as exc:
         raise InputError(str(exc), field="--judge") from None
-
-
-def _use_cpu_threads(requested: int | None, device) -> int | None:
-    """Set torch's CPU threads: as asked, else one per core that other processes leave idle.
-
-    On a shared machine torch's default (one thread per core) makes every matrix product wait for
-    a thread that another process has descheduled: measured on 2 busy cores (load average 4-7),
-    SmolLM2-135M sampled 2-4x faster on one thread than on two. Returns the count, None on a GPU.
-    """
-    import torch
-
-    if requested:
-        torch.set_num_threads(requested)
-        return requested
-    if device.type != "cpu":
-        return None
-    idle = (os.cpu_count() or 1) - os.getloadavg()[0]
-    threads = max(1, min(torch.get_num_threads(), round(idle)))
-    torch.set_num_threads(threads)
-    return threads
 
 
 def _check_out(path: str) -> None:

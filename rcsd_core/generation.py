@@ -3,8 +3,10 @@
     samples, stats = sample_chains(model, tokenizer, [ids_a, ids_b], n=4, max_new_tokens=64, seed=0)
 
 Prompts are left-padded into batches of `batch_size` sequences so one forward serves many
-chains; on 2 CPU cores a batch of 8 samples ~4x the tokens/s of one chain at a time
-(`bench/sampling_throughput.py` measures it). A chain ends at the tokenizer's end-of-turn token.
+chains: decoding a small model on a CPU is bound by reading the weights, which a batch reads once
+for all its rows (`bench/sampling_throughput.py` measures batched against one chain at a time).
+The prefix the prompts of a batch share is run once (see "shared prefixes" below). A chain ends
+at the tokenizer's end-of-turn token.
 """
 
 from __future__ import annotations

@@ -19,10 +19,8 @@ from typing import TYPE_CHECKING, Protocol
 from rcsd_core.contexts import encode_messages, judge_messages
 from rcsd_core.rubric import Criterion
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported where it is used, so `rcsd score` starts without loading it
     import torch
-
-# torch is imported where it is used, so scoring chains (`rcsd score`) starts without loading it
 
 MIN_YES_NO_MASS = 0.05  # below this, neither word is what the model meant to say
 

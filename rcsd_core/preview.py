@@ -1,6 +1,6 @@
 """Preview: sample a model's own chains on a task set, in student and/or teacher context, scored.
 
-    chains = preview_chains(rubric, tasks, model_name="tiny-random", samples=2, max_new_tokens=64,
+    chains = preview_chains(rubric, tasks, model_name="smollm2-135m-instruct", samples=2, max_new_tokens=64,
                             context="both", seed=0)
 
 Each chain is a record of the chains contract (DESIGN §2) with its scores attached:
@@ -39,14 +39,16 @@ def context_ids(tokenizer, task: Task, rubric: Rubric, context: str, *, include_
     return encode_messages(tokenizer, messages)
 
 
-def preview_chains(rubric: Rubric, tasks: list[Task], *, model=None, tokenizer=None, model_name: str = "tiny-random",
+def preview_chains(rubric: Rubric, tasks: list[Task], *, model=None, tokenizer=None,
+                   model_name: str = "smollm2-135m-instruct",
                    samples: int = 2, max_new_tokens: int = 64, context: Context = "both", seed: int = 0,
                    temperature: float = 1.0, batch_size: int = 8, include_reference: bool = False,
                    judge: Judge | None = None,
                    progress: Callable[[int, int], None] | None = None) -> tuple[list[dict], SamplingStats]:
     """Sample `samples` chains per task in each context and score them; returns (records, stats).
 
-    Pass a loaded (model, tokenizer) to reuse one; otherwise `model_name` is loaded.
+    Pass a loaded (model, tokenizer) to reuse one (`model_name` then only labels the records);
+    otherwise `model_name` is loaded (default: the embedded SmolLM2-135M-Instruct).
     """
     if model is None or tokenizer is None:
         from rcsd_core.models import load_model

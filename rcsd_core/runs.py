@@ -4,7 +4,7 @@
       config.yaml     frozen copy of the round config, the rubric's content inlined
       status.json     {"status": queued|running|done|failed|stopped, "pid", "step", "steps", "error", "updated"}
       metrics.jsonl   one flushed JSON line per step (train/loss, criterion/<id>, eval/total, ...)
-      samples.jsonl   every step's chains with their scores
+      samples.jsonl   every step's chains with their scores (kind train), and evaluation chains (kind eval)
       adapter/        the latest LoRA checkpoint (peft format) + training state for exact resume
       log.txt         human-readable log, the process's stdout/stderr included
       eval.json       written by `rcsd eval` / evaluate_run
@@ -188,15 +188,17 @@ def launch_round(run_dir: str | Path, *, resume: bool = False, env: dict[str, st
 
 
 def request_stop(run_dir: str | Path) -> bool:
-    """Ask a round to stop after its current step: a STOP file, and SIGTERM to its process.
+    """Ask a round to stop after its current step: a STOP file, and SIGTERM to its running process.
 
+    The round deletes the STOP file when it stops; launching a round also clears a stale one.
     Returns True when a live process was signalled.
     """
     run_dir = Path(run_dir)
     atomic_write_text(run_dir / STOP_FILE, now() + "\n")
     status = read_status(run_dir)
     pid = status.get("pid")
-    if status["status"] in ("running", "queued") and pid and pid_alive(pid):
+    # A queued process may not have its handler yet (SIGTERM would kill it): the STOP file reaches it.
+    if status["status"] == "running" and pid and pid_alive(pid):
         try:
             os.kill(int(pid), signal.SIGTERM)
             return True

@@ -610,7 +610,6 @@ class Round:
     def train(self) -> dict:
         config = self.config
         if self.is_main:
-            (self.run_dir / runs.STOP_FILE).unlink(missing_ok=True)
             runs.write_status(self.run_dir, "running", pid=os.getpid(), step=self.step, steps=config.steps,
                               error=None, started=runs.now(), processes=self.world, device=str(self.device))
             log.info("round %s: %s, %s teacher, %s, %d steps x %d prompts x %d samples x %d tokens, %d process(es) "
@@ -639,6 +638,8 @@ class Round:
                 self.save_checkpoint(final=last)
             if stopping:
                 stopped = True
+                if self.is_main:  # a stop request is answered once
+                    (self.run_dir / runs.STOP_FILE).unlink(missing_ok=True)
                 break
         if os.environ.get("RCSD_RANK_HASHES") == "1":
             self.write_rank_hash()

@@ -53,3 +53,15 @@ def test_evaluate_run_scores_before_and_after_and_writes_eval_json(tmp_path):
     assert result["adapter_step"] == 1
     again = evaluate_run(run_dir, tasks=3, samples=2, seed=0)  # fixed seed: the same texts
     assert again["prompts"][0]["before"] == result["prompts"][0]["before"]
+
+
+def test_cli_eval_prints_the_table(tmp_path, capsys):
+    from rcsd_core.cli import main
+    from rcsd_core.train import train_round
+
+    run_dir = runs.create_run(resolve_paths(config_from_data(BASE)), tmp_path / "runs", run_id="r")
+    train_round(run_dir)
+    assert main(["eval", "--run-dir", str(run_dir), "--tasks", "2", "--samples", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "final-answer-line" in out and "total" in out and "held-out forward_kl" in out
+    assert json.loads((run_dir / "eval.json").read_text())["eval_prompts"] == 2

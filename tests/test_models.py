@@ -97,3 +97,18 @@ def test_embedded_default_smoke(one_thread):
     text = samples[0].text
     assert stats.tokens == samples[0].n_tokens >= 1
     assert text.strip() and "Paris" in text                      # a real model, not random weights
+
+
+def test_set_cpu_threads():
+    from rcsd_core.models import DEFAULT_CPU_THREADS, set_cpu_threads
+
+    before = torch.get_num_threads()
+    try:
+        assert set_cpu_threads(1) == 1 and torch.get_num_threads() == 1
+        torch.set_num_threads(before)
+        chosen = set_cpu_threads(None, torch.device("cpu"))
+        assert 1 <= chosen <= max(before, DEFAULT_CPU_THREADS) and torch.get_num_threads() == chosen
+        torch.set_num_threads(before)
+        assert set_cpu_threads(None, torch.device("cuda")) is None and torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)

@@ -56,6 +56,7 @@ def test_preview_records(tiny, arith_rubric, arith_tasks):
 def test_preview_is_seeded(tiny, arith_rubric, arith_tasks):
     model, tokenizer = tiny
     run = lambda seed: [r["text"] for r in preview_chains(  # noqa: E731
-        arith_rubric, arith_tasks[:1], model=model, tokenizer=tokenizer, samples=2, max_new_tokens=4,
+        arith_rubric, arith_tasks[:1], model=model, tokenizer=tokenizer, model_name="tiny-random", samples=2,
+        max_new_tokens=4,
         context="student", seed=seed)[0]]
     assert run(3) == run(3) != run(4)

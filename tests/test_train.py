@@ -104,6 +104,7 @@ def test_stop_then_resume_equals_the_straight_round(tmp_path, monkeypatch):
     status = runs.read_status(split)
     assert status["status"] == "stopped" and status["step"] == 2
     assert json.loads((split / "adapter" / "checkpoint.json").read_text())["step"] == 2
+    assert not (split / runs.STOP_FILE).exists()  # the request was answered
     monkeypatch.setattr(Round, "train_step", original)
     assert train_round(split, resume=True)["status"] == "done"
 

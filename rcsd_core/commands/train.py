@@ -54,6 +54,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     from rcsd_core.train import train_round
 
+    (Path(run_dir) / runs.STOP_FILE).unlink(missing_ok=True)  # a stale request from an earlier process
     try:
         result = train_round(run_dir, resume=args.resume)
     except InputError:
@@ -82,9 +83,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     result = evaluate_run(args.run_dir, tasks=args.tasks, samples=args.samples, seed=args.seed)
     rows = result["criteria"] + [result["total"]]
     print(f"{'criterion':<22}{'before':>8}{'after':>8}{'diff':>8}   95% CI")
+    def f(v):
+        return "-" if v is None else f"{v:.3f}"
+
     for r in rows:
-        def f(v):
-            return "-" if v is None else f"{v:.3f}"
         ci = "-" if r["ci_low"] is None else f"[{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
         print(f"{r['criterion']:<22}{f(r['before']):>8}{f(r['after']):>8}{f(r['diff']):>8}   {ci}")
     d = result["divergence"]
