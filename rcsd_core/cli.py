@@ -5,6 +5,9 @@
                  [--context student|teacher|both] [--seed S] --out C
     rcsd app     [--port P] [--address A]
 
+and, registered from rcsd_core/commands/: `train`, `status`, `eval` (commands/train.py) and
+`signal`, `guidance`, `draft`, `lint`, `calibrate` (commands/design.py).
+
 Bad input exits with code 2 and one line on stderr naming the file, line and field; no output
 file is written then. Each subcommand is a small function that parses nothing itself beyond its
 namespace and calls into the package.
