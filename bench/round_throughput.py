@@ -1,0 +1,143 @@
+"""Round throughput beside the TRL SDFT anchor, on the anchor's exact workload.
+
+    python bench/round_throughput.py smollm2 qwen3-0.6b qwen3-1.7b --anchor-dir .device/bench
+    python bench/round_throughput.py tiny --steps 2            # CPU smoke run of the script itself
+
+For each shape it builds a random-init model of that shape with the embedded tokenizer (saved to
+a scratch folder so the round loads it like any local model), runs the project's round on the
+anchor's workload — 8 prompts x 8 samples x 256 completion tokens per step, LoRA r=16 on all
+linear layers, top-20 forward KL (per-entry clip, the paper's released setting), frozen-base
+teacher, bf16 on GPU — and reads back from metrics.jsonl the steady-state completion tokens
+trained per second (steps after the first), the peak memory and the seconds per phase. With
+`--anchor-dir` it then runs `anchor_trl_sdft.py <shape>` from that folder in the same call (copy
+`../shared/bench` there; its README says which wheels TRL needs) and appends one JSON line per
+shape to bench/results/round_throughput.jsonl:
+
+    {"shape", "device", "tokens_per_s", "peak_gib", "anchor_tokens_per_s", "anchor_peak_gib",
+     "phases": {...}, "commit"}
+
+On CPU the workload shrinks (2 prompts x 2 samples x 16 tokens) so the script can be checked
+here; only GPU lines are comparable with the anchor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from transformers import AutoModelForCausalLM, LlamaConfig, Qwen3Config  # noqa: E402
+
+from rcsd_core import runs  # noqa: E402
+from rcsd_core.config import preset_config  # noqa: E402
+from rcsd_core.files import append_jsonl  # noqa: E402
+from rcsd_core.models import load_tokenizer  # noqa: E402
+
+V = 49152  # the embedded tokenizer's vocabulary, as in the anchor
+SHAPES = {
+    "tiny": dict(cls=LlamaConfig, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2),
+    "smollm2": dict(cls=LlamaConfig, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
+                    num_attention_heads=9, num_key_value_heads=3, head_dim=64, rms_norm_eps=1e-5,
+                    rope_theta=100000.0, max_position_embeddings=8192),
+    "qwen3-0.6b": dict(cls=Qwen3Config, hidden_size=1024, intermediate_size=3072, num_hidden_layers=28,
+                       num_attention_heads=16, num_key_value_heads=8, head_dim=128),
+    "qwen3-1.7b": dict(cls=Qwen3Config, hidden_size=2048, intermediate_size=6144, num_hidden_layers=28,
+                       num_attention_heads=16, num_key_value_heads=8, head_dim=128),
+}
+PHASES = ("sampling", "teacher", "student", "optimizer")
+
+
+def build_shape(shape: str, folder: Path, dtype: torch.dtype) -> Path:
+    """Save a random-init model of `shape` with the embedded tokenizer into folder/shape."""
+    spec = dict(SHAPES[shape])
+    cls = spec.pop("cls")
+    tokenizer = load_tokenizer("tiny-random")
+    config = cls(vocab_size=V, tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, **spec)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    target = folder / shape
+    model.save_pretrained(target)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: bool) -> dict:
+    """The project's round on the anchor's workload; returns the figures read from metrics.jsonl."""
+    prompts, samples, tokens = (8, 8, 256) if gpu else (2, 2, 16)
+    config = preset_config(
+        "gpu-lora" if gpu else "cpu-demo", model=str(model_dir), steps=steps, prompts_per_step=prompts,
+        samples_per_prompt=samples, max_new_tokens=tokens, divergence="topk_forward_kl", k=20, clip_mode="entry",
+        teacher="frozen", lora_rank=16, lora_alpha=32, lora_targets="all-linear", learning_rate=1e-5,
+        micro_batch_size=prompts * samples, sampling_batch_size=prompts * samples, eval_every=0, eval_tasks=8,
+        eval_samples=1, checkpoint_every=0, device="cuda" if gpu else "cpu",
+        dtype="bfloat16" if gpu else "float32",
+        rubric=str(ROOT / "sample_rubrics" / "arithmetic.yaml"),
+        tasks=str(ROOT / "sample_rubrics" / "arithmetic.tasks.jsonl"))
+    run_dir = runs.create_run(config, runs_root, run_id=f"throughput-{shape}")
+    from rcsd_core.train import train_round
+
+    if gpu:
+        torch.cuda.reset_peak_memory_stats()
+    result = train_round(run_dir)
+    if result["status"] != "done":
+        raise RuntimeError(f"{shape}: round ended {result['status']}: {runs.tail_log(run_dir, 20)}")
+    metrics = runs.read_metrics(run_dir).dropna(subset=["train/loss"])
+    steady = metrics[metrics["step"] > 1] if len(metrics) > 1 else metrics
+    return {"tokens_per_s": round(float(steady["train/completion_tokens"].sum() / steady["time/step_s"].sum()), 1),
+            "peak_gib": round(float(metrics["memory/peak_gib"].max()), 2),
+            "phases": {p: round(float(steady[f"time/{p}_s"].mean()), 3) for p in PHASES},
+            "step_s": round(float(steady["time/step_s"].mean()), 3)}
+
+
+def run_anchor(anchor_dir: Path, shape: str) -> dict | None:
+    """Run the TRL anchor script for one shape and return its JSON line."""
+    out = subprocess.run([sys.executable, str(anchor_dir / "anchor_trl_sdft.py"), shape],
+                         capture_output=True, text=True, check=False)
+    lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    if out.returncode != 0 or not lines:
+        print(f"anchor failed for {shape}:\n{out.stderr[-3000:]}", file=sys.stderr)
+        return None
+    return json.loads(lines[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("shapes", nargs="+", choices=sorted(SHAPES))
+    parser.add_argument("--steps", type=int, default=4, help="optimizer steps per round (the first is warm-up)")
+    parser.add_argument("--anchor-dir", type=Path, help="folder holding anchor_trl_sdft.py and smollm2_tok/")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "round_throughput.jsonl")
+    args = parser.parse_args()
+    gpu = torch.cuda.is_available()
+    device = torch.cuda.get_device_name() if gpu else "cpu"
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "unknown"
+    with tempfile.TemporaryDirectory(prefix="rcsd-throughput-") as scratch:
+        scratch = Path(scratch)
+        for shape in args.shapes:
+            model_dir = build_shape(shape, scratch / "models", torch.bfloat16 if gpu else torch.float32)
+            ours = run_round(shape, model_dir, scratch / "runs", steps=args.steps, gpu=gpu)
+            anchor = run_anchor(args.anchor_dir, shape) if args.anchor_dir else None
+            line = {"shape": shape, "device": device, "tokens_per_s": ours["tokens_per_s"],
+                    "peak_gib": ours["peak_gib"],
+                    "anchor_tokens_per_s": anchor.get("steady_tokens_per_s") if anchor else None,
+                    "anchor_peak_gib": anchor.get("peak_gpu_GiB") if anchor else None,
+                    "phases": ours["phases"], "step_s": ours["step_s"], "commit": commit}
+            if anchor and anchor.get("steady_tokens_per_s"):
+                line["speedup"] = round(line["tokens_per_s"] / anchor["steady_tokens_per_s"], 2)
+            print(json.dumps(line), flush=True)
+            if gpu:
+                append_jsonl(args.out, line)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
