@@ -17,7 +17,7 @@ import warnings
 
 import regex
 
-from rcsd_core.rubric import (AnswerMatchCheck, ContainsCheck, MaxWordsCheck, MinWordsCheck, NotRegexCheck,
+from rcsd_core.rubric import (AnswerMatchCheck, ContainsCheck, NotRegexCheck,
                               RegexCheck, compile_pattern)
 
 REGEX_TIMEOUT_S = 1.0
