@@ -3,6 +3,7 @@
 import pandas as pd
 import streamlit as st
 
+from rcsd_core import runs
 from rcsd_core import workspace as ws
 
 root = ws.ensure_workspace(ws.workspace_root())
@@ -45,15 +46,10 @@ with left:
         st.caption("No previews yet — try the Preview page with `tiny-random`.")
 with right:
     st.subheader("Recent runs")
-    try:
-        from rcsd_core import runs
-        table = runs.list_runs(ws.runs_root(root))
-    except ImportError:
-        table = None
-        st.caption("The training engine is not installed in this build.")
-    if table is not None and len(table):
+    table = runs.list_runs(ws.runs_root(root))
+    if len(table):
         st.dataframe(table.head(8), hide_index=True, width="stretch")
-    elif table is not None:
+    else:
         st.caption("No runs yet — launch one on the Train page.")
 
 st.caption(f"Workspace `{root}` (set `RCSD_HOME` to move it). Rubric versions are immutable; reviews are "

@@ -7,8 +7,11 @@ import streamlit as st
 from rcsd_core import charts
 from rcsd_core import workspace as ws
 from rcsd_core.errors import InputError
+from rcsd_core.guidance import guidance_map
+from rcsd_core.lint import findings_table, lint_rubric
 from rcsd_core.models import DEFAULT_MODEL, TINY_RANDOM
 from rcsd_core.preview import preview_chains
+from rcsd_core.signals import measure_signal, signal_table
 from rcsd_core.store import ReviewStore
 
 root = ws.ensure_workspace(ws.workspace_root())
@@ -97,12 +100,18 @@ if picked and st.session_state.get("grid-pick") != (set_id, picked[0]):
     # a row clicked in the grid opens that chain below (set before the selectbox is drawn)
     st.session_state["grid-pick"] = (set_id, picked[0])
     st.session_state[f"chain-{set_id}"] = chain_ids[picked[0]]
+# chains a reviewer rejected stay visible in the grid but leave every rate, total and lint below
+rejected = ReviewStore(ws.store_path(root)).excluded_chain_ids()
+kept = [r for r in records if r["id"] not in rejected]
+kept_grid = grid[[r["id"] not in rejected for r in records]]
 chart_col, metric_col = st.columns([3, 1])
-chart_col.plotly_chart(charts.pass_rate_figure(records, rubric), width="stretch")
-for ctx, value in grid.groupby("context")["total"].mean().items():
+chart_col.plotly_chart(charts.pass_rate_figure(kept, rubric), width="stretch")
+for ctx, value in kept_grid.groupby("context")["total"].mean().items():
     metric_col.metric(f"mean total · {ctx}", "—" if pd.isna(value) else f"{value:.3f}")
 metric_col.caption(f"{len(records)} chains · {meta.get('model')} · {meta.get('max_new_tokens')} new tokens max · "
                    f"{meta.get('tokens_per_s', '?')} tokens/s")
+if len(kept) < len(records):
+    metric_col.caption(f"{len(records) - len(kept)} rejected in review: left out of rates, totals and lint")
 
 # ---------------------------------------------------------------------------- one chain
 st.subheader("Open a chain")
@@ -138,57 +147,42 @@ with score_col:
             except InputError as exc:
                 st.error(str(exc))
 
-try:
-    from rcsd_core.guidance import guidance_map
-except ImportError:
-    guidance_map = None
-if guidance_map is not None:
-    with st.expander("Guidance map: where the rubric pushes this chain"):
-        st.caption("Per-token divergence between the teacher (rubric in context) and the student on this chain — "
-                   "the quantity a round trains on. Darker tokens are where the teacher pulls hardest.")
-        if st.button("Compute guidance map", key=f"gmap-{chain_id}"):
-            try:
-                model, tokenizer = cached_model(meta["model"])
-                task = next((t for t in ws.load_task_set(root, meta["tasks"]) if t.id == chain["task_id"]), None)
-                if task is None:
-                    raise InputError(f"task {chain['task_id']!r} is no longer in task set {meta['tasks']!r}")
-                gmap = guidance_map(model, tokenizer, rubric, task, chain["text"], finished=bool(chain.get("finished")))
-                st.html(gmap.to_html())
-            except InputError as exc:
-                st.error(str(exc))
+with st.expander("Guidance map: where the rubric pushes this chain"):
+    st.caption("Per-token divergence between the teacher (rubric in context) and the student on this chain — "
+               "the quantity a round trains on. Darker tokens are where the teacher pulls hardest.")
+    if st.button("Compute guidance map", key=f"gmap-{chain_id}"):
+        try:
+            model, tokenizer = cached_model(meta["model"])
+            task = next((t for t in ws.load_task_set(root, meta["tasks"]) if t.id == chain["task_id"]), None)
+            if task is None:
+                raise InputError(f"task {chain['task_id']!r} is no longer in task set {meta['tasks']!r}")
+            gmap = guidance_map(model, tokenizer, rubric, task, chain["text"], finished=bool(chain.get("finished")))
+            st.html(gmap.to_html())
+        except InputError as exc:
+            st.error(str(exc))
 
 # ---------------------------------------------------------------------------- signal
-try:
-    from rcsd_core.signals import measure_signal, signal_table
-except ImportError:
-    measure_signal = None
-if measure_signal is not None:
-    with st.expander("Signal per criterion: will this rubric teach this model anything?"):
-        st.caption("Samples fresh chains in student and teacher context and compares pass rates per criterion "
-                   "with a 95% bootstrap interval. A criterion whose gap includes zero gives this model no signal.")
-        report = ws.latest_signal_report(root, rubric.name, rubric.version)
-        if st.button("Measure signal", key="signal"):
-            try:
-                model, tokenizer = cached_model(meta["model"])
-                tasks = ws.load_task_set(root, meta["tasks"], split="train")[: max(4, len({r['task_id'] for r in records}))]
-                bar = st.progress(0.0, text="Measuring signal…")
-                report = measure_signal(rubric, tasks, model=model, tokenizer=tokenizer, model_name=meta["model"],
-                                        samples=int(meta.get("samples", 2)),
-                                        max_new_tokens=int(meta.get("max_new_tokens", 48)), seed=int(meta.get("seed", 0)),
-                                        progress=lambda d, t: bar.progress(min(d / t, 1.0), text=f"{d}/{t}"))
-                ws.save_signal_report(root, report)
-            except InputError as exc:
-                st.error(str(exc))
-        if report:
-            st.caption(f"{report.get('model')} · {report.get('tasks')} tasks × {report.get('samples')} samples · "
-                       f"mean divergence {report['divergence'].get('mean') or 0:.3f}")
-            st.dataframe(signal_table(report), hide_index=True, width="stretch")
+with st.expander("Signal per criterion: will this rubric teach this model anything?"):
+    st.caption("Samples fresh chains in student and teacher context and compares pass rates per criterion "
+               "with a 95% bootstrap interval. A criterion whose gap includes zero gives this model no signal.")
+    report = ws.latest_signal_report(root, rubric.name, rubric.version)
+    if st.button("Measure signal", key="signal"):
+        try:
+            model, tokenizer = cached_model(meta["model"])
+            tasks = ws.load_task_set(root, meta["tasks"], split="train")[: max(4, len({r['task_id'] for r in records}))]
+            bar = st.progress(0.0, text="Measuring signal…")
+            report = measure_signal(rubric, tasks, model=model, tokenizer=tokenizer, model_name=meta["model"],
+                                    samples=int(meta.get("samples", 2)),
+                                    max_new_tokens=int(meta.get("max_new_tokens", 48)), seed=int(meta.get("seed", 0)),
+                                    progress=lambda d, t: bar.progress(min(d / t, 1.0), text=f"{d}/{t}"))
+            ws.save_signal_report(root, report)
+        except InputError as exc:
+            st.error(str(exc))
+    if report:
+        st.caption(f"{report.get('model')} · {report.get('tasks')} tasks × {report.get('samples')} samples · "
+                   f"mean divergence {report['divergence'].get('mean') or 0:.3f}")
+        st.dataframe(signal_table(report), hide_index=True, width="stretch")
 
-try:
-    from rcsd_core.lint import findings_table, lint_rubric
-except ImportError:
-    lint_rubric = None
-if lint_rubric is not None:
-    findings = lint_rubric(rubric, chains=records)
-    with st.expander(f"Rubric lint on these chains: {len(findings)} finding{'s' if len(findings) != 1 else ''}"):
-        st.dataframe(findings_table(findings), hide_index=True, width="stretch")
+findings = lint_rubric(rubric, chains=kept)
+with st.expander(f"Rubric lint on these chains: {len(findings)} finding{'s' if len(findings) != 1 else ''}"):
+    st.dataframe(findings_table(findings), hide_index=True, width="stretch")

@@ -42,19 +42,17 @@ st.caption(f"**{config['method']}** on **{config['model']}** · rubric **{rubric
            f"{config['steps']} steps × {config['prompts_per_step']} prompts × {config['samples_per_prompt']} samples · "
            f"status **{status['status']}**")
 
-try:
-    from rcsd_core.evaluation import evaluate_run
-except ImportError:
-    evaluate_run = None
 if evaluation is None:
     st.info("This run has no before/after evaluation yet." +
             ("" if status["status"] == "done" else " It can be evaluated once the round is done."))
-    if evaluate_run is not None and status["status"] in ("done", "stopped"):
+    if status["status"] in ("done", "stopped"):
         n_eval = st.number_input("Eval prompts", 1, 10_000, min(int(config.get("eval_tasks") or 40), 20),
                                  help="The first N prompts of the eval split; more prompts, tighter intervals.")
         if st.button("Evaluate base vs adapter now"):
             with st.spinner("Sampling the base model and the adapter on the eval split…"):
                 try:
+                    from rcsd_core.evaluation import evaluate_run  # loads torch: only when asked
+
                     evaluate_run(run_dir, tasks=int(n_eval))   # writes eval.json, read back on rerun
                     st.rerun()
                 except InputError as exc:

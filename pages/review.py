@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from rcsd_core import workspace as ws
+from rcsd_core.calibration import calibrate
 from rcsd_core.errors import InputError
 from rcsd_core.store import DECISIONS, STATUSES, ReviewStore, disagreements
 
@@ -105,23 +106,14 @@ else:
 st.subheader("Export and calibration")
 excluded = store.excluded_chain_ids()
 st.caption(f"{len(excluded)} rejected chain{'s' if len(excluded) != 1 else ''} "
-           "are excluded from training and evaluation.")
+           "are left out of the Preview page's pass rates, totals and lint; the export keeps each chain's status.")
 st.download_button("Export reviewed chains (JSONL)", store.export_jsonl(), file_name="reviewed-chains.jsonl",
                    mime="application/jsonl")
 pairs = store.verdict_pairs(None if rubric_filter == "(all)" else rubric_filter)
-try:
-    from rcsd_core.calibration import calibrate
-except ImportError:
-    calibrate = None
 st.markdown("**Calibration** — agreement of the automatic verdicts with reviewers' per-criterion verdicts "
             "(accuracy and Cohen's kappa, with the 2×2 counts).")
 if pairs.dropna(subset=["auto"]).empty:
     st.caption("Calibration appears once reviewers give per-criterion verdicts on automatically scored criteria.")
-elif calibrate is not None:
+else:
     st.dataframe(calibrate(pairs[["criterion", "auto", "human"]].itertuples(index=False, name=None)),
                  hide_index=True, width="stretch")
-else:
-    scored = pairs.dropna(subset=["auto"])
-    st.dataframe(scored.groupby("criterion").apply(
-        lambda g: pd.Series({"n": len(g), "accuracy": float(((g["auto"] >= 0.5) == (g["human"] >= 0.5)).mean())}),
-        include_groups=False).reset_index(), hide_index=True, width="stretch")

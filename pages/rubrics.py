@@ -6,7 +6,9 @@ import streamlit as st
 
 from rcsd_core import workspace as ws
 from rcsd_core.contexts import teacher_messages
+from rcsd_core.drafting import EMBEDDED_WARNING, draft_rubric
 from rcsd_core.errors import InputError
+from rcsd_core.lint import findings_table, lint_rubric
 from rcsd_core.rubric import dump_rubric, rubric_from_data
 
 root = ws.ensure_workspace(ws.workspace_root())
@@ -62,43 +64,38 @@ with st.expander("New, duplicate or import", expanded=not names):
             except InputError as exc:
                 st.error(str(exc))
 
-try:
-    from rcsd_core.drafting import EMBEDDED_WARNING, draft_rubric
-except ImportError:
-    draft_rubric = None
-if draft_rubric is not None:
-    with st.expander("Draft a rubric with a model (the paper's stage 1)"):
-        st.warning(EMBEDDED_WARNING)
-        with st.form("draft-rubric"):
-            a, b = st.columns(2)
-            draft_name = a.text_input("Name of the draft", placeholder="my-task-draft")
-            draft_desc = a.text_area("Task description", height=90)
-            draft_tasks = b.selectbox("Example prompts and references from", ws.list_task_sets(root) or ["(none)"])
-            draft_n = b.number_input("Examples", 1, 8, 3)
-            draft_model = b.text_input("Model", value="smollm2-135m-instruct",
-                                       help="smollm2-135m-instruct, tiny-random, a local folder or cached hub id")
-            go = st.form_submit_button("Draft")
-        if go:
-            try:
-                tasks = ws.load_task_set(root, draft_tasks)[: int(draft_n)] if draft_tasks != "(none)" else []
-                model, tokenizer = cached_model(draft_model.strip())
-                with st.spinner("Drafting…"):
-                    result = draft_rubric(model, tokenizer, description=draft_desc, name=draft_name.strip(),
-                                          prompts=[t.prompt for t in tasks], references=[t.reference for t in tasks])
-                for problem in result.errors:
-                    st.warning(problem)
-                if result.rubric is None:
-                    st.error("The model's reply gave no usable rubric. Its raw text is below; write the criteria "
-                             "yourself (New rubric) or try a larger model.")
-                    st.code(result.raw or "(empty)", language=None, wrap_lines=True)
-                elif result.rubric.name in names:
-                    st.error(f"A rubric named {result.rubric.name!r} already exists; choose another name.")
-                else:
-                    ws.save_rubric_version(root, result.rubric, note=f"drafted by {draft_model}")
-                    st.session_state["rubric"] = result.rubric.name
-                    st.rerun()
-            except InputError as exc:
-                st.error(str(exc))
+with st.expander("Draft a rubric with a model (the paper's stage 1)"):
+    st.warning(EMBEDDED_WARNING)
+    with st.form("draft-rubric"):
+        a, b = st.columns(2)
+        draft_name = a.text_input("Name of the draft", placeholder="my-task-draft")
+        draft_desc = a.text_area("Task description", height=90)
+        draft_tasks = b.selectbox("Example prompts and references from", ws.list_task_sets(root) or ["(none)"])
+        draft_n = b.number_input("Examples", 1, 8, 3)
+        draft_model = b.text_input("Model", value="smollm2-135m-instruct",
+                                   help="smollm2-135m-instruct, tiny-random, a local folder or cached hub id")
+        go = st.form_submit_button("Draft")
+    if go:
+        try:
+            tasks = ws.load_task_set(root, draft_tasks)[: int(draft_n)] if draft_tasks != "(none)" else []
+            model, tokenizer = cached_model(draft_model.strip())
+            with st.spinner("Drafting…"):
+                result = draft_rubric(model, tokenizer, description=draft_desc, name=draft_name.strip(),
+                                      prompts=[t.prompt for t in tasks], references=[t.reference for t in tasks])
+            for problem in result.errors:
+                st.warning(problem)
+            if result.rubric is None:
+                st.error("The model's reply gave no usable rubric. Its raw text is below; write the criteria "
+                         "yourself (New rubric) or try a larger model.")
+                st.code(result.raw or "(empty)", language=None, wrap_lines=True)
+            elif result.rubric.name in names:
+                st.error(f"A rubric named {result.rubric.name!r} already exists; choose another name.")
+            else:
+                ws.save_rubric_version(root, result.rubric, note=f"drafted by {draft_model}")
+                st.session_state["rubric"] = result.rubric.name
+                st.rerun()
+        except InputError as exc:
+            st.error(str(exc))
 
 if not names:
     st.info("No rubrics yet. Create one above.")
@@ -160,15 +157,10 @@ with edit_tab:
                 version = ws.save_rubric_version(root, draft, note=note)
                 st.toast(f"Saved {name} version {version}")
                 st.rerun()
-    try:
-        from rcsd_core.lint import findings_table, lint_rubric
-    except ImportError:
-        lint_rubric = None
-    if lint_rubric is not None:
-        findings = lint_rubric(draft or rubric)
-        with st.expander(f"Lint: {len(findings)} finding{'s' if len(findings) != 1 else ''} "
-                         "(preview chains on the Preview page to lint discrimination too)"):
-            st.dataframe(findings_table(findings), hide_index=True, width="stretch")
+    findings = lint_rubric(draft or rubric)
+    with st.expander(f"Lint: {len(findings)} finding{'s' if len(findings) != 1 else ''} "
+                     "(preview chains on the Preview page to lint discrimination too)"):
+        st.dataframe(findings_table(findings), hide_index=True, width="stretch")
 
 # ---------------------------------------------------------------------------- teacher context
 with context_tab:

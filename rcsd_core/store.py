@@ -16,7 +16,7 @@ Two tables, both append-only (triggers refuse UPDATE and DELETE):
 A flag's status is its latest review's decision ("open" when it has none); the history is every
 review in order. The database runs in WAL mode with a busy timeout, and each write is its own
 short transaction, so two reviewers (threads or processes) writing at once lose nothing.
-Rejected chains are excluded from training and evaluation through `excluded_chain_ids()`.
+Rejected chains (`excluded_chain_ids()`) are left out of the Preview page's rates, totals and lint.
 """
 
 from __future__ import annotations

@@ -180,6 +180,11 @@ def test_preview_tiny_random_grid_flag_then_review_decision(home):
     history = frame_with(at, "decision")
     assert list(history["reviewer"]) == ["ben"] and list(history["note"]) == ["too long in fact"]
 
+    # the rejected chain stays in the grid but leaves the Preview page's rates, totals and lint
+    at = open_page("pages/preview.py", rubric="grade-school-math")
+    assert "1 rejected in review: left out of rates, totals and lint" in texts(at)
+    assert len(frame_with(at, "chain")) == 4
+
 
 def test_preview_guidance_map_and_signal_panel(home):
     at = open_page("pages/preview.py", rubric="grade-school-math")
