@@ -16,8 +16,6 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -56,8 +54,7 @@ def main() -> int:
 
 def _rubric(run_dir: Path):
     """The rubric frozen into the run's config.yaml."""
-    data = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    return rubric_from_data(data["rubric"], source=run_dir / "config.yaml")
+    return rubric_from_data(runs.load_run_config(run_dir).rubric, source=run_dir / "config.yaml")
 
 
 if __name__ == "__main__":

@@ -19,10 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import yaml  # noqa: E402
-
 from rcsd_core import runs  # noqa: E402
-from rcsd_core.config import config_from_data  # noqa: E402
 from rcsd_core.evaluation import compare_eval, sample_student  # noqa: E402
 from rcsd_core.models import load_adapter, load_model, set_cpu_threads  # noqa: E402
 from rcsd_core.rubric import rubric_from_data  # noqa: E402
@@ -39,9 +36,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
-    data = yaml.safe_load((args.run_dir / "config.yaml").read_text(encoding="utf-8"))
-    config = config_from_data(data, source=args.run_dir / "config.yaml")
-    rubric = rubric_from_data(data["rubric"], source=args.run_dir / "config.yaml")
+    config = runs.load_run_config(args.run_dir)
+    rubric = rubric_from_data(config.rubric, source=args.run_dir / "config.yaml")
     eval_tasks = load_tasks(config.tasks, split="eval")
     eval_tasks = eval_tasks[:config.eval_tasks] if config.eval_tasks else eval_tasks
     before = [r for r in runs.read_samples(args.run_dir) if r.get("kind") == "eval" and r["step"] == 0]
