@@ -59,6 +59,9 @@ def main() -> int:
     parser.add_argument("--eval-every", type=int, default=0,
                         help="in-round evaluation interval (default 0: before and at the end only). It does "
                              "not change training: evaluation restores the RNG state and leaves the weights")
+    parser.add_argument("--skip-eval", action="store_true",
+                        help="skip the separate `rcsd eval` pass; compare the round's own first and last "
+                             "in-round evaluations instead (bench/compare_round_evals.py, same protocol)")
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -96,7 +99,9 @@ def main() -> int:
                  "seconds_per_step": float(metrics["time/step_s"].dropna().mean())}
         report["rounds"][method] = entry
         _write(out, report)
-        print(f"[{runs.now()}] {method}: {result['status']} in {train_s:.0f} s; evaluating", flush=True)
+        print(f"[{runs.now()}] {method}: {result['status']} in {train_s:.0f} s", flush=True)
+        if args.skip_eval:
+            continue
 
         t0 = time.perf_counter()
         evaluation = evaluate_run(run_dir, seed=0)

@@ -23,6 +23,7 @@ here; only GPU lines are comparable with the anchor.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import subprocess
 import sys
@@ -70,18 +71,34 @@ def build_shape(shape: str, folder: Path, dtype: torch.dtype) -> Path:
     return target
 
 
-def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: bool) -> dict:
-    """The project's round on the anchor's workload; returns the figures read from metrics.jsonl."""
+def train_only_tasks(folder: Path) -> Path:
+    """The arithmetic sample tasks without their eval split: the anchor evaluates nothing, so the
+    round's before/after evaluations would only add wall time that the tokens/s figure leaves out."""
+    rows = [json.loads(line) for line in (ROOT / "sample_rubrics" / "arithmetic.tasks.jsonl").read_text().splitlines()
+            if line.strip()]
+    path = folder / "arithmetic.train.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows if r.get("split", "train") == "train"))
+    return path
+
+
+def round_config(model_dir: Path, tasks: Path, *, steps: int, gpu: bool):
+    """The anchor's workload as a round config: 8 x 8 x 256 on GPU (bf16), 2 x 2 x 16 on CPU."""
     prompts, samples, tokens = (8, 8, 256) if gpu else (2, 2, 16)
-    config = preset_config(
+    return preset_config(
         "gpu-lora" if gpu else "cpu-demo", model=str(model_dir), steps=steps, prompts_per_step=prompts,
         samples_per_prompt=samples, max_new_tokens=tokens, divergence="topk_forward_kl", k=20, clip_mode="entry",
-        teacher="frozen", lora_rank=16, lora_alpha=32, lora_targets="all-linear", learning_rate=1e-5,
+        teacher="frozen", lora_rank=16, lora_alpha=32, lora_targets="all-linear", learning_rate=1e-5, warmup_steps=0,
         micro_batch_size=prompts * samples, sampling_batch_size=prompts * samples, eval_every=0, eval_tasks=8,
         eval_samples=1, checkpoint_every=0, device="cuda" if gpu else "cpu",
         dtype="bfloat16" if gpu else "float32",
         rubric=str(ROOT / "sample_rubrics" / "arithmetic.yaml"),
-        tasks=str(ROOT / "sample_rubrics" / "arithmetic.tasks.jsonl"))
+        tasks=str(tasks))
+
+
+def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: bool) -> dict:
+    """The project's round on the anchor's workload; returns the figures read from metrics.jsonl."""
+    config = round_config(model_dir, train_only_tasks(runs_root), steps=steps, gpu=gpu)
     run_dir = runs.create_run(config, runs_root, run_id=f"throughput-{shape}")
     from rcsd_core.train import train_round
 
@@ -115,16 +132,20 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=4, help="optimizer steps per round (the first is warm-up)")
     parser.add_argument("--anchor-dir", type=Path, help="folder holding anchor_trl_sdft.py and smollm2_tok/")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "round_throughput.jsonl")
+    parser.add_argument("--commit", help="the commit measured, where the working tree has no .git (a device copy)")
     args = parser.parse_args()
     gpu = torch.cuda.is_available()
     device = torch.cuda.get_device_name() if gpu else "cpu"
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "unknown"
+    commit = args.commit or subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+                                           capture_output=True, text=True).stdout.strip() or "unknown"
     with tempfile.TemporaryDirectory(prefix="rcsd-throughput-") as scratch:
         scratch = Path(scratch)
         for shape in args.shapes:
             model_dir = build_shape(shape, scratch / "models", torch.bfloat16 if gpu else torch.float32)
             ours = run_round(shape, model_dir, scratch / "runs", steps=args.steps, gpu=gpu)
+            if gpu:  # hand the round's memory back before the anchor's process starts
+                gc.collect()
+                torch.cuda.empty_cache()
             anchor = run_anchor(args.anchor_dir, shape) if args.anchor_dir else None
             line = {"shape": shape, "device": device, "tokens_per_s": ours["tokens_per_s"],
                     "peak_gib": ours["peak_gib"],
