@@ -82,7 +82,7 @@ def train_only_tasks(folder: Path) -> Path:
     return path
 
 
-def round_config(model_dir: Path, tasks: Path, *, steps: int, gpu: bool):
+def round_config(model_dir: Path, tasks: Path, *, steps: int, gpu: bool, checkpointing: bool = False):
     """The anchor's workload as a round config: 8 x 8 x 256 on GPU (bf16), 2 x 2 x 16 on CPU."""
     prompts, samples, tokens = (8, 8, 256) if gpu else (2, 2, 16)
     return preset_config(
@@ -90,15 +90,16 @@ def round_config(model_dir: Path, tasks: Path, *, steps: int, gpu: bool):
         samples_per_prompt=samples, max_new_tokens=tokens, divergence="topk_forward_kl", k=20, clip_mode="entry",
         teacher="frozen", lora_rank=16, lora_alpha=32, lora_targets="all-linear", learning_rate=1e-5, warmup_steps=0,
         micro_batch_size=prompts * samples, sampling_batch_size=prompts * samples, eval_every=0, eval_tasks=8,
-        eval_samples=1, checkpoint_every=0, device="cuda" if gpu else "cpu",
+        eval_samples=1, checkpoint_every=0, gradient_checkpointing=checkpointing, device="cuda" if gpu else "cpu",
         dtype="bfloat16" if gpu else "float32",
         rubric=str(ROOT / "sample_rubrics" / "arithmetic.yaml"),
         tasks=str(tasks))
 
 
-def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: bool) -> dict:
+def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: bool,
+              checkpointing: bool = False) -> dict:
     """The project's round on the anchor's workload; returns the figures read from metrics.jsonl."""
-    config = round_config(model_dir, train_only_tasks(runs_root), steps=steps, gpu=gpu)
+    config = round_config(model_dir, train_only_tasks(runs_root), steps=steps, gpu=gpu, checkpointing=checkpointing)
     run_dir = runs.create_run(config, runs_root, run_id=f"throughput-{shape}")
     from rcsd_core.train import train_round
 
@@ -132,6 +133,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=4, help="optimizer steps per round (the first is warm-up)")
     parser.add_argument("--anchor-dir", type=Path, help="folder holding anchor_trl_sdft.py and smollm2_tok/")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "round_throughput.jsonl")
+    parser.add_argument("--gradient-checkpointing", action="store_true",
+                        help="recompute activations in the backward, as the anchor (TRL's default) does")
     parser.add_argument("--commit", help="the commit measured, where the working tree has no .git (a device copy)")
     args = parser.parse_args()
     gpu = torch.cuda.is_available()
@@ -142,7 +145,8 @@ def main() -> int:
         scratch = Path(scratch)
         for shape in args.shapes:
             model_dir = build_shape(shape, scratch / "models", torch.bfloat16 if gpu else torch.float32)
-            ours = run_round(shape, model_dir, scratch / "runs", steps=args.steps, gpu=gpu)
+            ours = run_round(shape, model_dir, scratch / "runs", steps=args.steps, gpu=gpu,
+                             checkpointing=args.gradient_checkpointing)
             if gpu:  # hand the round's memory back before the anchor's process starts
                 gc.collect()
                 torch.cuda.empty_cache()
@@ -151,7 +155,8 @@ def main() -> int:
                     "peak_gib": ours["peak_gib"],
                     "anchor_tokens_per_s": anchor.get("steady_tokens_per_s") if anchor else None,
                     "anchor_peak_gib": anchor.get("peak_gpu_GiB") if anchor else None,
-                    "phases": ours["phases"], "step_s": ours["step_s"], "commit": commit}
+                    "phases": ours["phases"], "step_s": ours["step_s"],
+                    "gradient_checkpointing": args.gradient_checkpointing, "commit": commit}
             if anchor and anchor.get("steady_tokens_per_s"):
                 line["speedup"] = round(line["tokens_per_s"] / anchor["steady_tokens_per_s"], 2)
             print(json.dumps(line), flush=True)

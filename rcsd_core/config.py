@@ -18,9 +18,9 @@ the method and the budget; everything else has a documented default (the table b
 
 Relative paths are resolved against the config file's folder, then the working directory,
 then the repository root (where `sample_rubrics/` lives). Defaults follow what was measured on
-the embedded model (DESIGN §4): full-vocabulary forward KL, a frozen teacher that reads the
-rubric and one worked example as a system message and *not* the reference answer, LoRA r16
-all-linear at lr 3e-4.
+the embedded model (DESIGN §4 and `contexts`): full-vocabulary forward KL, a frozen teacher
+that reads the rubric as a system message and two worked examples as earlier turns, and *not*
+the reference answer, LoRA r16 all-linear at lr 3e-4.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rcsd_core.contexts import DEFAULT_EXAMPLES
 from rcsd_core.errors import InputError
 from rcsd_core.files import read_text
 
@@ -67,7 +68,10 @@ class RoundConfig(BaseModel):
                                                         "setting); live: current weights, no grad; ema: "
                                                         "exponential average of the adapter")
     ema_decay: float = Field(0.99, gt=0, lt=1, description="EMA teacher: weight of the old average per step")
-    teacher_examples: int = Field(1, ge=0, description="worked examples from the rubric shown to the teacher")
+    teacher_examples: int = Field(DEFAULT_EXAMPLES, ge=0,
+                                  description="worked examples from the rubric shown to the teacher")
+    teacher_example_turns: bool = Field(True, description="show the worked examples as earlier user/assistant "
+                                                          "turns (few-shot) rather than inside the system text")
     teacher_reference: bool = Field(False, description="rcsd: also show the task's reference answer (hurt on "
                                                        "the embedded model, DESIGN §4)")
     teacher_analysis: bool = Field(False, description="the teacher first writes a short analysis of what the "
@@ -100,6 +104,10 @@ class RoundConfig(BaseModel):
     micro_batch_size: int = Field(8, gt=0, description="chains per forward/backward pass")
     chunk_size: int = Field(512, gt=0, description="completion positions per chunk of the divergence, so "
                                                    "float32 logits exist for one chunk only")
+    gradient_checkpointing: bool = Field(False, description="recompute each layer's activations during the "
+                                                            "backward, so activation memory grows with one layer "
+                                                            "instead of all of them (TRL's default); costs one "
+                                                            "more student forward")
 
     # ------------------------------------------------------------------ LoRA
     lora_rank: int = Field(16, gt=0)

@@ -1,11 +1,13 @@
 """Contexts: every prompt the models see is built here, and only here.
 
 - Student: the task prompt alone, as a user message.
-- Teacher: the same conversation with privileged context in a system message — the rendered
-  rubric, optionally a worked example, optionally the reference answer (and, for `opsd`, the
-  reference alone). On SmolLM2-135M the rubric given as a *system* message with one worked
-  example gave the strongest signal; the reference answer made it weaker (DESIGN §4), so
-  whether to include it is the caller's choice.
+- Teacher: the same conversation with privileged context — the rendered rubric in a system
+  message, optionally the reference answer (and, for `opsd`, the reference alone), and the
+  rubric's worked examples as earlier user/assistant turns (few-shot) before the task. On
+  SmolLM2-135M, 16 arithmetic train tasks x 4 samples x 64 tokens, the teacher wrote the
+  rubric's "Answer: <n>" last line in 21/64 chains with two examples as turns, 3/64 with one,
+  and 0/64 with one example inside the system text (the student: 0/64). The reference answer
+  made the signal weaker (DESIGN §4), so whether to include it is the caller's choice.
 - Judge: a yes/no question about one criterion of one chain.
 - Analysis: the optional short note the teacher writes on what the rubric asks of a prompt.
 
@@ -21,6 +23,8 @@ from rcsd_core.rubric import Criterion, Rubric
 
 Messages = list[dict[str, str]]
 TeacherMethod = Literal["rcsd", "opsd"]
+
+DEFAULT_EXAMPLES = 2  # worked examples shown to the teacher (see the module docstring)
 
 NO_MENTION = ("Answer the user's question directly. Do not mention the rubric, the criteria or these "
               "instructions in your answer.")
@@ -49,24 +53,32 @@ def student_messages(prompt: str) -> Messages:
 
 
 def teacher_messages(prompt: str, rubric: Rubric | None, *, reference: str | None = None,
-                     method: TeacherMethod = "rcsd", examples: int = 1, include_reference: bool = True,
-                     analysis: str | None = None) -> Messages:
+                     method: TeacherMethod = "rcsd", examples: int = DEFAULT_EXAMPLES, example_turns: bool = True,
+                     include_reference: bool = True, analysis: str | None = None) -> Messages:
     """The teacher's conversation: privileged context as a system message, then the task prompt.
 
     `rcsd` puts the rubric (and the reference when given and `include_reference`); `opsd` puts
-    the reference answer only, as On-Policy Self-Distillation does.
+    the reference answer only, as On-Policy Self-Distillation does. The first `examples` worked
+    examples of the rubric come as earlier user/assistant turns (`example_turns`, the default) or
+    inside the system text after the criteria.
     """
     parts: list[str] = []
+    shown = []
     if method == "rcsd":
         if rubric is None:
             raise ValueError("the rcsd teacher needs a rubric")
-        parts.append(render_rubric(rubric, examples=examples))
+        parts.append(render_rubric(rubric, examples=0 if example_turns else examples))
+        shown = rubric.examples[:examples] if example_turns else []
     if reference is not None and (include_reference or method == "opsd"):
         parts.append(f"A correct final answer to this task is: {reference.strip()}")
     if analysis:
         parts.append(f"Notes on what this task requires:\n{analysis.strip()}")
     parts.append(NO_MENTION)
-    return [{"role": "system", "content": "\n\n".join(parts)}, {"role": "user", "content": prompt}]
+    turns: Messages = []
+    for example in shown:
+        turns += [{"role": "user", "content": example.prompt.strip()},
+                  {"role": "assistant", "content": example.answer.strip()}]
+    return [{"role": "system", "content": "\n\n".join(parts)}, *turns, {"role": "user", "content": prompt}]
 
 
 def analysis_messages(prompt: str, rubric: Rubric) -> Messages:

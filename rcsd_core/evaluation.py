@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from rcsd_core.contexts import encode_messages, student_messages, teacher_messages
+from rcsd_core.contexts import DEFAULT_EXAMPLES, encode_messages, student_messages, teacher_messages
 from rcsd_core.generation import Sample, sample_chains
 from rcsd_core.rubric import Rubric
 from rcsd_core.scoring import score_text, total_score
@@ -57,14 +57,16 @@ def sample_student(model, tokenizer, rubric: Rubric, tasks: Sequence[Task], *, s
     return drawn, score_samples(rubric, tasks, drawn)
 
 
-def teacher_prompt_ids(tokenizer, task: Task, rubric: Rubric, *, method: str, examples: int = 1,
-                       include_reference: bool = False, analysis: str | None = None) -> list[int]:
+def teacher_prompt_ids(tokenizer, task: Task, rubric: Rubric, *, method: str, examples: int = DEFAULT_EXAMPLES,
+                       example_turns: bool = True, include_reference: bool = False,
+                       analysis: str | None = None) -> list[int]:
     """The teacher's prompt for a task; rejection_sft is measured against the rcsd teacher."""
     if method == "opsd":
         messages = teacher_messages(task.prompt, None, reference=task.reference, method="opsd")
     else:
         messages = teacher_messages(task.prompt, rubric, reference=task.reference, method="rcsd",
-                                    examples=examples, include_reference=include_reference, analysis=analysis)
+                                    examples=examples, example_turns=example_turns,
+                                    include_reference=include_reference, analysis=analysis)
     return encode_messages(tokenizer, messages)
 
 
@@ -197,6 +199,7 @@ def evaluate_run(run_dir: str | Path, *, tasks: int | Sequence[Task] | None = No
     # Held-out divergence to the frozen rubric-conditioned teacher, on each side's own chains.
     method = config.method
     t_prompts = {t.id: teacher_prompt_ids(tokenizer, t, rubric, method=method, examples=config.teacher_examples,
+                                          example_turns=config.teacher_example_turns,
                                           include_reference=config.teacher_reference) for t in eval_tasks}
     div_name = config.divergence if config.divergence != "sampled_token" else "reverse_kl"
     params = config.divergence_params() if div_name == config.divergence else {}

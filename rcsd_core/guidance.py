@@ -10,7 +10,8 @@ each position, so a domain expert can see where the rubric pushes the model.
     html = gmap.to_html()        # self-contained; the studio embeds it with st.html
 
 Student and teacher contexts come from `preview.context_ids` (student: the task prompt alone;
-teacher: rubric + worked example as a system message, `contexts.teacher_messages`), the same
+teacher: the rubric as a system message and its worked examples as earlier turns,
+`contexts.teacher_messages`), the same
 builders the round and the preview use. The teacher is the model as given (no adapter switching
 here: pass the base model for the paper's frozen teacher).
 
@@ -26,6 +27,7 @@ from typing import Any
 
 import torch
 
+from rcsd_core.contexts import DEFAULT_EXAMPLES
 from rcsd_core.losses import divergence_per_token
 from rcsd_core.preview import context_ids
 from rcsd_core.rubric import Rubric
@@ -127,7 +129,7 @@ def completion_logits(model, prompts: list[list[int]], completions: list[list[in
 
 
 def pair_logits(model, tokenizer, rubric: Rubric, task: Task | dict, completion_ids: list[int], *,
-                include_reference: bool = False, examples: int = 1,
+                include_reference: bool = False, examples: int = DEFAULT_EXAMPLES,
                 teacher_model=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(student (T, V), teacher (T, V)) logits over one completion, each in its own context."""
     task = _as_task(task)
@@ -243,7 +245,7 @@ def build_tokens(tokenizer, completion_ids: list[int], student_logits: torch.Ten
 
 def guidance_map(model, tokenizer, rubric: Rubric, task: Task | dict, chain_text: str, *,
                  divergence: str = "forward_kl", top_k: int = 5, include_reference: bool = False,
-                 examples: int = 1, finished: bool = False, teacher_model=None, **params) -> GuidanceMap:
+                 examples: int = DEFAULT_EXAMPLES, finished: bool = False, teacher_model=None, **params) -> GuidanceMap:
     """The guidance map of one chain of `task`: per-token teacher-vs-student divergence and preferences.
 
     `include_reference` and `examples` shape the teacher's context as a round's `teacher_reference`

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Callable, Literal
 
-from rcsd_core.contexts import encode_messages, student_messages, teacher_messages
+from rcsd_core.contexts import DEFAULT_EXAMPLES, encode_messages, student_messages, teacher_messages
 from rcsd_core.generation import SamplingStats, sample_chains
 from rcsd_core.judge import Judge
 from rcsd_core.rubric import Rubric
@@ -30,7 +30,7 @@ def contexts_for(context: Context) -> list[str]:
 
 
 def context_ids(tokenizer, task: Task, rubric: Rubric, context: str, *, include_reference: bool = False,
-                examples: int = 1) -> list[int]:
+                examples: int = DEFAULT_EXAMPLES) -> list[int]:
     """Prompt token ids of a task in student or teacher context."""
     if context == "student":
         return encode_messages(tokenizer, student_messages(task.prompt))

@@ -1,7 +1,8 @@
 """Signal: will this rubric teach this model anything, and through which criteria?
 
 Before a round spends GPU time, sample N chains per task in student context (the task alone)
-and in teacher context (rubric + worked example as a system message), score both, and compare
+and in teacher context (rubric as a system message, worked examples as earlier turns), score
+both, and compare
 per criterion. A criterion whose teacher − student gap has a 95% bootstrap interval that
 includes zero gives this model *no signal*: the teacher does not behave differently on it, so
 distilling from the teacher cannot transfer it. The report also gives the mean per-token

@@ -112,6 +112,20 @@ def pack_batch(prompts: list[list[int]], completions: list[list[int]], pad_id: i
     return Batch(ids[:, :-1].contiguous(), attention[:, :-1].contiguous(), P - 1, tokens, mask)
 
 
+def enable_checkpointing(model) -> None:
+    """Recompute activations in the backward (non-reentrant: the inputs need not require grad)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # the name from transformers 5.2x on
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def checkpointing_enabled(model) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return any(getattr(m, "gradient_checkpointing", False) for m in base.modules())
+
+
 def completion_hidden(model, batch: Batch) -> torch.Tensor:
     """Final (post-norm) hidden states at the positions that predict the completion; (B, C, H)."""
     device = next(model.parameters()).device
@@ -216,6 +230,8 @@ class Round:
         self.device = self.accelerator.device
         self.model, self.tokenizer = load_model(config.model, device=str(self.device), dtype=config.dtype,
                                                 seed=config.seed)
+        if config.gradient_checkpointing:
+            enable_checkpointing(self.model)
         torch.manual_seed(config.seed)  # the LoRA A matrices: identical on every rank
         self.model = attach_lora(self.model, rank=config.lora_rank, alpha=config.lora_alpha,
                                  targets=config.lora_targets, dropout=config.lora_dropout)
@@ -310,7 +326,8 @@ class Round:
         config = self.config
         analysis = self.analysis.get(task.id) if config.teacher_analysis else None
         return teacher_prompt_ids(self.tokenizer, task, self.rubric, method=config.method,
-                                  examples=config.teacher_examples, include_reference=config.teacher_reference,
+                                  examples=config.teacher_examples, example_turns=config.teacher_example_turns,
+                                  include_reference=config.teacher_reference,
                                   analysis=analysis)
 
     def ensure_analysis(self, tasks: list[Task]) -> None:
@@ -498,6 +515,7 @@ class Round:
             teacher = {t.id: self.teacher_prompt(t) if config.method != "rejection_sft" else
                        teacher_prompt_ids(self.tokenizer, t, self.rubric, method="rcsd",
                                           examples=config.teacher_examples,
+                                          example_turns=config.teacher_example_turns,
                                           include_reference=config.teacher_reference) for t in mine}
             self.model.eval()
             div_sum, div_tokens = chain_divergence(

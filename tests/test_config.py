@@ -22,7 +22,8 @@ def test_minimal_config_gets_documented_defaults():
     cfg = config_from_data(MINIMAL)
     assert cfg.teacher == "frozen" and cfg.divergence == "forward_kl"
     assert cfg.learning_rate == 3e-4 and cfg.lora_rank == 16 and cfg.lora_alpha == 32
-    assert cfg.lora_targets == "all-linear" and cfg.teacher_examples == 1 and cfg.teacher_reference is False
+    assert cfg.lora_targets == "all-linear" and cfg.teacher_examples == 2 and cfg.teacher_example_turns
+    assert cfg.teacher_reference is False
     assert cfg.divergence_params() == {}
 
 

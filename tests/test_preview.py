@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from rcsd_core.contexts import teacher_messages
 from rcsd_core.preview import context_ids, contexts_for, preview_chains
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -24,9 +25,28 @@ def test_teacher_context_carries_the_rubric(tiny, arith_rubric, arith_tasks):
     with_ref = tokenizer.decode(context_ids(tokenizer, task, arith_rubric, "teacher", include_reference=True))
     assert task.prompt in student and task.prompt in teacher
     assert arith_rubric.criteria[0].description not in student
-    assert arith_rubric.criteria[0].description in teacher and "Worked example." in teacher
+    assert arith_rubric.criteria[0].description in teacher
+    assert all(e.answer.strip() in teacher for e in arith_rubric.examples)  # as earlier turns, by default
     assert f"A correct final answer to this task is: {task.reference}" in with_ref
     assert "A correct final answer" not in teacher                    # off by default (DESIGN §4)
+
+
+def test_worked_examples_as_turns_or_inside_the_system_text(arith_rubric, arith_tasks):
+    task = arith_tasks[0]
+    turns = teacher_messages(task.prompt, arith_rubric)
+    assert [m["role"] for m in turns] == ["system", "user", "assistant", "user", "assistant", "user"]
+    assert "Worked example." not in turns[0]["content"]
+    assert [m["content"] for m in turns[1:5]] == [arith_rubric.examples[0].prompt.strip(),
+                                                   arith_rubric.examples[0].answer.strip(),
+                                                   arith_rubric.examples[1].prompt.strip(),
+                                                   arith_rubric.examples[1].answer.strip()]
+    assert turns[-1] == {"role": "user", "content": task.prompt}
+    one = teacher_messages(task.prompt, arith_rubric, examples=1)
+    assert [m["role"] for m in one] == ["system", "user", "assistant", "user"]
+    inside = teacher_messages(task.prompt, arith_rubric, examples=1, example_turns=False)
+    assert [m["role"] for m in inside] == ["system", "user"]
+    assert "Worked example." in inside[0]["content"] and arith_rubric.examples[0].answer.strip() in inside[0]["content"]
+    assert teacher_messages(task.prompt, arith_rubric, examples=0)[1:] == [{"role": "user", "content": task.prompt}]
 
 
 def test_preview_records(tiny, arith_rubric, arith_tasks):

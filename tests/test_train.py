@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from rcsd_core import runs
 from rcsd_core.config import config_from_data, resolve_paths
-from rcsd_core.train import Round, lr_factor, pack_batch, completion_hidden, step_tasks, train_round
+from rcsd_core.train import Round, checkpointing_enabled, lr_factor, pack_batch, completion_hidden, step_tasks, train_round
 
 BASE = {"model": "tiny-random", "rubric": "sample_rubrics/arithmetic.yaml",
         "tasks": "sample_rubrics/arithmetic.tasks.jsonl", "method": "rcsd", "steps": 3, "prompts_per_step": 2,
@@ -83,6 +83,26 @@ def test_teacher_kinds_and_divergences_run(tmp_path, overrides):
     assert metrics.loc[metrics.step > 0, "train/divergence"].notna().all()
     weights = adapter_weights(run_dir)
     assert any(w.abs().sum() > 0 for k, w in weights.items() if "lora_B" in k)  # the adapter moved
+
+
+@pytest.mark.parametrize("method", ["rcsd", "rejection_sft"])
+def test_gradient_checkpointing_trains_the_same_adapter(tmp_path, method):
+    common = dict(steps=2, eval_every=0, method=method, micro_batch_size=2)
+    plain = make_run(tmp_path, "plain", **common)
+    recomputed = make_run(tmp_path, "recomputed", gradient_checkpointing=True, **common)
+    for run_dir, expected in ((plain, False), (recomputed, True)):
+        round_ = Round(run_dir)
+        round_.setup()
+        assert checkpointing_enabled(round_.model) is expected
+        round_.cleanup()
+    assert train_round(plain)["status"] == "done" and train_round(recomputed)["status"] == "done"
+    a, b = runs.read_metrics(plain), runs.read_metrics(recomputed)
+    assert a["train/loss"].iloc[1:].tolist() == pytest.approx(b["train/loss"].iloc[1:].tolist(), rel=1e-5)
+    wa, wb = adapter_weights(plain), adapter_weights(recomputed)
+    assert wa.keys() == wb.keys()
+    assert any(wa[k].abs().sum() > 0 for k in wa if "lora_B" in k)  # the adapter moved
+    for k in wa:
+        torch.testing.assert_close(wa[k], wb[k], rtol=1e-4, atol=1e-6)
 
 
 def test_stop_then_resume_equals_the_straight_round(tmp_path, monkeypatch):
