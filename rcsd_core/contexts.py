@@ -4,10 +4,12 @@
 - Teacher: the same conversation with privileged context — the rendered rubric in a system
   message, optionally the reference answer (and, for `opsd`, the reference alone), and the
   rubric's worked examples as earlier user/assistant turns (few-shot) before the task. On
-  SmolLM2-135M, 16 arithmetic train tasks x 4 samples x 64 tokens, the teacher wrote the
-  rubric's "Answer: <n>" last line in 21/64 chains with two examples as turns, 3/64 with one,
-  and 0/64 with one example inside the system text (the student: 0/64). The reference answer
-  made the signal weaker (DESIGN §4), so whether to include it is the caller's choice.
+  SmolLM2-135M, 16 arithmetic train tasks x 4 samples x 64 tokens
+  (`bench/teacher_context_variants.py`), the teacher wrote the rubric's "Answer: <n>" last line
+  in 21/64 chains with two examples as turns, 3/64 with one, and 0/64 with one or two examples
+  inside the system text (the student: 0/64). On that model the signal comes from the example
+  turns: the student given the same two turns without the criteria wrote it in 20/64. The
+  reference answer made the signal weaker (DESIGN §4), so including it is the caller's choice.
 - Judge: a yes/no question about one criterion of one chain.
 - Analysis: the optional short note the teacher writes on what the rubric asks of a prompt.
 
