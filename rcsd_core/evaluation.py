@@ -128,7 +128,7 @@ def chain_divergence(model, tokenizer, samples: Sequence[Sample], teacher_prompt
     from contextlib import nullcontext
 
     from rcsd_core.losses import lm_head_chunked_divergence
-    from rcsd_core.train import completion_hidden, pack_batch  # the round's batch layout
+    from rcsd_core.train import completion_hidden, pack_batch, teacher_hidden  # the round's batch layout
 
     weight = model.get_output_embeddings().weight
     total, count = 0.0, 0
@@ -136,9 +136,8 @@ def chain_divergence(model, tokenizer, samples: Sequence[Sample], teacher_prompt
         part = samples[start:start + micro_batch_size]
         completions = [s.completion_ids for s in part]
         with (teacher_context() if teacher_context else nullcontext()):
-            t_batch = pack_batch([teacher_prompts[start + i] for i in range(len(part))], completions,
-                                 tokenizer.pad_token_id)
-            ht = completion_hidden(model, t_batch)
+            ht = teacher_hidden(model, [teacher_prompts[start + i] for i in range(len(part))], completions,
+                                tokenizer.pad_token_id)
         s_batch = pack_batch([s.prompt_ids for s in part], completions, tokenizer.pad_token_id)
         hs = completion_hidden(model, s_batch)
         n = int(s_batch.mask.sum())

@@ -126,14 +126,14 @@ class _PrefixCache:
 
     def __init__(self, model):
         self.model = model
-        self.usable = _cache_keyword(model) is not None
+        self.usable = cache_keyword(model) is not None
         self.key: tuple[int, ...] | None = None
         self.cache = None
 
     def cache_for(self, prefix: list[int], rows: int) -> dict:
         from transformers import DynamicCache
 
-        keyword = _cache_keyword(self.model)
+        keyword = cache_keyword(self.model)
         if tuple(prefix) != self.key:
             device = next(self.model.parameters()).device
             cache = DynamicCache(config=self.model.config)
@@ -144,7 +144,7 @@ class _PrefixCache:
         return {keyword: cache}
 
 
-def _cache_keyword(model) -> str | None:
+def cache_keyword(model) -> str | None:
     """`cache` (transformers >= 5.2x) or `past_key_values`; None for models whose forward takes neither."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     if getattr(base.config, "is_encoder_decoder", False):

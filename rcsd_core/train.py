@@ -63,7 +63,7 @@ from rcsd_core.contexts import analysis_messages, encode_messages, student_messa
 from rcsd_core.errors import InputError
 from rcsd_core.evaluation import score_samples, teacher_prompt_ids
 from rcsd_core.files import append_jsonl, atomic_write_text, read_jsonl, write_jsonl
-from rcsd_core.generation import Sample, sample_chains
+from rcsd_core.generation import MIN_SHARED_PREFIX, Sample, cache_keyword, sample_chains, shared_prefix_length
 from rcsd_core.losses import lm_head_chunked_divergence
 from rcsd_core.rubric import rubric_from_data
 from rcsd_core.tasks import Task, load_tasks
@@ -110,6 +110,39 @@ def pack_batch(prompts: list[list[int]], completions: list[list[int]], pad_id: i
     tokens = ids[:, P:P + C].clone()
     mask = attention[:, P:P + C].bool()
     return Batch(ids[:, :-1].contiguous(), attention[:, :-1].contiguous(), P - 1, tokens, mask)
+
+
+def teacher_hidden(model, prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> torch.Tensor:
+    """completion_hidden of the teacher, with the prefix all prompts share run once; (B, C, H).
+
+    Teacher prompts repeat the rubric and its worked examples before each task, so a micro-batch
+    of chains shares hundreds of prompt tokens. The shared prefix goes through the model once and
+    its key/value cache is repeated for every row; the rest of each prompt and the completion
+    follow, positioned as if the prefix were in the row (the same layout sampling uses). Without a
+    prefix worth sharing, or for a model whose forward takes no cache, this is completion_hidden.
+    """
+    from transformers import DynamicCache
+
+    keyword = cache_keyword(model)
+    shared = shared_prefix_length(prompts) if len(prompts) > 1 else 0
+    if keyword is None or shared < MIN_SHARED_PREFIX:
+        return completion_hidden(model, pack_batch(prompts, completions, pad_id))
+    device = next(model.parameters()).device
+    batch = pack_batch([p[shared:] for p in prompts], completions, pad_id).to(device)
+    attention = torch.cat([batch.attention.new_ones((len(prompts), shared)), batch.attention], dim=1)
+    positions = (attention.cumsum(-1) - 1).clamp(min=0)[:, shared:]
+    training = model.training
+    model.eval()  # some transformers versions drop a cache in checkpointed layers in training mode
+    try:
+        cache = DynamicCache(config=model.config)
+        model(input_ids=torch.tensor([prompts[0][:shared]], device=device), use_cache=True, **{keyword: cache})
+        cache.batch_repeat_interleave(len(prompts))
+        out = model(input_ids=batch.ids, attention_mask=attention, position_ids=positions, output_hidden_states=True,
+                    logits_to_keep=1, use_cache=True, **{keyword: cache})
+    finally:
+        model.train(training)
+    C = batch.tokens.shape[1]
+    return out.hidden_states[-1][:, batch.start:batch.start + C]
 
 
 def enable_checkpointing(model) -> None:
@@ -372,10 +405,9 @@ class Round:
             part = samples[start:start + micro]
             completions = [s.completion_ids for s in part]
             t0 = time.perf_counter()
-            with self.teacher_weights():
-                t_batch = pack_batch([teacher_prompts[tasks[s.prompt_index].id] for s in part], completions,
-                                     self.tokenizer.pad_token_id)
-                ht = completion_hidden(self.model, t_batch)  # (B, C, H)
+            with self.teacher_weights():  # (B, C, H); the rubric prefix the prompts share runs once
+                ht = teacher_hidden(self.model, [teacher_prompts[tasks[s.prompt_index].id] for s in part],
+                                    completions, self.tokenizer.pad_token_id)
             t1 = time.perf_counter()
             s_batch = pack_batch([s.prompt_ids for s in part], completions, self.tokenizer.pad_token_id).to(self.device)
             sync = contextlib.nullcontext() if i == len(starts) - 1 else self.accelerator.no_sync(self.train_model)

@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 
 from rcsd_core import runs
 from rcsd_core.config import config_from_data, resolve_paths
-from rcsd_core.train import Round, checkpointing_enabled, lr_factor, pack_batch, completion_hidden, step_tasks, train_round
+from rcsd_core.train import (Round, checkpointing_enabled, completion_hidden, enable_checkpointing, lr_factor,
+                             pack_batch, step_tasks, teacher_hidden, train_round)
 
 BASE = {"model": "tiny-random", "rubric": "sample_rubrics/arithmetic.yaml",
         "tasks": "sample_rubrics/arithmetic.tasks.jsonl", "method": "rcsd", "steps": 3, "prompts_per_step": 2,
@@ -223,6 +224,37 @@ def test_batch_layout_aligns_completions_whatever_the_padding():
         logits = model(input_ids=full).logits[0, len(prompts[1]) - 1:-1]
         head = model.get_output_embeddings()
         assert torch.allclose(head(together[1]), logits, atol=1e-4)
+
+
+def test_teacher_hidden_with_a_shared_prefix_equals_the_full_forward(tiny, arith_rubric, arith_tasks):
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    from rcsd_core.evaluation import teacher_prompt_ids
+
+    model, tokenizer = tiny
+    tasks = arith_tasks[:3]
+    prompts = [teacher_prompt_ids(tokenizer, t, arith_rubric, method="rcsd") for t in tasks]
+    prompts.append(prompts[0])  # two chains of one task
+    assert len({len(p) for p in prompts}) > 1  # the rests differ in length: padding between prefix and rest
+    completions = [[100, 200, 300], [400], [500, 600, 700, 800, 900], [10, 20]]
+    pad = tokenizer.pad_token_id
+    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules="all-linear"))
+    recomputing = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules="all-linear"))
+    enable_checkpointing(recomputing)
+    recomputing.train()  # as in a round: checkpointed layers in training mode would drop a cache
+    for m in (model, peft_model, recomputing):
+        with torch.no_grad():
+            full = completion_hidden(m, pack_batch(prompts, completions, pad))
+            shared = teacher_hidden(m, prompts, completions, pad)
+        mask = pack_batch(prompts, completions, pad).mask
+        assert shared.shape == full.shape
+        torch.testing.assert_close(shared[mask], full[mask], rtol=1e-4, atol=1e-4)
+    assert recomputing.training  # left as it was
+    with torch.no_grad():  # nothing shared worth a second forward: the plain path
+        one = teacher_hidden(model, prompts[:1], completions[:1], pad)
+    assert one.shape[:2] == (1, 3)
 
 
 def test_learning_rate_schedules():
