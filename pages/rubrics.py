@@ -176,11 +176,12 @@ with context_tab:
         prompt, reference = task.prompt, task.reference
     include_reference = st.checkbox("Include the reference answer", value=False,
                                     help="On small models the reference often weakens the signal (DESIGN §4).")
-    st.caption("What the teacher sees (the student sees only the user message)" +
-               (" — from the unsaved edits" if shown is not rubric else ""))
+    st.caption("What the teacher sees: the rubric, then its worked examples as earlier turns (the student sees "
+               "only the last user message)" + (" — from the unsaved edits" if shown is not rubric else ""))
     for message in teacher_messages(prompt, shown, reference=reference, include_reference=include_reference):
-        with st.chat_message("assistant" if message["role"] == "system" else "user",
-                             avatar=":material/menu_book:" if message["role"] == "system" else None):
+        system = message["role"] == "system"
+        with st.chat_message("assistant" if system else message["role"],
+                             avatar=":material/menu_book:" if system else None):
             st.caption(message["role"])
             st.text(message["content"])
 

@@ -95,8 +95,11 @@ def test_rubric_editor_rows_validation_and_new_version(home):
     assert list(editor.value["id"]) == ["final-answer-line", "correct-answer", "shows-equation", "concise",
                                         "restates-rubric"]
     assert "no changes from the current version" in texts(at)
-    # the teacher-context tab renders the rubric as the teacher reads it
+    # the teacher-context tab renders the rubric as the teacher reads it, then the worked examples as turns
     assert "A strong answer meets these criteria:" in texts(at)
+    roles = [m.name for m in at.chat_message]
+    assert roles == ["assistant", "user", "assistant", "user", "assistant", "user"]
+    assert "4 + 3 = 7\nAnswer: 7" in texts(at)
 
     current = ws.current_version(home, "grade-school-math")
     key = f"criteria-grade-school-math-{current}"
