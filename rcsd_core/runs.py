@@ -103,6 +103,9 @@ def load_run_config(run_dir: str | Path) -> RoundConfig:
     data = yaml.safe_load(read_text(path))
     if not isinstance(data, dict):
         raise InputError("not a round config", source=path)
+    # A frozen config lists every field. Runs frozen before `teacher_example_turns` existed showed
+    # their worked examples inside the system text: resume and evaluate them with that teacher.
+    data.setdefault("teacher_example_turns", False)
     return config_from_data(data, source=path)
 
 

@@ -41,6 +41,15 @@ def test_create_run_freezes_config_with_rubric_content(tmp_path):
     assert status["status"] == "queued" and status["step"] == 0 and status["steps"] == 3
 
 
+def test_a_run_frozen_before_example_turns_keeps_its_teacher_layout(tmp_path):
+    run_dir = make_run(tmp_path)
+    assert runs.load_run_config(run_dir).teacher_example_turns is True  # frozen with the field: as written
+    frozen = yaml.safe_load((run_dir / "config.yaml").read_text())
+    del frozen["teacher_example_turns"]  # what a run frozen before the field existed looks like
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(frozen))
+    assert runs.load_run_config(run_dir).teacher_example_turns is False
+
+
 def test_create_run_refuses_bad_input_and_writes_nothing(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: x\ncriteria: []\n")
