@@ -92,8 +92,9 @@ def main() -> int:
         entry = {"run_dir": str(run_dir), "status": result["status"], "train_seconds": round(train_s, 1),
                  "config": {k: getattr(config, k) for k in ("model", "method", "steps", "prompts_per_step",
                                                             "samples_per_prompt", "max_new_tokens", "learning_rate",
-                                                            "divergence", "teacher", "teacher_examples", "teacher_example_turns",
-                                                            "teacher_reference", "lora_rank", "seed")},
+                                                            "divergence", "teacher", "teacher_examples",
+                                                            "teacher_example_turns", "teacher_reference", "lora_rank",
+                                                            "seed")},
                  "eval_curve": metrics[[c for c in metrics.columns if c == "step" or c.startswith("eval/")]]
                  .dropna(subset=["eval/total"]).to_dict(orient="records"),
                  "seconds_per_step": float(metrics["time/step_s"].dropna().mean())}

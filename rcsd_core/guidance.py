@@ -11,9 +11,9 @@ each position, so a domain expert can see where the rubric pushes the model.
 
 Student and teacher contexts come from `preview.context_ids` (student: the task prompt alone;
 teacher: the rubric as a system message and its worked examples as earlier turns,
-`contexts.teacher_messages`), the same
-builders the round and the preview use. The teacher is the model as given (no adapter switching
-here: pass the base model for the paper's frozen teacher).
+`contexts.teacher_messages`), the same builders the round and the preview use. The teacher is
+the model as given (no adapter switching here: pass the base model for the paper's frozen
+teacher).
 
 Layout: pure numeric helpers (tensors in, tensors/lists out) first, testable on random logits;
 model I/O (`completion_logits`, `pair_logits`) next; then the map and its HTML.
