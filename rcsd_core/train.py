@@ -148,13 +148,14 @@ def teacher_hidden(model, prompts: list[list[int]], completions: list[list[int]]
 def enable_checkpointing(model) -> None:
     """Recompute activations in the backward (non-reentrant: the inputs need not require grad)."""
     kwargs = {"use_reentrant": False}
-    if hasattr(model, "activation_checkpointing_enable"):  # the name from transformers 5.2x on
+    if hasattr(model, "activation_checkpointing_enable"):  # newer transformers; the old name is deprecated
         model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def checkpointing_enabled(model) -> bool:
+    """Whether any layer of the (base) model recomputes its activations in the backward."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return any(getattr(m, "gradient_checkpointing", False) for m in base.modules())
 
