@@ -38,8 +38,9 @@ from transformers import AutoModelForCausalLM, LlamaConfig, Qwen3Config  # noqa:
 
 from rcsd_core import runs  # noqa: E402
 from rcsd_core.config import preset_config  # noqa: E402
-from rcsd_core.files import append_jsonl  # noqa: E402
+from rcsd_core.files import append_jsonl, write_jsonl  # noqa: E402
 from rcsd_core.models import load_tokenizer  # noqa: E402
+from rcsd_core.tasks import load_tasks  # noqa: E402
 
 V = 49152  # the embedded tokenizer's vocabulary, as in the anchor
 SHAPES = {
@@ -74,12 +75,8 @@ def build_shape(shape: str, folder: Path, dtype: torch.dtype) -> Path:
 def train_only_tasks(folder: Path) -> Path:
     """The arithmetic sample tasks without their eval split: the anchor evaluates nothing, so the
     round's before/after evaluations would only add wall time that the tokens/s figure leaves out."""
-    rows = [json.loads(line) for line in (ROOT / "sample_rubrics" / "arithmetic.tasks.jsonl").read_text().splitlines()
-            if line.strip()]
-    path = folder / "arithmetic.train.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows if r.get("split", "train") == "train"))
-    return path
+    tasks = load_tasks(ROOT / "sample_rubrics" / "arithmetic.tasks.jsonl", split="train")
+    return write_jsonl(folder / "arithmetic.train.jsonl", [t.model_dump(exclude_none=True) for t in tasks])
 
 
 def round_config(model_dir: Path, tasks: Path, *, steps: int, gpu: bool, checkpointing: bool = False):

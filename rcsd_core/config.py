@@ -156,6 +156,11 @@ class RoundConfig(BaseModel):
             params["beta"] = self.beta
         return params
 
+    def teacher_layout(self) -> dict[str, Any]:
+        """Keyword parameters for evaluation.teacher_prompt_ids: what the teacher's context shows."""
+        return {"examples": self.teacher_examples, "example_turns": self.teacher_example_turns,
+                "include_reference": self.teacher_reference}
+
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100)
 

@@ -197,9 +197,8 @@ def evaluate_run(run_dir: str | Path, *, tasks: int | Sequence[Task] | None = No
 
     # Held-out divergence to the frozen rubric-conditioned teacher, on each side's own chains.
     method = config.method
-    t_prompts = {t.id: teacher_prompt_ids(tokenizer, t, rubric, method=method, examples=config.teacher_examples,
-                                          example_turns=config.teacher_example_turns,
-                                          include_reference=config.teacher_reference) for t in eval_tasks}
+    t_prompts = {t.id: teacher_prompt_ids(tokenizer, t, rubric, method=method, **config.teacher_layout())
+                 for t in eval_tasks}
     div_name = config.divergence if config.divergence != "sampled_token" else "reverse_kl"
     params = config.divergence_params() if div_name == config.divergence else {}
     divergence = {}

@@ -131,17 +131,26 @@ class _PrefixCache:
         self.cache = None
 
     def cache_for(self, prefix: list[int], rows: int) -> dict:
-        from transformers import DynamicCache
-
-        keyword = cache_keyword(self.model)
         if tuple(prefix) != self.key:
-            device = next(self.model.parameters()).device
-            cache = DynamicCache(config=self.model.config)
-            self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True, **{keyword: cache})
-            self.key, self.cache = tuple(prefix), cache
+            self.key, self.cache = tuple(prefix), prefix_cache(self.model, prefix)
         cache = copy.deepcopy(self.cache)
         cache.batch_repeat_interleave(rows)
-        return {keyword: cache}
+        return {cache_keyword(self.model): cache}
+
+
+def prefix_cache(model, prefix: list[int], rows: int = 1):
+    """The key/value cache (a DynamicCache) of one run of `prefix`, repeated for `rows` batch rows.
+
+    Pass it to the model as `{cache_keyword(model): cache}`; the rows that follow must position
+    their tokens after the prefix (positions from an attention mask that covers it)."""
+    from transformers import DynamicCache
+
+    device = next(model.parameters()).device
+    cache = DynamicCache(config=model.config)
+    model(input_ids=torch.tensor([prefix], device=device), use_cache=True, **{cache_keyword(model): cache})
+    if rows > 1:
+        cache.batch_repeat_interleave(rows)
+    return cache
 
 
 def cache_keyword(model) -> str | None:

@@ -63,7 +63,8 @@ from rcsd_core.contexts import analysis_messages, encode_messages, student_messa
 from rcsd_core.errors import InputError
 from rcsd_core.evaluation import score_samples, teacher_prompt_ids
 from rcsd_core.files import append_jsonl, atomic_write_text, read_jsonl, write_jsonl
-from rcsd_core.generation import MIN_SHARED_PREFIX, Sample, cache_keyword, sample_chains, shared_prefix_length
+from rcsd_core.generation import (MIN_SHARED_PREFIX, Sample, cache_keyword, prefix_cache, sample_chains,
+                                  shared_prefix_length)
 from rcsd_core.losses import lm_head_chunked_divergence
 from rcsd_core.rubric import rubric_from_data
 from rcsd_core.tasks import Task, load_tasks
@@ -121,8 +122,6 @@ def teacher_hidden(model, prompts: list[list[int]], completions: list[list[int]]
     follow, positioned as if the prefix were in the row (the same layout sampling uses). Without a
     prefix worth sharing, or for a model whose forward takes no cache, this is completion_hidden.
     """
-    from transformers import DynamicCache
-
     keyword = cache_keyword(model)
     shared = shared_prefix_length(prompts) if len(prompts) > 1 else 0
     if keyword is None or shared < MIN_SHARED_PREFIX:
@@ -134,9 +133,7 @@ def teacher_hidden(model, prompts: list[list[int]], completions: list[list[int]]
     training = model.training
     model.eval()  # some transformers versions drop a cache in checkpointed layers in training mode
     try:
-        cache = DynamicCache(config=model.config)
-        model(input_ids=torch.tensor([prompts[0][:shared]], device=device), use_cache=True, **{keyword: cache})
-        cache.batch_repeat_interleave(len(prompts))
+        cache = prefix_cache(model, prompts[0][:shared], len(prompts))
         out = model(input_ids=batch.ids, attention_mask=attention, position_ids=positions, output_hidden_states=True,
                     logits_to_keep=1, use_cache=True, **{keyword: cache})
     finally:
@@ -359,10 +356,8 @@ class Round:
     def teacher_prompt(self, task: Task) -> list[int]:
         config = self.config
         analysis = self.analysis.get(task.id) if config.teacher_analysis else None
-        return teacher_prompt_ids(self.tokenizer, task, self.rubric, method=config.method,
-                                  examples=config.teacher_examples, example_turns=config.teacher_example_turns,
-                                  include_reference=config.teacher_reference,
-                                  analysis=analysis)
+        return teacher_prompt_ids(self.tokenizer, task, self.rubric, method=config.method, analysis=analysis,
+                                  **config.teacher_layout())
 
     def ensure_analysis(self, tasks: list[Task]) -> None:
         """teacher_analysis: the frozen teacher's short note on what the rubric asks of each prompt (cached)."""
@@ -546,10 +541,8 @@ class Round:
             name = config.divergence if config.divergence != "sampled_token" else "reverse_kl"
             params = config.divergence_params() if name == config.divergence else {}
             teacher = {t.id: self.teacher_prompt(t) if config.method != "rejection_sft" else
-                       teacher_prompt_ids(self.tokenizer, t, self.rubric, method="rcsd",
-                                          examples=config.teacher_examples,
-                                          example_turns=config.teacher_example_turns,
-                                          include_reference=config.teacher_reference) for t in mine}
+                       teacher_prompt_ids(self.tokenizer, t, self.rubric, method="rcsd", **config.teacher_layout())
+                       for t in mine}
             self.model.eval()
             div_sum, div_tokens = chain_divergence(
                 self.model, self.tokenizer, samples, [teacher[mine[s.prompt_index].id] for s in samples],

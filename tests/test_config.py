@@ -24,6 +24,7 @@ def test_minimal_config_gets_documented_defaults():
     assert cfg.learning_rate == 3e-4 and cfg.lora_rank == 16 and cfg.lora_alpha == 32
     assert cfg.lora_targets == "all-linear" and cfg.teacher_examples == 2 and cfg.teacher_example_turns
     assert cfg.teacher_reference is False
+    assert cfg.teacher_layout() == {"examples": 2, "example_turns": True, "include_reference": False}
     assert cfg.divergence_params() == {}
 
 
