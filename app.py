@@ -10,7 +10,7 @@ in pages/ that reads widgets, calls rcsd_core and renders.
 
 import streamlit as st
 
-from rcsd_core.workspace import ensure_workspace, workspace_root
+from rcsd_core.studio.workspace import ensure_workspace, workspace_root
 
 st.set_page_config(page_title="rcsd studio", page_icon=":material/school:", layout="wide")
 ensure_workspace(workspace_root())

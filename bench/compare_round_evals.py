@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rcsd_core import runs  # noqa: E402
-from rcsd_core.evaluation import compare_eval  # noqa: E402
-from rcsd_core.rubric import rubric_from_data  # noqa: E402
+from rcsd_core.contracts import runs  # noqa: E402
+from rcsd_core.evaluation.before_after import compare_eval  # noqa: E402
+from rcsd_core.contracts.rubric import rubric_from_data  # noqa: E402
 
 
 def main() -> int:

@@ -36,8 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rcsd_core import runs  # noqa: E402
-from rcsd_core.config import preset_config  # noqa: E402
+from rcsd_core.contracts import runs  # noqa: E402
+from rcsd_core.contracts.config import preset_config  # noqa: E402
 
 
 def summarize(result: dict) -> dict:
@@ -82,8 +82,8 @@ def main() -> int:
         run_dir = runs.create_run(config, args.runs_root, run_id=run_id)
         print(f"[{runs.now()}] {method}: training in {run_dir}", flush=True)
 
-        from rcsd_core.evaluation import evaluate_run
-        from rcsd_core.train import train_round
+        from rcsd_core.evaluation.before_after import evaluate_run
+        from rcsd_core.training.round import train_round
 
         t0 = time.perf_counter()
         result = train_round(run_dir)

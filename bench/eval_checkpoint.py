@@ -19,12 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rcsd_core import runs  # noqa: E402
-from rcsd_core.evaluation import compare_eval, sample_student  # noqa: E402
-from rcsd_core.models import load_adapter, load_model, set_cpu_threads  # noqa: E402
-from rcsd_core.rubric import rubric_from_data  # noqa: E402
-from rcsd_core.tasks import load_tasks  # noqa: E402
-from rcsd_core.train import derive_seed  # noqa: E402
+from rcsd_core.contracts import runs  # noqa: E402
+from rcsd_core.evaluation.before_after import compare_eval, sample_student  # noqa: E402
+from rcsd_core.modeling.models import load_adapter, load_model, set_cpu_threads  # noqa: E402
+from rcsd_core.contracts.rubric import rubric_from_data  # noqa: E402
+from rcsd_core.contracts.tasks import load_tasks  # noqa: E402
+from rcsd_core.training.round import derive_seed  # noqa: E402
 
 
 def main() -> int:

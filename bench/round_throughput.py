@@ -36,11 +36,11 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, LlamaConfig, Qwen3Config  # noqa: E402
 
-from rcsd_core import runs  # noqa: E402
-from rcsd_core.config import preset_config  # noqa: E402
+from rcsd_core.contracts import runs  # noqa: E402
+from rcsd_core.contracts.config import preset_config  # noqa: E402
 from rcsd_core.files import append_jsonl, write_jsonl  # noqa: E402
-from rcsd_core.models import load_tokenizer  # noqa: E402
-from rcsd_core.tasks import load_tasks  # noqa: E402
+from rcsd_core.modeling.models import load_tokenizer  # noqa: E402
+from rcsd_core.contracts.tasks import load_tasks  # noqa: E402
 
 V = 49152  # the embedded tokenizer's vocabulary, as in the anchor
 SHAPES = {
@@ -98,7 +98,7 @@ def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: 
     """The project's round on the anchor's workload; returns the figures read from metrics.jsonl."""
     config = round_config(model_dir, train_only_tasks(runs_root), steps=steps, gpu=gpu, checkpointing=checkpointing)
     run_dir = runs.create_run(config, runs_root, run_id=f"throughput-{shape}")
-    from rcsd_core.train import train_round
+    from rcsd_core.training.round import train_round
 
     if gpu:
         torch.cuda.reset_peak_memory_stats()

@@ -30,10 +30,11 @@ from pathlib import Path
 
 import torch
 
-from rcsd_core.contexts import encode_messages, student_messages
-from rcsd_core.generation import sample_chains
-from rcsd_core.models import DEFAULT_MODEL, load_model, resolve_device, set_cpu_threads
-from rcsd_core.tasks import load_tasks
+from rcsd_core.contracts.messages import encode_messages  # noqa: E402
+from rcsd_core.modeling.contexts import student_messages
+from rcsd_core.modeling.generation import sample_chains
+from rcsd_core.modeling.models import DEFAULT_MODEL, load_model, resolve_device, set_cpu_threads
+from rcsd_core.contracts.tasks import load_tasks
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "sampling_throughput.jsonl"

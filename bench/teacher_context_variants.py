@@ -21,18 +21,18 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 torch.set_num_threads(1)
 
-from rcsd_core.contexts import (  # noqa: E402
+from rcsd_core.modeling.contexts import (  # noqa: E402
     NO_MENTION,
-    encode_messages,
     render_rubric,
     student_messages,
     teacher_messages,
 )
-from rcsd_core.generation import sample_chains  # noqa: E402
-from rcsd_core.models import load_model  # noqa: E402
-from rcsd_core.rubric import load_rubric  # noqa: E402
-from rcsd_core.scoring import score_chain  # noqa: E402
-from rcsd_core.tasks import load_tasks  # noqa: E402
+from rcsd_core.contracts.messages import encode_messages  # noqa: E402
+from rcsd_core.modeling.generation import sample_chains  # noqa: E402
+from rcsd_core.modeling.models import load_model  # noqa: E402
+from rcsd_core.contracts.rubric import load_rubric  # noqa: E402
+from rcsd_core.scoring.scores import score_chain  # noqa: E402
+from rcsd_core.contracts.tasks import load_tasks  # noqa: E402
 
 SAMPLES = ROOT / "sample_rubrics"
 OUT = ROOT / "bench" / "results" / "teacher_context_variants.json"

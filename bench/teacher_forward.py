@@ -23,12 +23,13 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from rcsd_core.evaluation import teacher_prompt_ids  # noqa: E402
-from rcsd_core.generation import shared_prefix_length  # noqa: E402
-from rcsd_core.models import load_model  # noqa: E402
-from rcsd_core.rubric import load_rubric  # noqa: E402
-from rcsd_core.tasks import load_tasks  # noqa: E402
-from rcsd_core.train import completion_hidden, pack_batch, teacher_hidden  # noqa: E402
+from rcsd_core.modeling.contexts import teacher_prompt_ids  # noqa: E402
+from rcsd_core.modeling.generation import shared_prefix_length  # noqa: E402
+from rcsd_core.modeling.models import load_model  # noqa: E402
+from rcsd_core.contracts.rubric import load_rubric  # noqa: E402
+from rcsd_core.contracts.tasks import load_tasks  # noqa: E402
+from rcsd_core.modeling.batching import pack_batch  # noqa: E402
+from rcsd_core.modeling.divergence import completion_hidden, teacher_hidden  # noqa: E402
 
 
 def main() -> int:
@@ -42,7 +43,7 @@ def main() -> int:
     model, tokenizer = load_model(args.model, device="cpu")
     rubric = load_rubric(ROOT / "sample_rubrics" / "arithmetic.yaml")
     tasks = load_tasks(ROOT / "sample_rubrics" / "arithmetic.tasks.jsonl", split="train")
-    prompts = [teacher_prompt_ids(tokenizer, tasks[i // 2], rubric, method="rcsd") for i in range(args.chains)]
+    prompts = [teacher_prompt_ids(tokenizer, tasks[i // 2], rubric) for i in range(args.chains)]
     generator = torch.Generator().manual_seed(0)
     completions = torch.randint(1000, 20000, (args.chains, args.tokens), generator=generator).tolist()
     pad = tokenizer.pad_token_id

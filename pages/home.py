@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from rcsd_core import runs
-from rcsd_core import workspace as ws
+from rcsd_core.contracts import runs
+from rcsd_core.studio import workspace as ws
 
 root = ws.ensure_workspace(ws.workspace_root())
 

@@ -4,15 +4,15 @@ open a chain, see where the rubric pushes it (guidance map), flag it for review;
 import pandas as pd
 import streamlit as st
 
-from rcsd_core import charts
-from rcsd_core import workspace as ws
+from rcsd_core.studio import charts
+from rcsd_core.studio import workspace as ws
 from rcsd_core.errors import InputError
-from rcsd_core.guidance import guidance_map
-from rcsd_core.lint import findings_table, lint_rubric
-from rcsd_core.models import DEFAULT_MODEL, TINY_RANDOM
-from rcsd_core.preview import preview_chains
-from rcsd_core.signals import measure_signal, signal_table
-from rcsd_core.store import ReviewStore
+from rcsd_core.design.guidance import guidance_map
+from rcsd_core.design.lint import findings_table, lint_rubric
+from rcsd_core.modeling.models import DEFAULT_MODEL, TINY_RANDOM
+from rcsd_core.design.preview import preview_chains
+from rcsd_core.design.signals import measure_signal, signal_table
+from rcsd_core.studio.store import ReviewStore
 
 root = ws.ensure_workspace(ws.workspace_root())
 MODELS = [DEFAULT_MODEL, TINY_RANDOM, "local path or cached hub id…"]
@@ -20,7 +20,7 @@ MODELS = [DEFAULT_MODEL, TINY_RANDOM, "local path or cached hub id…"]
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=2)
 def cached_model(name: str):
-    from rcsd_core.models import load_model
+    from rcsd_core.modeling.models import load_model
     return load_model(name)
 
 

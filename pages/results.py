@@ -4,10 +4,11 @@ the same prompt answered before and after, and a self-contained HTML report to s
 import pandas as pd
 import streamlit as st
 
-from rcsd_core import charts, runs
-from rcsd_core import workspace as ws
+from rcsd_core.contracts import runs
+from rcsd_core.studio import charts
+from rcsd_core.studio import workspace as ws
 from rcsd_core.errors import InputError
-from rcsd_core.report import render_report
+from rcsd_core.studio.report import render_report
 
 root = ws.ensure_workspace(ws.workspace_root())
 
@@ -51,7 +52,7 @@ if evaluation is None:
         if st.button("Evaluate base vs adapter now"):
             with st.spinner("Sampling the base model and the adapter on the eval split…"):
                 try:
-                    from rcsd_core.evaluation import evaluate_run  # loads torch: only when asked
+                    from rcsd_core.evaluation.before_after import evaluate_run  # loads torch: only when asked
 
                     evaluate_run(run_dir, tasks=int(n_eval))   # writes eval.json, read back on rerun
                     st.rerun()

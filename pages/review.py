@@ -4,10 +4,10 @@ and per-criterion verdicts, appended with reviewer and time; history, disagreeme
 import pandas as pd
 import streamlit as st
 
-from rcsd_core import workspace as ws
-from rcsd_core.calibration import calibrate
+from rcsd_core.studio import workspace as ws
+from rcsd_core.scoring.calibration import calibrate
 from rcsd_core.errors import InputError
-from rcsd_core.store import DECISIONS, STATUSES, ReviewStore, disagreements
+from rcsd_core.studio.store import DECISIONS, STATUSES, ReviewStore, disagreements
 
 root = ws.ensure_workspace(ws.workspace_root())
 store = ReviewStore(ws.store_path(root))

@@ -4,19 +4,19 @@ validation beside each row; save as a new immutable version; history with diffs;
 import pandas as pd
 import streamlit as st
 
-from rcsd_core import workspace as ws
-from rcsd_core.contexts import teacher_messages
-from rcsd_core.drafting import EMBEDDED_WARNING, draft_rubric
+from rcsd_core.studio import workspace as ws
+from rcsd_core.modeling.contexts import teacher_messages
+from rcsd_core.design.drafting import EMBEDDED_WARNING, draft_rubric
 from rcsd_core.errors import InputError
-from rcsd_core.lint import findings_table, lint_rubric
-from rcsd_core.rubric import dump_rubric, rubric_from_data
+from rcsd_core.design.lint import findings_table, lint_rubric
+from rcsd_core.contracts.rubric import dump_rubric, rubric_from_data
 
 root = ws.ensure_workspace(ws.workspace_root())
 
 
 @st.cache_resource(show_spinner="Loading model…", max_entries=2)
 def cached_model(name: str):
-    from rcsd_core.models import load_model
+    from rcsd_core.modeling.models import load_model
     return load_model(name)
 
 

@@ -4,11 +4,12 @@ table; live charts of the selected round (tailed from its run directory); stop, 
 import streamlit as st
 import yaml
 
-from rcsd_core import charts, runs
-from rcsd_core import workspace as ws
-from rcsd_core.config import PRESETS, RoundConfig, preset_config
+from rcsd_core.contracts import runs
+from rcsd_core.studio import charts
+from rcsd_core.studio import workspace as ws
+from rcsd_core.contracts.config import PRESETS, RoundConfig, preset_config
 from rcsd_core.errors import InputError
-from rcsd_core.models import DEFAULT_MODEL, TINY_RANDOM
+from rcsd_core.modeling.models import DEFAULT_MODEL, TINY_RANDOM
 
 root = ws.ensure_workspace(ws.workspace_root())
 runs_root = ws.runs_root(root)

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from rcsd_core.rubric import Rubric, load_rubric, rubric_from_data
-from rcsd_core.tasks import Task, load_tasks
+from rcsd_core.contracts.rubric import Rubric, load_rubric, rubric_from_data
+from rcsd_core.contracts.tasks import Task, load_tasks
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "sample_rubrics"
@@ -37,7 +37,7 @@ def tiny():
 
     Session-scoped and shared: do not train it in place (deep-copy it, or call load_model("tiny-random")).
     """
-    from rcsd_core.models import load_model
+    from rcsd_core.modeling.models import load_model
 
     return load_model("tiny-random", device="cpu", dtype="float32", seed=0)
 

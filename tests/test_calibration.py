@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rcsd_core.calibration import calibrate, cohen_kappa, pairs_from_files
+from rcsd_core.scoring.calibration import calibrate, cohen_kappa, pairs_from_files
 from rcsd_core.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from rcsd_core import charts
-from rcsd_core.rubric import load_rubric
-from rcsd_core.workspace import SAMPLES_DIR
+from rcsd_core.studio import charts
+from rcsd_core.contracts.rubric import load_rubric
+from rcsd_core.studio.workspace import SAMPLES_DIR
 
 RUBRIC = load_rubric(SAMPLES_DIR / "arithmetic.yaml")
 

@@ -7,9 +7,9 @@ import warnings
 
 import pytest
 
-from rcsd_core.checks import (CheckTimeout, answers_equal, count_words, normalise_text, parse_number,
+from rcsd_core.scoring.checks import (CheckTimeout, answers_equal, count_words, normalise_text, parse_number,
                               run_check)
-from rcsd_core.rubric import (AnswerMatchCheck, ContainsCheck, JudgeCheck, MaxWordsCheck, MinWordsCheck,
+from rcsd_core.contracts.rubric import (AnswerMatchCheck, ContainsCheck, JudgeCheck, MaxWordsCheck, MinWordsCheck,
                               NotRegexCheck, RegexCheck)
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from rcsd_core.config import PRESETS, RoundConfig, config_from_data, load_config, preset_config
+from rcsd_core.contracts.config import PRESETS, RoundConfig, TeacherLayout, config_from_data, load_config, preset_config
 from rcsd_core.errors import InputError
 
 MINIMAL = {"model": "tiny-random", "rubric": "sample_rubrics/arithmetic.yaml",
@@ -24,7 +24,7 @@ def test_minimal_config_gets_documented_defaults():
     assert cfg.learning_rate == 3e-4 and cfg.lora_rank == 16 and cfg.lora_alpha == 32
     assert cfg.lora_targets == "all-linear" and cfg.teacher_examples == 2 and cfg.teacher_example_turns
     assert cfg.teacher_reference is False
-    assert cfg.teacher_layout() == {"examples": 2, "example_turns": True, "include_reference": False}
+    assert cfg.teacher_layout() == TeacherLayout(method="rcsd", examples=2, example_turns=True, include_reference=False)
     assert cfg.divergence_params() == {}
 
 

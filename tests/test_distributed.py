@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from rcsd_core import runs
-from rcsd_core.config import config_from_data, resolve_paths
+from rcsd_core.contracts import runs
+from rcsd_core.contracts.config import config_from_data, resolve_paths
 
 BASE = {"model": "tiny-random", "rubric": "sample_rubrics/arithmetic.yaml",
         "tasks": "sample_rubrics/arithmetic.tasks.jsonl", "method": "rcsd", "steps": 2, "prompts_per_step": 2,
@@ -30,7 +30,7 @@ def test_two_process_round_ends_with_identical_adapters(tmp_path):
     run_dir = runs.create_run(resolve_paths(config_from_data(BASE)), tmp_path / "runs", run_id="ddp")
     env = {**os.environ, "RCSD_RANK_HASHES": "1", "OMP_NUM_THREADS": "1"}
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-               "-m", "rcsd_core.train", "--run-dir", str(run_dir)]
+               "-m", "rcsd_core.training", "--run-dir", str(run_dir)]
     # A session of its own, so a timeout can end torchrun and, below, its workers.
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)

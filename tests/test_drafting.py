@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from rcsd_core.drafting import draft_rubric, parse_draft, slugify, strip_fences
-from rcsd_core.rubric import Rubric
+from rcsd_core.design.drafting import draft_rubric, parse_draft, slugify, strip_fences
+from rcsd_core.contracts.rubric import Rubric
 
 FENCED_YAML = """Sure! Here is a rubric for these problems:
 
@@ -80,7 +80,7 @@ def test_invalid_name_is_reported_not_raised():
 
 
 def test_draft_with_tiny_random_model_keeps_raw_and_explains():
-    from rcsd_core.models import load_model
+    from rcsd_core.modeling.models import load_model
 
     model, tokenizer = load_model("tiny-random")
     result = draft_rubric(model, tokenizer, description="Solve arithmetic word problems.",

@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from rcsd_core import runs
-from rcsd_core.config import config_from_data, resolve_paths
+from rcsd_core.contracts import runs
+from rcsd_core.contracts.config import config_from_data, resolve_paths
 from rcsd_core.errors import InputError
-from rcsd_core.evaluation import compare_eval, evaluate_run
-from rcsd_core.rubric import load_rubric
+from rcsd_core.evaluation.before_after import compare_eval, evaluate_run
+from rcsd_core.contracts.rubric import load_rubric
 
 BASE = {"model": "tiny-random", "rubric": "sample_rubrics/arithmetic.yaml",
         "tasks": "sample_rubrics/arithmetic.tasks.jsonl", "method": "rcsd", "steps": 1, "prompts_per_step": 2,
@@ -39,7 +39,7 @@ def test_evaluate_run_scores_before_and_after_and_writes_eval_json(tmp_path):
     run_dir = runs.create_run(resolve_paths(config_from_data(BASE)), tmp_path / "runs", run_id="r")
     with pytest.raises(InputError, match="no adapter"):
         evaluate_run(run_dir)
-    from rcsd_core.train import train_round
+    from rcsd_core.training.round import train_round
 
     train_round(run_dir)
     result = evaluate_run(run_dir, tasks=3, samples=2, seed=0)
@@ -57,7 +57,7 @@ def test_evaluate_run_scores_before_and_after_and_writes_eval_json(tmp_path):
 
 def test_cli_eval_prints_the_table(tmp_path, capsys):
     from rcsd_core.cli import main
-    from rcsd_core.train import train_round
+    from rcsd_core.training.round import train_round
 
     run_dir = runs.create_run(resolve_paths(config_from_data(BASE)), tmp_path / "runs", run_id="r")
     train_round(run_dir)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rcsd_core.contexts import encode_messages, student_messages
-from rcsd_core.generation import cut_at_eos, left_pad, sample_chains
+from rcsd_core.contracts.messages import encode_messages
+from rcsd_core.modeling.batching import left_pad
+from rcsd_core.modeling.contexts import student_messages
+from rcsd_core.modeling.generation import cut_at_eos, sample_chains
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -14,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def peaked(tiny):
     """(model, tokenizer): a tiny random model with peaked logits, so greedy text depends on the prompt."""
-    from rcsd_core.models import build_tiny_random
+    from rcsd_core.modeling.models import build_tiny_random
 
     return build_tiny_random(tiny[1], seed=0, initializer_range=0.2).eval(), tiny[1]
 
@@ -94,7 +96,7 @@ def test_batched_and_unbatched_greedy_give_the_same_text(peaked, prompts):
 
 
 def test_shared_prefix_is_used_and_changes_nothing(peaked, prompts, monkeypatch):
-    from rcsd_core import generation
+    from rcsd_core.modeling import generation
 
     model, tokenizer = peaked
     assert generation.shared_prefix_length(prompts) >= generation.MIN_SHARED_PREFIX   # the template's system turn
@@ -110,7 +112,7 @@ def test_shared_prefix_is_used_and_changes_nothing(peaked, prompts, monkeypatch)
 
 
 def test_shared_prefix_length():
-    from rcsd_core.generation import shared_prefix_length
+    from rcsd_core.modeling.generation import shared_prefix_length
 
     assert shared_prefix_length([[1, 2, 3, 4], [1, 2, 5]]) == 2
     assert shared_prefix_length([[1, 2, 3], [1, 2, 3]]) == 2          # each keeps one token of its own

@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from rcsd_core.contexts import encode_messages, student_messages, teacher_messages
-from rcsd_core.guidance import (GuidanceMap, build_tokens, guidance_map, heat_colour, render_html,
+from rcsd_core.contracts.messages import encode_messages
+from rcsd_core.modeling.contexts import student_messages, teacher_messages
+from rcsd_core.design.guidance import (GuidanceMap, build_tokens, guidance_map, heat_colour, render_html,
                                 strongest_positions, token_divergences, token_texts, top_tokens)
-from rcsd_core.losses import divergence_per_token
-from rcsd_core.models import load_model
-from rcsd_core.rubric import load_rubric
-from rcsd_core.tasks import Task
+from rcsd_core.modeling.losses import divergence_per_token
+from rcsd_core.modeling.models import load_model
+from rcsd_core.contracts.rubric import load_rubric
+from rcsd_core.contracts.tasks import Task
 
 RUBRIC = Path(__file__).resolve().parent.parent / "sample_rubrics" / "arithmetic.yaml"
 TASK = Task(id="t1", prompt="Ann has 4 pens and gets 3 more. How many pens?", reference="7")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rcsd_core.contexts import judge_messages
-from rcsd_core.judge import MIN_YES_NO_MASS, LocalJudge, verdict_from_logits, yes_no_token_ids
+from rcsd_core.scoring.judges import MIN_YES_NO_MASS, LocalJudge, judge_messages, verdict_from_logits, yes_no_token_ids
 
 V = 10
 YES, NO = [1, 2], [3]

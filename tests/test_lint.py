@@ -8,9 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from rcsd_core.lint import findings_table, lint_rubric
-from rcsd_core.rubric import load_rubric, rubric_from_data
-from rcsd_core.scoring import ChainScore
+from rcsd_core.design.lint import findings_table, lint_rubric
+from rcsd_core.contracts.rubric import load_rubric, rubric_from_data
+from rcsd_core.scoring.scores import ChainScore
 
 ROOT = Path(__file__).resolve().parent.parent
 

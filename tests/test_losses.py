@@ -1,4 +1,4 @@
-"""Tests for rcsd_core.losses: every divergence against a naive float64 reference, masking,
+"""Tests for rcsd_core.modeling.losses: every divergence against a naive float64 reference, masking,
 chunking, gradients, and TRL's own loss code where the definitions coincide.
 
 Run: python -m pytest tests/test_losses.py -q   (a few seconds on 2 CPU cores)
@@ -19,7 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from rcsd_core import losses as L
+from rcsd_core.modeling import losses as L
 
 NAMES = ["forward_kl", "reverse_kl", "jsd", "topk_forward_kl", "sampled_token"]
 B, T, V = 3, 7, 11

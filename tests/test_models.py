@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rcsd_core.errors import InputError
-from rcsd_core.models import (DEFAULT_MODEL, attach_lora, build_tiny_random, check_model, embedded_gguf_path,
+from rcsd_core.modeling.models import (DEFAULT_MODEL, attach_lora, build_tiny_random, check_model, embedded_gguf_path,
                               load_model, load_tokenizer, resolve_device, resolve_dtype)
 
 
@@ -85,8 +85,9 @@ def test_lora_attach_and_disable():
 @pytest.mark.slow
 def test_embedded_default_smoke(one_thread):
     """Load SmolLM2-135M-Instruct (converting the GGUF into the cache on first use) and sample a few tokens."""
-    from rcsd_core.contexts import encode_messages, student_messages
-    from rcsd_core.generation import sample_chains
+    from rcsd_core.contracts.messages import encode_messages
+    from rcsd_core.modeling.contexts import student_messages
+    from rcsd_core.modeling.generation import sample_chains
 
     assert embedded_gguf_path().name == "SmolLM2-135M-Instruct.Q4_1.gguf"
     model, tokenizer = load_model(DEFAULT_MODEL, device="cpu")
@@ -100,7 +101,7 @@ def test_embedded_default_smoke(one_thread):
 
 
 def test_set_cpu_threads():
-    from rcsd_core.models import DEFAULT_CPU_THREADS, set_cpu_threads
+    from rcsd_core.modeling.models import DEFAULT_CPU_THREADS, set_cpu_threads
 
     before = torch.get_num_threads()
     try:

@@ -2,7 +2,7 @@
 
 The app runs through app.py (st.navigation), one page at a time via `switch_page`; each test
 asserts what the page shows, not only that it ran. Rounds are not launched here (the browser
-test does that): a run directory is created through rcsd_core.runs and its metrics and eval
+test does that): a run directory is created through rcsd_core.contracts.runs and its metrics and eval
 files are written as a finished round would leave them.
 """
 
@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from rcsd_core import runs
-from rcsd_core import workspace as ws
-from rcsd_core.config import preset_config
+from rcsd_core.contracts import runs
+from rcsd_core.studio import workspace as ws
+from rcsd_core.contracts.config import preset_config
 from rcsd_core.files import append_jsonl, atomic_write_text
-from rcsd_core.store import ReviewStore
+from rcsd_core.studio.store import ReviewStore
 
 TIMEOUT = 120
 APP = Path(__file__).resolve().parent.parent / "app.py"

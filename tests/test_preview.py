@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from rcsd_core.contexts import teacher_messages
-from rcsd_core.preview import context_ids, contexts_for, preview_chains
+from rcsd_core.modeling.contexts import teacher_messages
+from rcsd_core.contracts.config import TeacherLayout
+from rcsd_core.design.preview import contexts_for, preview_chains
+from rcsd_core.modeling.contexts import prompt_ids
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -20,9 +22,10 @@ def test_contexts_for():
 def test_teacher_context_carries_the_rubric(tiny, arith_rubric, arith_tasks):
     _, tokenizer = tiny
     task = arith_tasks[0]
-    student = tokenizer.decode(context_ids(tokenizer, task, arith_rubric, "student"))
-    teacher = tokenizer.decode(context_ids(tokenizer, task, arith_rubric, "teacher"))
-    with_ref = tokenizer.decode(context_ids(tokenizer, task, arith_rubric, "teacher", include_reference=True))
+    student = tokenizer.decode(prompt_ids(tokenizer, task, arith_rubric, "student"))
+    teacher = tokenizer.decode(prompt_ids(tokenizer, task, arith_rubric, "teacher"))
+    with_ref = tokenizer.decode(prompt_ids(tokenizer, task, arith_rubric, "teacher",
+                                          TeacherLayout(include_reference=True)))
     assert task.prompt in student and task.prompt in teacher
     assert arith_rubric.criteria[0].description not in student
     assert arith_rubric.criteria[0].description in teacher

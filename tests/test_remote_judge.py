@@ -11,8 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from rcsd_core.errors import InputError
-from rcsd_core.remote_judge import OpenAIJudge, parse_yes_no, yes_probability
-from rcsd_core.rubric import Criterion
+from rcsd_core.scoring.remote import OpenAIJudge, parse_yes_no, yes_probability
+from rcsd_core.contracts.rubric import Criterion
 
 CRITERION = Criterion(id="final-answer", title="Final answer", description="Ends with 'Answer: <n>'.", weight=3)
 

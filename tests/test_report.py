@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from rcsd_core.report import render_report
+from rcsd_core.studio.report import render_report
 EVALUATION = {
     "criteria": [{"criterion": "concise", "weight": 1, "before": 0.5, "after": 0.75, "diff": 0.25, "ci_low": 0.05,
                   "ci_high": 0.45, "significant": True, "prompts": 4}],

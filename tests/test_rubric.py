@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from rcsd_core.contexts import render_rubric
+from rcsd_core.modeling.contexts import render_rubric
 from rcsd_core.errors import InputError
-from rcsd_core.rubric import (MAX_CRITERIA, Rubric, dump_rubric, load_rubric, parse_rubric, rubric_errors,
+from rcsd_core.contracts.rubric import (MAX_CRITERIA, Rubric, dump_rubric, load_rubric, parse_rubric, rubric_errors,
                               rubric_version, save_rubric)
 
 BASE = """\

@@ -7,10 +7,10 @@ import subprocess
 import pytest
 import yaml
 
-from rcsd_core import runs
-from rcsd_core.config import config_from_data
+from rcsd_core.contracts import runs
+from rcsd_core.contracts.config import config_from_data
 from rcsd_core.errors import InputError
-from rcsd_core.rubric import load_rubric, rubric_from_data
+from rcsd_core.contracts.rubric import load_rubric, rubric_from_data
 
 MINIMAL = {"model": "tiny-random", "rubric": "sample_rubrics/arithmetic.yaml",
            "tasks": "sample_rubrics/arithmetic.tasks.jsonl", "method": "rcsd", "steps": 3, "prompts_per_step": 2,
@@ -18,7 +18,7 @@ MINIMAL = {"model": "tiny-random", "rubric": "sample_rubrics/arithmetic.yaml",
 
 
 def make_run(tmp_path, run_id="r1", **overrides):
-    from rcsd_core.config import resolve_paths
+    from rcsd_core.contracts.config import resolve_paths
 
     return runs.create_run(resolve_paths(config_from_data({**MINIMAL, **overrides})), tmp_path / "runs",
                            run_id=run_id)

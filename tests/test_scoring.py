@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from rcsd_core.judge import Verdict
-from rcsd_core.scoring import score_chain, score_text, summarize_scores, total_score
+from rcsd_core.scoring.judges import Verdict
+from rcsd_core.scoring.scores import score_chain, score_text, summarize_scores, total_score
 
 
 @pytest.fixture

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from rcsd_core.contexts import encode_messages, student_messages, teacher_messages
-from rcsd_core.losses import divergence_per_token
-from rcsd_core.models import load_model
-from rcsd_core.rubric import load_rubric
-from rcsd_core.signals import compare, measure_signal, signal_table
-from rcsd_core.tasks import Task
+from rcsd_core.contracts.messages import encode_messages
+from rcsd_core.modeling.contexts import student_messages, teacher_messages
+from rcsd_core.modeling.losses import divergence_per_token
+from rcsd_core.modeling.models import load_model
+from rcsd_core.contracts.rubric import load_rubric
+from rcsd_core.design.signals import compare, measure_signal, signal_table
+from rcsd_core.contracts.tasks import Task
 
 ROOT = Path(__file__).resolve().parent.parent
 RUBRIC = ROOT / "sample_rubrics" / "arithmetic.yaml"

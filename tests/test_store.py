@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from rcsd_core.errors import InputError
-from rcsd_core.store import ReviewStore, disagreements
+from rcsd_core.studio.store import ReviewStore, disagreements
 
 
 def chain(i: int = 0) -> dict:

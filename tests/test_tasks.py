@@ -7,7 +7,7 @@ import json
 import pytest
 
 from rcsd_core.errors import InputError
-from rcsd_core.tasks import load_tasks
+from rcsd_core.contracts.tasks import load_tasks
 
 
 def jsonl(*rows) -> str:

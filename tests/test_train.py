@@ -12,10 +12,12 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from rcsd_core import runs
-from rcsd_core.config import config_from_data, resolve_paths
-from rcsd_core.train import (Round, checkpointing_enabled, completion_hidden, enable_checkpointing, lr_factor,
-                             pack_batch, step_tasks, teacher_hidden, train_round)
+from rcsd_core.contracts import runs
+from rcsd_core.contracts.config import config_from_data, resolve_paths
+from rcsd_core.modeling.batching import pack_batch
+from rcsd_core.modeling.divergence import completion_hidden, teacher_hidden
+from rcsd_core.modeling.models import checkpointing_enabled, enable_checkpointing
+from rcsd_core.training.round import Round, lr_factor, step_tasks, train_round
 
 BASE = {"model": "tiny-random", "rubric": "sample_rubrics/arithmetic.yaml",
         "tasks": "sample_rubrics/arithmetic.tasks.jsonl", "method": "rcsd", "steps": 3, "prompts_per_step": 2,
@@ -205,7 +207,7 @@ def test_cli_train_status_and_a_bad_model(tmp_path, capsys):
 
 
 def test_batch_layout_aligns_completions_whatever_the_padding():
-    from rcsd_core.models import load_model
+    from rcsd_core.modeling.models import load_model
 
     model, tokenizer = load_model("tiny-random", device="cpu")
     prompts = [[1, 2, 3, 4, 5], [6, 7]]
@@ -231,11 +233,11 @@ def test_teacher_hidden_with_a_shared_prefix_equals_the_full_forward(tiny, arith
 
     from peft import LoraConfig, get_peft_model
 
-    from rcsd_core.evaluation import teacher_prompt_ids
+    from rcsd_core.modeling.contexts import teacher_prompt_ids
 
     model, tokenizer = tiny
     tasks = arith_tasks[:3]
-    prompts = [teacher_prompt_ids(tokenizer, t, arith_rubric, method="rcsd") for t in tasks]
+    prompts = [teacher_prompt_ids(tokenizer, t, arith_rubric) for t in tasks]
     prompts.append(prompts[0])  # two chains of one task
     assert len({len(p) for p in prompts}) > 1  # the rests differ in length: padding between prefix and rest
     completions = [[100, 200, 300], [400], [500, 600, 700, 800, 900], [10, 20]]
@@ -266,7 +268,7 @@ def test_learning_rate_schedules():
 
 
 def test_step_prompts_cycle_through_every_train_task_each_epoch():
-    from rcsd_core.tasks import load_tasks
+    from rcsd_core.contracts.tasks import load_tasks
 
     cfg = tiny_config(prompts_per_step=4, seed=3)
     train = load_tasks(cfg.tasks, split="train")

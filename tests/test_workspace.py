@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from rcsd_core import workspace as ws
+from rcsd_core.studio import workspace as ws
 from rcsd_core.errors import InputError
-from rcsd_core.rubric import load_rubric
+from rcsd_core.contracts.rubric import load_rubric
 
 
 @pytest.fixture()

@@ -1,0 +1,31 @@
+"""`rcsd app`: launch the studio (Streamlit) on localhost.
+
+    rcsd app [--port 8501] [--address 127.0.0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from rcsd_core.errors import InputError
+
+APP = Path(__file__).resolve().parents[2] / "app.py"
+
+
+def register(sub) -> None:
+    p = sub.add_parser("app", help="launch the studio (Streamlit) on localhost")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--address", default="127.0.0.1")
+    p.set_defaults(func=cmd_app)
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    if not APP.is_file():
+        raise InputError(f"the studio's app.py is not next to the package ({APP}); install with pip install -e .")
+    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", args.address,
+               "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    return subprocess.call(command, env=os.environ.copy())

@@ -1,0 +1,284 @@
+"""Round configs: what one distillation round trains, on what, for how long, and how.
+
+A round config is YAML (DESIGN §2). The minimal form names the model, the rubric, the tasks,
+the method and the budget; everything else has a documented default (the table below):
+
+    model: smollm2-135m-instruct
+    rubric: sample_rubrics/arithmetic.yaml      # a path, or the rubric itself as a mapping
+    tasks: sample_rubrics/arithmetic.tasks.jsonl
+    method: rcsd                                # rcsd | opsd | rejection_sft
+    steps: 30
+    prompts_per_step: 4
+    samples_per_prompt: 4
+    max_new_tokens: 64
+    seed: 0
+
+    cfg = load_config("round.yaml")              # InputError naming the file, line and key
+    cfg = preset_config("cpu-demo", steps=10)    # a preset (rcsd_core/presets/*.yaml) + overrides
+
+Relative paths are resolved against the config file's folder, then the working directory,
+then the repository root (where `sample_rubrics/` lives). Defaults follow what was measured on
+the embedded model (DESIGN §4 and `contexts`): full-vocabulary forward KL, a frozen teacher
+that reads the rubric as a system message and two worked examples as earlier turns, and *not*
+the reference answer, LoRA r16 all-linear at lr 3e-4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rcsd_core.errors import InputError
+from rcsd_core.files import read_text
+
+PRESET_DIR = Path(__file__).parent / "presets"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+Method = Literal["rcsd", "opsd", "rejection_sft"]
+TeacherKind = Literal["frozen", "live", "ema"]
+Divergence = Literal["forward_kl", "reverse_kl", "jsd", "topk_forward_kl", "sampled_token"]
+METHODS: tuple[str, ...] = Method.__args__
+TEACHER_KINDS: tuple[str, ...] = TeacherKind.__args__
+DIVERGENCES: tuple[str, ...] = Divergence.__args__
+
+DEFAULT_EXAMPLES = 2  # worked examples shown to the teacher as earlier turns (see modeling.contexts)
+
+
+@dataclass(frozen=True)
+class TeacherLayout:
+    """What the teacher reads besides the task prompt: one value per round, used by every reader.
+
+    method `rcsd` shows the rubric (and the reference when `include_reference`); `opsd` the
+    reference alone. The first `examples` worked examples come as earlier user/assistant turns
+    (`example_turns`) or inside the system text. A run's own layout is
+    `load_run_config(run).teacher_layout()`; the default is what a new round uses.
+    """
+    method: Literal["rcsd", "opsd"] = "rcsd"
+    examples: int = DEFAULT_EXAMPLES
+    example_turns: bool = True
+    include_reference: bool = False
+
+
+class RoundConfig(BaseModel):
+    """One distillation round. Unknown keys are refused; every default is documented here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=True)
+
+    # ------------------------------------------------------------------ what (required)
+    model: str = Field(min_length=1, description="'smollm2-135m-instruct' (embedded), 'tiny-random', "
+                                                 "a local folder or a cached Hugging Face id")
+    rubric: str | dict[str, Any] = Field(description="rubric YAML path, or the rubric itself (frozen run configs)")
+    tasks: str = Field(min_length=1, description="tasks JSONL path; split 'train' is trained on, 'eval' evaluated")
+    method: Method = Field(description="rcsd: teacher reads the rubric; opsd: the reference only; "
+                                       "rejection_sft: cross-entropy on the best-scoring chain per prompt")
+
+    # ------------------------------------------------------------------ budget (required)
+    steps: int = Field(gt=0, description="optimizer steps")
+    prompts_per_step: int = Field(gt=0, description="train prompts per step (split across processes)")
+    samples_per_prompt: int = Field(gt=0, description="on-policy chains sampled per prompt")
+    max_new_tokens: int = Field(gt=0, description="completion length cap per chain")
+    seed: int = Field(description="seeds LoRA init, prompt order and every sampling call")
+
+    # ------------------------------------------------------------------ teacher
+    teacher: TeacherKind = Field("frozen", description="frozen: adapter disabled (initial policy, the paper's "
+                                                        "setting); live: current weights, no grad; ema: "
+                                                        "exponential average of the adapter")
+    ema_decay: float = Field(0.99, gt=0, lt=1, description="EMA teacher: weight of the old average per step")
+    teacher_examples: int = Field(DEFAULT_EXAMPLES, ge=0,
+                                  description="worked examples from the rubric shown to the teacher")
+    teacher_example_turns: bool = Field(True, description="show the worked examples as earlier user/assistant "
+                                                          "turns (few-shot) rather than inside the system text")
+    teacher_reference: bool = Field(False, description="rcsd: also show the task's reference answer (hurt on "
+                                                       "the embedded model, DESIGN §4)")
+    teacher_analysis: bool = Field(False, description="the teacher first writes a short analysis of what the "
+                                                      "rubric asks of each prompt, added to its context")
+
+    # ------------------------------------------------------------------ divergence
+    divergence: Divergence = Field("forward_kl", description="token-level loss between student and teacher")
+    tau: float | None = Field(None, gt=0, description="temperature of the divergence; None = its default "
+                                                       "(1.2 for topk_forward_kl, 1.0 otherwise)")
+    k: int = Field(20, gt=0, description="topk_forward_kl: teacher's top-k support")
+    clip: float = Field(0.05, gt=0, description="topk_forward_kl: clip value c")
+    clip_mode: Literal["entry", "token", "none"] = Field(
+        "token", description="topk_forward_kl: 'entry' is the official code's clamp per vocabulary entry (it "
+                             "pushed the student away from the teacher here, DESIGN §1/§4); 'token' caps each "
+                             "position's sum; 'none'")
+    beta: float = Field(0.5, ge=0, le=1, description="jsd: 0 = forward KL, 1 = reverse KL")
+
+    # ------------------------------------------------------------------ sampling
+    temperature: float = Field(1.0, ge=0, description="sampling temperature of the student (0 = greedy)")
+    top_p: float = Field(1.0, gt=0, le=1)
+    sampling_batch_size: int = Field(16, gt=0, description="chains per generate() call")
+
+    # ------------------------------------------------------------------ optimisation
+    learning_rate: float = Field(3e-4, gt=0)
+    lr_schedule: Literal["cosine", "constant", "linear"] = Field("cosine", description="after warmup")
+    warmup_steps: int = Field(0, ge=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine/linear floor as a share of learning_rate")
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float | None = Field(1.0, gt=0, description="gradient clipping; None = off")
+    micro_batch_size: int = Field(8, gt=0, description="chains per forward/backward pass")
+    chunk_size: int = Field(512, gt=0, description="completion positions per chunk of the divergence, so "
+                                                   "float32 logits exist for one chunk only")
+    gradient_checkpointing: bool = Field(False, description="recompute each layer's activations during the "
+                                                            "backward, so activation memory grows with one layer "
+                                                            "instead of all of them (TRL's default); costs one "
+                                                            "more student forward")
+
+    # ------------------------------------------------------------------ LoRA
+    lora_rank: int = Field(16, gt=0)
+    lora_alpha: int = Field(32, gt=0)
+    lora_targets: str | list[str] = Field("all-linear", description="peft target_modules")
+    lora_dropout: float = Field(0.0, ge=0, lt=1)
+
+    # ------------------------------------------------------------------ evaluation and checkpoints
+    eval_every: int = Field(10, ge=0, description="evaluate every N steps, plus before step 1 and at the end; "
+                                                  "0 = only before and at the end")
+    eval_tasks: int | None = Field(40, gt=0, description="eval prompts used (first N of the eval split); "
+                                                         "None = all")
+    eval_samples: int = Field(1, gt=0, description="chains per eval prompt")
+    eval_seed: int = Field(1234, description="fixed sampling seed of every evaluation")
+    checkpoint_every: int = Field(10, ge=0, description="save adapter + state every N steps (0 = end only)")
+
+    # ------------------------------------------------------------------ hardware
+    device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
+    dtype: str = Field("auto", description="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16")
+    threads: int | None = Field(None, gt=0, description="CPU threads for torch (None = torch's default)")
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.method == "opsd" and self.teacher_analysis:
+            raise ValueError("teacher_analysis needs a rubric teacher; it does not apply to method 'opsd'")
+        if self.warmup_steps > self.steps:
+            raise ValueError(f"warmup_steps ({self.warmup_steps}) is longer than the round (steps={self.steps})")
+        return self
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: str) -> str:
+        if value not in ("auto", "float32", "fp32", "bfloat16", "bf16", "float16", "fp16"):
+            raise ValueError("unknown dtype; expected auto, float32, bfloat16 or float16")
+        return value
+
+    # ------------------------------------------------------------------ derived
+    def divergence_params(self) -> dict[str, Any]:
+        """Keyword parameters for rcsd_core.modeling.losses.compute_divergence."""
+        params: dict[str, Any] = {}
+        if self.tau is not None:
+            params["temperature"] = self.tau
+        if self.divergence == "topk_forward_kl":
+            params.update(k=self.k, clip=self.clip, clip_mode=self.clip_mode)
+        elif self.divergence == "jsd":
+            params["beta"] = self.beta
+        return params
+
+    def teacher_layout(self) -> TeacherLayout:
+        """What this round's teacher reads (rejection_sft is measured against the rcsd teacher)."""
+        return TeacherLayout(method="opsd" if self.method == "opsd" else "rcsd", examples=self.teacher_examples,
+                             example_turns=self.teacher_example_turns, include_reference=self.teacher_reference)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100)
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path) -> RoundConfig:
+    """Load and validate a round config YAML; InputError names the file, line and key."""
+    text = read_text(path)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise InputError(f"malformed YAML: {getattr(exc, 'problem', None) or exc}", source=path,
+                         line=mark.line + 1 if mark else None) from None
+    if not isinstance(data, dict):
+        raise InputError("a round config must be a YAML mapping (model, rubric, tasks, method, steps, ...)",
+                         source=path)
+    lines = {}
+    if isinstance(node, yaml.MappingNode):
+        lines = {key.value: key.start_mark.line + 1 for key, _ in node.value}
+    config = config_from_data(data, source=path, lines=lines)
+    return resolve_paths(config, base=Path(path).resolve().parent)
+
+
+def config_from_data(data: dict[str, Any], *, source: str | Path = "<config>",
+                     lines: dict[str, int] | None = None) -> RoundConfig:
+    """Validate a config given as a mapping; InputError names the first bad key and its value."""
+    try:
+        return RoundConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(exc, data, source, lines or {}) from None
+
+
+def resolve_paths(config: RoundConfig, *, base: str | Path | None = None) -> RoundConfig:
+    """Make the rubric and tasks paths absolute: the first existing of base/, cwd, repo root."""
+    updates: dict[str, Any] = {}
+    if isinstance(config.rubric, str):
+        updates["rubric"] = _resolve(config.rubric, base)
+    updates["tasks"] = _resolve(config.tasks, base)
+    return config.model_copy(update=updates)
+
+
+def _resolve(path: str, base: str | Path | None) -> str:
+    p = Path(path).expanduser()
+    if p.is_absolute():
+        return str(p)
+    for root in [Path(base)] if base else []:
+        if (root / p).exists():
+            return str((root / p).resolve())
+    for root in (Path.cwd(), REPO_ROOT):
+        if (root / p).exists():
+            return str((root / p).resolve())
+    return str(p)  # left as given; create_run reports "file not found" with this name
+
+
+def _explain(exc: ValidationError, data: dict, source, lines: dict[str, int]) -> InputError:
+    errors = exc.errors()
+    err = errors[0]
+    message = err["msg"].removeprefix("Value error, ")
+    if err["loc"]:
+        key = str(err["loc"][0])
+    else:  # a check across keys: its message starts with the key it blames
+        first = message.split(" ", 1)[0]
+        key = first if first in RoundConfig.model_fields else None
+    field = ".".join(str(p) for p in err["loc"]) or key
+    if err["type"] == "extra_forbidden":
+        known = ", ".join(RoundConfig.model_fields)
+        message = f"unknown key {key!r}; known keys: {known}"
+    elif err["type"] == "missing":
+        message = f"required key {key!r} is missing"
+    elif key in data:
+        message = f"{message} (got {data[key]!r})"
+    if len(errors) > 1:
+        message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return InputError(message, source=source, line=lines.get(key), field=field)
+
+
+# ---------------------------------------------------------------------------- presets
+
+
+def _load_presets() -> dict[str, dict[str, Any]]:
+    presets = {}
+    for file in sorted(PRESET_DIR.glob("*.yaml")):
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        presets[file.stem] = data
+    return presets
+
+
+PRESETS: dict[str, dict[str, Any]] = _load_presets()
+
+
+def preset_config(name: str, **overrides: Any) -> RoundConfig:
+    """A preset (see PRESETS) with keyword overrides, validated, paths resolved."""
+    if name not in PRESETS:
+        raise InputError(f"unknown preset {name!r}; presets: {', '.join(PRESETS)}", field="preset")
+    data = {**PRESETS[name], **overrides}
+    config = config_from_data(data, source=f"preset {name}")
+    return resolve_paths(config)

@@ -1,0 +1,284 @@
+"""Run directories: create, launch, watch and stop distillation rounds (DESIGN §2).
+
+    runs/<run-id>/
+      config.yaml     frozen copy of the round config, the rubric's content inlined
+      status.json     {"status": queued|running|done|failed|stopped, "pid", "step", "steps", "error", "updated"}
+      metrics.jsonl   one flushed JSON line per step (train/loss, criterion/<id>, eval/total, ...)
+      samples.jsonl   every step's chains with their scores (kind train), and evaluation chains (kind eval)
+      adapter/        the latest LoRA checkpoint (peft format) + training state for exact resume
+      log.txt         human-readable log, the process's stdout/stderr included
+      eval.json       written by `rcsd eval` / evaluate_run
+
+    run_dir = create_run(config, "runs")
+    pid = launch_round(run_dir)                  # a detached `python -m rcsd_core.training` process
+    read_status(run_dir)["status"]; read_metrics(run_dir)  # what the studio polls
+    request_stop(run_dir)                        # the round finishes its step, checkpoints, stops
+
+Writers are the training process only (rank 0); readers never lock. Status writes are atomic;
+metric lines are appended and flushed, and readers skip a half-written last line. A status that
+says `running` while its process is gone is reported as `failed`, so a killed round never looks
+alive. No torch import here: the studio's pages call these functions.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from rcsd_core.contracts.config import RoundConfig, config_from_data
+from rcsd_core.errors import InputError
+from rcsd_core.files import atomic_write_text, read_jsonl, read_text
+from rcsd_core.contracts.rubric import dump_rubric, load_rubric, rubric_from_data
+
+STATUSES = ("queued", "running", "done", "failed", "stopped")
+CONFIG_FILE = "config.yaml"
+STATUS_FILE = "status.json"
+METRICS_FILE = "metrics.jsonl"
+SAMPLES_FILE = "samples.jsonl"
+LOG_FILE = "log.txt"
+STOP_FILE = "STOP"
+ADAPTER_DIR = "adapter"
+EVAL_FILE = "eval.json"
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------------------- creating
+
+
+def new_run_id(config: RoundConfig) -> str:
+    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{config.method.replace('_', '-')}-{secrets.token_hex(2)}"
+
+
+def freeze_config(config: RoundConfig) -> RoundConfig:
+    """The config with the rubric's content inlined and the tasks path absolute (validated)."""
+    from rcsd_core.contracts.tasks import load_tasks
+
+    rubric = load_rubric(config.rubric) if isinstance(config.rubric, str) else rubric_from_data(config.rubric)
+    tasks_path = Path(config.tasks).expanduser().resolve()
+    tasks = load_tasks(tasks_path)  # refuses a bad file now rather than in the background process
+    if not any((t.split or "train") == "train" for t in tasks):
+        raise InputError("no train tasks (split 'train' or no split)", source=tasks_path, field="split")
+    if config.method == "opsd" and not any(t.reference for t in tasks if (t.split or "train") == "train"):
+        raise InputError("method 'opsd' needs tasks with a reference answer", source=tasks_path, field="reference")
+    rubric_data = yaml.safe_load(dump_rubric(rubric))
+    return config.model_copy(update={"rubric": rubric_data, "tasks": str(tasks_path)})
+
+
+def create_run(config: RoundConfig, runs_root: str | Path, run_id: str | None = None) -> Path:
+    """A new run directory with config.yaml (frozen, rubric inlined) and status `queued`."""
+    frozen = freeze_config(config)
+    run_id = run_id or new_run_id(config)
+    if not run_id or "/" in run_id or run_id.startswith("."):
+        raise InputError(f"bad run id {run_id!r}", field="run_id")
+    run_dir = Path(runs_root) / run_id
+    if (run_dir / CONFIG_FILE).exists():
+        raise InputError("a run with this id already exists", source=run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    rubric_source = config.rubric if isinstance(config.rubric, str) else None
+    header = (f"# rcsd round config, frozen at {now()}\n"
+              + (f"# rubric read from {rubric_source}\n" if rubric_source else ""))
+    atomic_write_text(run_dir / CONFIG_FILE, header + frozen.to_yaml())
+    write_status(run_dir, "queued", step=0, steps=config.steps, created=now())
+    return run_dir
+
+
+def load_run_config(run_dir: str | Path) -> RoundConfig:
+    """The frozen config of a run."""
+    path = Path(run_dir) / CONFIG_FILE
+    data = yaml.safe_load(read_text(path))
+    if not isinstance(data, dict):
+        raise InputError("not a round config", source=path)
+    # A frozen config lists every field. Runs frozen before `teacher_example_turns` existed showed
+    # their worked examples inside the system text: resume and evaluate them with that teacher.
+    data.setdefault("teacher_example_turns", False)
+    return config_from_data(data, source=path)
+
+
+# ---------------------------------------------------------------------------- status
+
+
+def write_status(run_dir: str | Path, status: str, **fields: Any) -> dict:
+    """Atomically replace status.json, keeping fields of the previous status not given here."""
+    if status not in STATUSES:
+        raise ValueError(f"unknown status {status!r}")
+    path = Path(run_dir) / STATUS_FILE
+    previous = _read_json(path) or {}
+    record = {**previous, **fields, "status": status, "updated": now()}
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def read_status(run_dir: str | Path) -> dict:
+    """status.json, with a `running` (or launched `queued`) round whose process is gone shown as failed."""
+    run_dir = Path(run_dir)
+    record = _read_json(run_dir / STATUS_FILE)
+    if record is None:
+        return {"status": "failed" if (run_dir / CONFIG_FILE).exists() else "missing", "pid": None, "step": 0,
+                "error": "no status.json", "updated": None}
+    record.setdefault("error", None)
+    record.setdefault("step", 0)
+    pid = record.get("pid")
+    if record.get("status") in ("running", "queued") and pid and not pid_alive(pid):
+        reason = "process exited before starting the round" if record["status"] == "queued" else \
+            "process is gone (killed or crashed)"
+        record["error"] = f"{reason}; pid {pid}" + (f"; last error: {record['error']}" if record["error"] else "")
+        record["status"] = "failed"
+    return record
+
+
+def pid_alive(pid: int) -> bool:
+    """True when the process exists and is not a zombie."""
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():
+        try:
+            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+            return state not in ("Z", "X")
+        except (OSError, IndexError):
+            return True
+    return True
+
+
+# ---------------------------------------------------------------------------- launching and stopping
+
+
+def train_command(run_dir: str | Path, *, resume: bool = False) -> list[str]:
+    command = [sys.executable, "-m", "rcsd_core.training", "--run-dir", str(Path(run_dir).resolve())]
+    return command + (["--resume"] if resume else [])
+
+
+def launch_round(run_dir: str | Path, *, resume: bool = False, env: dict[str, str] | None = None) -> int:
+    """Start the round in its own session (it outlives the app), output to log.txt; returns its pid."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).exists():
+        raise InputError("not a run directory (no config.yaml)", source=run_dir)
+    current = read_status(run_dir)
+    if current["status"] == "running":
+        raise InputError(f"the round is already running (pid {current.get('pid')})", source=run_dir)
+    (run_dir / STOP_FILE).unlink(missing_ok=True)
+    log = open(run_dir / LOG_FILE, "a", encoding="utf-8")
+    try:
+        proc = subprocess.Popen(train_command(run_dir, resume=resume), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, cwd=os.getcwd(),
+                                env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
+    finally:
+        log.close()
+    if read_status(run_dir)["status"] != "running":  # the child may (rarely) already have started
+        write_status(run_dir, "queued", pid=proc.pid, error=None)
+    # Reap the child when it ends so it never lingers as a zombie of a long-lived app process.
+    threading.Thread(target=proc.wait, daemon=True).start()
+    return proc.pid
+
+
+def request_stop(run_dir: str | Path) -> bool:
+    """Ask a round to stop after its current step: a STOP file, and SIGTERM to its running process.
+
+    The round deletes the STOP file when it stops; launching a round also clears a stale one.
+    Returns True when a live process was signalled.
+    """
+    run_dir = Path(run_dir)
+    atomic_write_text(run_dir / STOP_FILE, now() + "\n")
+    status = read_status(run_dir)
+    pid = status.get("pid")
+    # A queued process may not have its handler yet (SIGTERM would kill it): the STOP file reaches it.
+    if status["status"] == "running" and pid and pid_alive(pid):
+        try:
+            os.kill(int(pid), signal.SIGTERM)
+            return True
+        except ProcessLookupError:
+            return False
+    return False
+
+
+# ---------------------------------------------------------------------------- reading
+
+
+def read_metrics(run_dir: str | Path) -> pd.DataFrame:
+    """metrics.jsonl as a frame, one row per line (a half-written last line is skipped)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return pd.DataFrame(columns=["step"])
+    records = read_jsonl(path, tolerate_partial_tail=True)
+    if not records:
+        return pd.DataFrame(columns=["step"])
+    return pd.DataFrame.from_records(records)
+
+
+def read_samples(run_dir: str | Path) -> list[dict]:
+    """samples.jsonl: each step's chains (step, task_id, sample, text, scores, total)."""
+    path = Path(run_dir) / SAMPLES_FILE
+    return read_jsonl(path, tolerate_partial_tail=True) if path.exists() else []
+
+
+def tail_log(run_dir: str | Path, lines: int = 50) -> str:
+    """The last `lines` lines of log.txt ('' when there is none)."""
+    path = Path(run_dir) / LOG_FILE
+    if not path.exists():
+        return ""
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - 256 * 1024))
+        data = f.read()
+    return "\n".join(data.decode("utf-8", errors="replace").splitlines()[-lines:])
+
+
+def read_eval(run_dir: str | Path) -> dict | None:
+    return _read_json(Path(run_dir) / EVAL_FILE)
+
+
+def list_runs(runs_root: str | Path) -> pd.DataFrame:
+    """One row per run directory under runs_root, newest first: id, status, method, model, step, steps, created."""
+    columns = ["id", "status", "method", "model", "step", "steps", "created"]
+    root = Path(runs_root)
+    rows = []
+    if root.is_dir():
+        for run_dir in root.iterdir():
+            if not (run_dir / CONFIG_FILE).is_file():
+                continue
+            status = read_status(run_dir)
+            try:
+                config = yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8")) or {}
+            except (OSError, yaml.YAMLError, UnicodeDecodeError):
+                config = {}
+            rows.append({"id": run_dir.name, "status": status.get("status"), "method": config.get("method"),
+                         "model": config.get("model"), "step": status.get("step", 0),
+                         "steps": status.get("steps", config.get("steps")),
+                         "created": status.get("created") or _mtime(run_dir)})
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.sort_values("created", ascending=False, ignore_index=True) if len(frame) else frame
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _mtime(path: Path) -> str:
+    return _dt.datetime.fromtimestamp(path.stat().st_mtime, _dt.timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,214 @@
+"""Signal: will this rubric teach this model anything, and through which criteria?
+
+Before a round spends GPU time, sample N chains per task in student context (the task alone)
+and in teacher context (rubric as a system message, worked examples as earlier turns), score
+both, and compare
+per criterion. A criterion whose teacher − student gap has a 95% bootstrap interval that
+includes zero gives this model *no signal*: the teacher does not behave differently on it, so
+distilling from the teacher cannot transfer it. The report also gives the mean per-token
+teacher-vs-student divergence on the student's own chains — the quantity a round minimises —
+overall, per chain, and per criterion split by whether the chain passed.
+
+    report = measure_signal(rubric, tasks, model_name="tiny-random", samples=4, max_new_tokens=64)
+    report["criteria"]["final-answer-line"]   # {"student": 0.0, "teacher": 0.12, "gap": 0.12, "ci": [...], ...}
+
+CLI: `rcsd signal --rubric R --tasks T [--model M] [--samples N] [--max-new-tokens K] --out S.json`.
+
+Pass rates are the share of *scored* chains at 1.0 (nulls left out, counted in n_*). For a
+pitfall (negative weight) 1.0 means the flaw is present, so a negative gap is the good direction;
+`helps` says whether the gap points the way the weight rewards. Intervals resample chains
+within each context (unpaired); chains of one task are correlated, so with few tasks the
+interval is optimistic — use more tasks rather than more samples per task to tighten it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+from typing import Callable
+
+import torch
+
+from rcsd_core.contracts.config import TeacherLayout
+from rcsd_core.contracts.rubric import Rubric
+from rcsd_core.contracts.tasks import Task
+from rcsd_core.design.preview import preview_chains
+from rcsd_core.modeling.contexts import prompt_ids
+from rcsd_core.modeling.divergence import chain_ids, completion_logits
+from rcsd_core.modeling.losses import divergence_per_token
+from rcsd_core.scoring.judges import Judge
+from rcsd_core.scoring.stats import bootstrap_diff_ci, excludes_zero
+
+# ---------------------------------------------------------------------------- pure statistics
+
+
+def pass_values(records: list[dict], criterion_id: str) -> list[float]:
+    """Scored values (1.0 / 0.0) of one criterion over chain records, nulls dropped."""
+    return [float(r["scores"][criterion_id] >= 0.5) for r in records
+            if r["scores"].get(criterion_id) is not None]
+
+
+def compare(student: list[float], teacher: list[float], *, seed: int = 0, weight: float = 1.0) -> dict:
+    """Teacher vs student on one criterion (or the total): rates, gap = teacher − student, 95% CI, signal."""
+    s_mean = _mean(student)
+    t_mean = _mean(teacher)
+    gap, (low, high) = bootstrap_diff_ci(teacher, student, seed=seed)
+    signal = excludes_zero((low, high))
+    helps = None if not signal else (gap > 0) == (weight > 0)
+    return {"student": s_mean, "teacher": t_mean, "gap": gap, "ci": [low, high], "signal": signal,
+            "helps": helps, "n_student": len(student), "n_teacher": len(teacher)}
+
+
+def divergence_by_criterion(rubric: Rubric, records: list[dict], per_chain: dict[str, float]) -> dict:
+    """Mean chain divergence per criterion over chains that passed vs failed it."""
+    out = {}
+    for c in rubric.criteria:
+        passed = [per_chain[r["id"]] for r in records if r["id"] in per_chain and r["scores"].get(c.id) is not None
+                  and r["scores"][c.id] >= 0.5]
+        failed = [per_chain[r["id"]] for r in records if r["id"] in per_chain and r["scores"].get(c.id) is not None
+                  and r["scores"][c.id] < 0.5]
+        out[c.id] = {"pass": _mean(passed), "fail": _mean(failed), "n_pass": len(passed), "n_fail": len(failed)}
+    return out
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+# ---------------------------------------------------------------------------- divergence on student chains
+
+
+def student_chain_divergences(model, tokenizer, rubric: Rubric, tasks: list[Task], records: list[dict], *,
+                              divergence: str = "forward_kl", layout: TeacherLayout = TeacherLayout(),
+                              batch_size: int = 4, progress: Callable[[int], None] | None = None,
+                              **params) -> list[dict]:
+    """Mean per-token divergence of each student chain: student logits on [student prompt + chain]
+    vs teacher logits on [teacher prompt + the same chain], completion positions only."""
+    by_id = {t.id: t for t in tasks}
+    out = []
+    for b in range(0, len(records), batch_size):
+        batch = records[b:b + batch_size]
+        completions = [chain_ids(tokenizer, r["text"], finished=bool(r.get("finished"))) for r in batch]
+        student_prompts = [prompt_ids(tokenizer, by_id[r["task_id"]], rubric, "student") for r in batch]
+        teacher_prompts = [prompt_ids(tokenizer, by_id[r["task_id"]], rubric, "teacher", layout) for r in batch]
+        keep = [i for i, c in enumerate(completions) if c]
+        if keep:
+            pad = tokenizer.pad_token_id or 0
+            s_logits = completion_logits(model, [student_prompts[i] for i in keep], [completions[i] for i in keep],
+                                         batch_size=batch_size, pad_id=pad)
+            t_logits = completion_logits(model, [teacher_prompts[i] for i in keep], [completions[i] for i in keep],
+                                         batch_size=batch_size, pad_id=pad)
+        values: dict[int, torch.Tensor] = {}
+        for j, i in enumerate(keep):
+            tokens = torch.tensor(completions[i]).unsqueeze(0)
+            values[i] = divergence_per_token(divergence, s_logits[j].unsqueeze(0), t_logits[j].unsqueeze(0),
+                                             None, tokens, **params)[0]
+        for i, r in enumerate(batch):
+            v = values.get(i)
+            out.append({"id": r["id"], "task_id": r["task_id"], "text": r["text"], "finished": bool(r.get("finished")),
+                        "n_tokens": len(completions[i]),
+                        "mean": float(v.mean()) if v is not None else None,
+                        "max": float(v.max()) if v is not None else None})
+        if progress:
+            progress(len(batch))
+    return out
+
+
+# ---------------------------------------------------------------------------- the report
+
+
+def measure_signal(rubric: Rubric, tasks: list[Task], *, model=None, tokenizer=None, model_name: str = "tiny-random",
+                   samples: int = 4, max_new_tokens: int = 64, seed: int = 0, divergence: str = "forward_kl",
+                   judge: Judge | None = None, progress: Callable[[int, int], None] | None = None,
+                   include_reference: bool = False, temperature: float = 1.0,
+                   layout: TeacherLayout | None = None) -> dict:
+    """Sample, score and compare student vs teacher chains; the JSON-ready signal report.
+
+    progress(done, total) counts sampled chains (2 · samples · tasks) then student chains whose
+    divergence is measured (samples · tasks). `layout` is the teacher's context (a run's
+    `config.teacher_layout()`); by default a new round's, with the reference when `include_reference`.
+    """
+    if not tasks:
+        raise ValueError("measure_signal needs at least one task")
+    if model is None or tokenizer is None:
+        from rcsd_core.modeling.models import load_model
+        model, tokenizer = load_model(model_name)
+    layout = layout or TeacherLayout(include_reference=include_reference)
+    n_sampled = 2 * samples * len(tasks)
+    total_steps = n_sampled + samples * len(tasks)
+
+    def sampling_progress(done: int, _count: int) -> None:
+        if progress:
+            progress(done, total_steps)
+
+    records, stats = preview_chains(rubric, tasks, model=model, tokenizer=tokenizer, model_name=model_name,
+                                    samples=samples, max_new_tokens=max_new_tokens, context="both", seed=seed,
+                                    temperature=temperature, layout=layout, judge=judge,
+                                    progress=sampling_progress)
+    student = [r for r in records if r["context"] == "student"]
+    teacher = [r for r in records if r["context"] == "teacher"]
+
+    criteria = {}
+    for c in rubric.criteria:
+        criteria[c.id] = {"title": c.label, "weight": c.weight, "pitfall": c.is_pitfall,
+                          **compare(pass_values(student, c.id), pass_values(teacher, c.id), seed=seed,
+                                    weight=c.weight)}
+    totals = compare([r["total"] for r in student if r["total"] is not None],
+                     [r["total"] for r in teacher if r["total"] is not None], seed=seed)
+
+    done = [n_sampled]
+
+    def divergence_progress(count: int) -> None:
+        done[0] += count
+        if progress:
+            progress(done[0], total_steps)
+
+    per_chain = student_chain_divergences(model, tokenizer, rubric, tasks, student, divergence=divergence,
+                                          layout=layout, progress=divergence_progress)
+    chain_means = {d["id"]: d["mean"] for d in per_chain if d["mean"] is not None}
+    overall = _mean(list(chain_means.values()))
+    return _finite({
+        "criteria": criteria,
+        "total": totals,
+        "divergence": {"name": divergence, "mean": overall, "per_chain": per_chain,
+                       "by_criterion": divergence_by_criterion(rubric, student, chain_means)},
+        "model": model_name,
+        "rubric": rubric.name,
+        "rubric_version": rubric.version,
+        "tasks": len(tasks),
+        "samples": samples,
+        "max_new_tokens": max_new_tokens,
+        "seed": seed,
+        "temperature": temperature,
+        "include_reference": layout.include_reference,
+        "layout": asdict(layout),
+        "judge": getattr(judge, "name", None),
+        "tokens_per_s": round(stats.tokens_per_s, 2),
+    })
+
+
+def signal_table(report: dict):
+    """The report as a pandas table: one row per criterion, then `total`."""
+    import pandas as pd
+
+    rows = []
+    for cid, c in list(report["criteria"].items()) + [("total", report["total"])]:
+        low, high = c["ci"]
+        by = report["divergence"]["by_criterion"].get(cid, {})
+        rows.append({"criterion": cid, "weight": c.get("weight"), "student": c["student"], "teacher": c["teacher"],
+                     "gap": c["gap"], "ci_low": low, "ci_high": high,
+                     "signal": "yes" if c["signal"] else "no signal",
+                     "n": f"{c['n_student']}/{c['n_teacher']}",
+                     "div_pass": by.get("pass"), "div_fail": by.get("fail")})
+    return pd.DataFrame(rows)
+
+
+def _finite(value):
+    """NaN/inf -> None everywhere, so the report is strict JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

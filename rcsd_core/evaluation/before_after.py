@@ -1,0 +1,206 @@
+"""Evaluation: does the round's adapter make the student better on held-out prompts?
+
+    result = evaluate_run("runs/<id>")          # writes runs/<id>/eval.json
+    rcsd eval --run-dir runs/<id>               # the same from the command line
+
+The student is sampled on the eval split of the run's tasks in *student* context (the task
+prompt alone), with a fixed seed, twice: without the adapter (the base model, "before") and with
+it ("after"). The same seed draws the same random numbers for both, so the comparison is paired
+per prompt: each prompt's mean score after minus before, with a paired bootstrap 95% interval
+(rcsd_core.scoring.stats), per criterion and for the total. It also reports the held-out divergence from
+the rubric-conditioned teacher (frozen base model, the run's teacher context) on each side's
+own chains — the quantity the round minimises — and every prompt's texts before and after.
+
+The round's periodic evaluation uses the same lower-layer pieces (modeling, scoring).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from rcsd_core.contracts.rubric import Rubric
+from rcsd_core.contracts.tasks import Task
+from rcsd_core.modeling.contexts import student_prompt_ids, teacher_prompt_ids
+from rcsd_core.modeling.divergence import chain_divergence
+from rcsd_core.modeling.generation import Sample, sample_chains
+from rcsd_core.scoring.scores import score_samples
+from rcsd_core.scoring.stats import bootstrap_diff_ci, bootstrap_mean_ci
+
+# ---------------------------------------------------------------------------- sampling
+
+
+def sample_student(model, tokenizer, rubric: Rubric, tasks: Sequence[Task], *, samples: int, max_new_tokens: int,
+                   seed: int, temperature: float = 1.0, top_p: float = 1.0,
+                   batch_size: int = 16) -> tuple[list[Sample], list[dict]]:
+    """Sample `samples` chains per task in student context and score them: (samples, records)."""
+    prompts = [student_prompt_ids(tokenizer, t) for t in tasks]
+    drawn, _ = sample_chains(model, tokenizer, prompts, n=samples, max_new_tokens=max_new_tokens,
+                             temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size)
+    return drawn, score_samples(rubric, tasks, drawn)
+
+
+# ---------------------------------------------------------------------------- comparing
+
+
+def _per_prompt(records: Sequence[dict], key) -> dict[str, float | None]:
+    """Mean of key(record) over each task's chains (None values dropped)."""
+    groups: dict[str, list[float]] = {}
+    order: list[str] = []
+    for r in records:
+        if r["task_id"] not in groups:
+            groups[r["task_id"]] = []
+            order.append(r["task_id"])
+        value = key(r)
+        if value is not None:
+            groups[r["task_id"]].append(value)
+    return {t: (float(np.mean(groups[t])) if groups[t] else None) for t in order}
+
+
+def compare_eval(before_records: Sequence[dict], after_records: Sequence[dict], rubric: Rubric, *,
+                 seed: int = 0) -> pd.DataFrame:
+    """Per criterion (and `total`): mean before, after, the paired difference and its bootstrap 95% CI.
+
+    Records are scored chains ({"task_id", "scores", "total"}); they are paired by task_id after
+    averaging each task's chains. A pitfall's before/after is the rate at which the flaw shows.
+    """
+    rows = []
+    keys = [(c.id, c.weight, (lambda r, cid=c.id: r["scores"].get(cid))) for c in rubric.criteria]
+    keys.append(("total", None, lambda r: r["total"]))
+    for name, weight, key in keys:
+        before = _per_prompt(before_records, key)
+        after = _per_prompt(after_records, key)
+        common = [t for t in before if t in after]
+        a = [after[t] for t in common]
+        b = [before[t] for t in common]
+        mean_b, _ = bootstrap_mean_ci(list(before.values()))
+        mean_a, _ = bootstrap_mean_ci(list(after.values()))
+        diff, (low, high) = bootstrap_diff_ci(a, b, paired=True, seed=seed)
+        rows.append({"criterion": name, "weight": weight, "before": mean_b, "after": mean_a, "diff": diff,
+                     "ci_low": low, "ci_high": high,
+                     "significant": bool(low is not None and high is not None and (low > 0 or high < 0)),
+                     "prompts": len(common)})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------- a run, before and after
+
+
+def evaluate_run(run_dir: str | Path, *, tasks: int | Sequence[Task] | None = None, samples: int | None = None,
+                 seed: int = 0) -> dict:
+    """Score the student without and with the run's adapter on the eval split; writes eval.json.
+
+    tasks: how many eval prompts (the first N of the eval split), or the tasks themselves;
+    default the run's eval_tasks. samples: chains per prompt (default the run's eval_samples).
+    """
+    from rcsd_core.errors import InputError
+    from rcsd_core.files import atomic_write_text
+    from rcsd_core.modeling.models import load_adapter, load_model
+    from rcsd_core.contracts.rubric import rubric_from_data
+    from rcsd_core.contracts.runs import ADAPTER_DIR, EVAL_FILE, load_run_config
+    from rcsd_core.contracts.tasks import load_tasks
+
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    adapter_dir = run_dir / ADAPTER_DIR
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise InputError("the run has no adapter yet (no checkpoint saved)", source=adapter_dir)
+    rubric = rubric_from_data(config.rubric)
+    if tasks is None or isinstance(tasks, int):
+        eval_tasks = load_tasks(config.tasks, split="eval")
+        if not eval_tasks:
+            raise InputError("no eval tasks (split 'eval') to evaluate on", source=config.tasks)
+        limit = tasks if isinstance(tasks, int) else config.eval_tasks
+        eval_tasks = eval_tasks[:limit] if limit else eval_tasks
+    else:
+        eval_tasks = list(tasks)
+    samples = samples or config.eval_samples
+    if config.threads:
+        torch.set_num_threads(config.threads)
+
+    started = time.perf_counter()
+    model, tokenizer = load_model(config.model, device=config.device, dtype=config.dtype, seed=config.seed)
+    model = load_adapter(model, adapter_dir)
+    model.eval()
+    checkpoint = json.loads((adapter_dir / "checkpoint.json").read_text()) \
+        if (adapter_dir / "checkpoint.json").is_file() else {}
+    common = dict(samples=samples, max_new_tokens=config.max_new_tokens, seed=seed, temperature=config.temperature,
+                  top_p=config.top_p, batch_size=config.sampling_batch_size)
+    with model.disable_adapter():
+        before_samples, before = sample_student(model, tokenizer, rubric, eval_tasks, **common)
+    after_samples, after = sample_student(model, tokenizer, rubric, eval_tasks, **common)
+
+    # Held-out divergence to the frozen rubric-conditioned teacher, on each side's own chains.
+    layout = config.teacher_layout()
+    t_prompts = {t.id: teacher_prompt_ids(tokenizer, t, rubric, layout) for t in eval_tasks}
+    div_name = config.divergence if config.divergence != "sampled_token" else "reverse_kl"
+    params = config.divergence_params() if div_name == config.divergence else {}
+    divergence = {}
+    before_prompts = [t_prompts[eval_tasks[s.prompt_index].id] for s in before_samples]
+    after_prompts = [t_prompts[eval_tasks[s.prompt_index].id] for s in after_samples]
+    common_div = dict(name=div_name, params=params, micro_batch_size=config.micro_batch_size,
+                      chunk_size=config.chunk_size)
+    with model.disable_adapter():  # before: base student, base teacher
+        total, count = chain_divergence(model, tokenizer, before_samples, before_prompts, **common_div)
+    divergence["before"] = total / count if count else None
+    # after: adapted student, frozen (base) teacher
+    total, count = chain_divergence(model, tokenizer, after_samples, after_prompts,
+                                    teacher_context=model.disable_adapter, **common_div)
+    divergence["after"] = total / count if count else None
+
+    table = compare_eval(before, after, rubric, seed=seed)
+    by_task_b: dict[str, list[dict]] = {}
+    by_task_a: dict[str, list[dict]] = {}
+    for r in before:
+        by_task_b.setdefault(r["task_id"], []).append(r)
+    for r in after:
+        by_task_a.setdefault(r["task_id"], []).append(r)
+    prompts_out = []
+    for t in eval_tasks:
+        b, a = by_task_b.get(t.id, []), by_task_a.get(t.id, [])
+        prompts_out.append({"task_id": t.id, "prompt": t.prompt, "reference": t.reference,
+                            "before": [r["text"] for r in b], "after": [r["text"] for r in a],
+                            "before_scores": [r["scores"] for r in b], "after_scores": [r["scores"] for r in a],
+                            "before_total": _mean([r["total"] for r in b]),
+                            "after_total": _mean([r["total"] for r in a])})
+    rows = [{k: _clean(v) for k, v in row.items()} for row in table.to_dict(orient="records")]
+    result = {
+        "run_id": run_dir.name, "model": config.model, "method": config.method,
+        "adapter_step": checkpoint.get("step"), "eval_prompts": len(eval_tasks), "samples": samples, "seed": seed,
+        "max_new_tokens": config.max_new_tokens, "temperature": config.temperature,
+        "criteria": [r for r in rows if r["criterion"] != "total"],
+        "total": next(r for r in rows if r["criterion"] == "total"),
+        "divergence": {"name": div_name, "teacher": "frozen", **divergence},
+        "mean_tokens": {"before": _mean([r["n_tokens"] for r in before]),
+                        "after": _mean([r["n_tokens"] for r in after])},
+        "seconds": round(time.perf_counter() - started, 1),
+        "prompts": prompts_out,
+    }
+    atomic_write_text(run_dir / EVAL_FILE, json.dumps(result, indent=1, default=_json_default) + "\n")
+    return result
+
+
+def _mean(values) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _clean(value):
+    """NaN (pandas' missing value) as None, numpy scalars as Python ones: valid JSON."""
+    if isinstance(value, (np.floating, float)) and np.isnan(value):
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.bool_):
+        return bool(value)
+    raise TypeError(type(value))

@@ -1,0 +1,174 @@
+"""Sampling chains: N samples per prompt, batched, seeded, with token counts and timing.
+
+    samples, stats = sample_chains(model, tokenizer, [ids_a, ids_b], n=4, max_new_tokens=64, seed=0)
+
+Prompts are left-padded into batches of `batch_size` sequences so one forward serves many
+chains: decoding a small model on a CPU is bound by reading the weights, which a batch reads once
+for all its rows (`bench/sampling_throughput.py` measures batched against one chain at a time).
+The prefix the prompts of a batch share is run once (see "shared prefixes" below). A chain ends
+at the tokenizer's end-of-turn token.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from rcsd_core.modeling.batching import left_pad
+
+
+@dataclass
+class Sample:
+    """One sampled chain: which prompt and sample it is, its completion tokens and text."""
+    prompt_index: int
+    sample_index: int
+    prompt_ids: list[int]
+    completion_ids: list[int]   # up to and including the end-of-turn token when it was produced
+    text: str
+    finished: bool              # produced end-of-turn before max_new_tokens
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.completion_ids)
+
+
+@dataclass
+class SamplingStats:
+    tokens: int
+    seconds: float
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else 0.0
+
+
+def sample_chains(model, tokenizer, prompts: list[list[int]], *, n: int = 1, max_new_tokens: int = 128,
+                  temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 8,
+                  min_new_tokens: int = 0, share_prefix: bool = True,
+                  progress: Callable[[int, int], None] | None = None) -> tuple[list[Sample], SamplingStats]:
+    """Sample n completions for each prompt (token ids), in batches of `batch_size` sequences.
+
+    temperature 0 decodes greedily. `min_new_tokens` holds back end-of-turn that long (the
+    benchmark uses it so every chain has the same length). With `share_prefix`, the tokens every
+    prompt of a batch starts with (the chat template's system turn; in teacher context the whole
+    rubric) are run through the model once and their cache is shared by the batch.
+    `progress(done, total)` is called after each batch.
+    """
+    jobs = [(p, s) for p in range(len(prompts)) for s in range(n)]
+    device = next(model.parameters()).device
+    eos = tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p) if temperature > 0 else dict(do_sample=False)
+    prefixes = _PrefixCache(model) if share_prefix else None
+    samples: list[Sample] = []
+    tokens = 0
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    start = time.perf_counter()
+    try:
+        with torch.no_grad():
+            for b in range(0, len(jobs), batch_size):
+                batch = jobs[b:b + batch_size]
+                rows = [prompts[p] for p, _ in batch]
+                shared = shared_prefix_length(rows) if prefixes and prefixes.usable else 0
+                extra = {}
+                if shared >= MIN_SHARED_PREFIX:
+                    # (B, P + T') = the shared prefix, then each row's rest padded on the left
+                    rest, rest_mask = left_pad([r[shared:] for r in rows], pad, device)
+                    head = torch.tensor([rows[0][:shared]], dtype=torch.long, device=device).expand(len(rows), -1)
+                    input_ids = torch.cat([head, rest], dim=1)
+                    attention_mask = torch.cat([torch.ones_like(head), rest_mask], dim=1)
+                    extra = prefixes.cache_for(rows[0][:shared], len(rows))
+                else:
+                    input_ids, attention_mask = left_pad(rows, pad, device)
+                out = model.generate(input_ids=input_ids, attention_mask=attention_mask,
+                                     max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens or None,
+                                     eos_token_id=eos, pad_token_id=pad, top_k=None, **sampling, **extra)
+                new = out[:, input_ids.shape[1]:].tolist()
+                for (p, s), ids in zip(batch, new):
+                    completion, finished = cut_at_eos(ids, eos)
+                    tokens += len(completion)
+                    samples.append(Sample(p, s, prompts[p], completion,
+                                          tokenizer.decode(completion, skip_special_tokens=True), finished))
+                if progress:
+                    progress(min(b + batch_size, len(jobs)), len(jobs))
+    finally:
+        if device.type == "cpu":
+            torch.random.set_rng_state(generator_state)
+    return samples, SamplingStats(tokens=tokens, seconds=time.perf_counter() - start)
+
+
+# ---------------------------------------------------------------------------- shared prefixes
+# Teacher prompts repeat the whole rendered rubric (~300 tokens for the arithmetic sample) before a
+# ~50-token task, and every chat prompt starts with the template's system turn. Running that prefix
+# once instead of once per row cut the prefill of a teacher batch of 8 about 4x. Positions come from
+# the attention mask, so the padding between prefix and rest does not shift them: the prefix cache
+# is the same for every row.
+
+MIN_SHARED_PREFIX = 16  # below this, the extra forward costs more than it saves
+
+
+def shared_prefix_length(sequences: list[list[int]]) -> int:
+    """Length of the common prefix, leaving every sequence at least one token of its own."""
+    limit = min(len(s) for s in sequences) - 1
+    first = sequences[0]
+    length = 0
+    while length < limit and all(s[length] == first[length] for s in sequences):
+        length += 1
+    return length
+
+
+class _PrefixCache:
+    """The key/value cache of the last shared prefix, copied and repeated for each batch that shares it."""
+
+    def __init__(self, model):
+        self.model = model
+        self.usable = cache_keyword(model) is not None
+        self.key: tuple[int, ...] | None = None
+        self.cache = None
+
+    def cache_for(self, prefix: list[int], rows: int) -> dict:
+        if tuple(prefix) != self.key:
+            self.key, self.cache = tuple(prefix), prefix_cache(self.model, prefix)
+        cache = copy.deepcopy(self.cache)
+        cache.batch_repeat_interleave(rows)
+        return {cache_keyword(self.model): cache}
+
+
+def prefix_cache(model, prefix: list[int], rows: int = 1):
+    """The key/value cache (a DynamicCache) of one run of `prefix`, repeated for `rows` batch rows.
+
+    Pass it to the model as `{cache_keyword(model): cache}`; the rows that follow must position
+    their tokens after the prefix (positions from an attention mask that covers it)."""
+    from transformers import DynamicCache
+
+    device = next(model.parameters()).device
+    cache = DynamicCache(config=model.config)
+    model(input_ids=torch.tensor([prefix], device=device), use_cache=True, **{cache_keyword(model): cache})
+    if rows > 1:
+        cache.batch_repeat_interleave(rows)
+    return cache
+
+
+def cache_keyword(model) -> str | None:
+    """`cache` (transformers >= 5.2x) or `past_key_values`; None for models whose forward takes neither."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if getattr(base.config, "is_encoder_decoder", False):
+        return None
+    parameters = inspect.signature(type(base).forward).parameters
+    for keyword in ("cache", "past_key_values"):
+        if keyword in parameters:
+            return keyword
+    return None
+
+
+def cut_at_eos(ids: list[int], eos: int) -> tuple[list[int], bool]:
+    """Completion tokens up to and including the first end-of-turn token."""
+    if eos in ids:
+        return ids[:ids.index(eos) + 1], True
+    return ids, False

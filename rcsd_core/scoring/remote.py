@@ -1,0 +1,195 @@
+"""A judge behind an OpenAI-compatible HTTP endpoint (OpenAI, vLLM, llama.cpp server, Ollama, ...).
+
+    judge = OpenAIJudge("http://127.0.0.1:8000/v1", "Qwen/Qwen3-8B", api_key_env="OPENAI_API_KEY")
+    verdict = judge.judge(criterion, prompt=task.prompt, text=chain_text, reference=task.reference)
+
+It POSTs `{base_url}/chat/completions` with the yes/no question of `contexts.judge_messages`
+(temperature 0, a few tokens, first-token logprobs requested), and reads the verdict from the
+reply's first word; when the server returns logprobs, P(yes) among yes/no is kept too. A reply
+that is neither yes nor no scores None — never 0 — and the raw reply is kept either way.
+
+Transient failures (timeouts, connection errors, HTTP 429 and 5xx) are retried with exponential
+backoff; when retries run out the verdict is None with the error as its raw text, so one flaky
+call does not stop a scoring pass. Configuration errors (HTTP 400 other than an unsupported
+`logprobs`, 401, 403, 404) raise InputError at once: every later call would fail the same way.
+A server that rejects `logprobs` is asked again without it, once, and then never again.
+
+The API key is read from the environment variable `api_key_env` at call time and is never put
+in a verdict, a message or the judge's repr; without it no Authorization header is sent
+(local servers need none). HTTP goes through `requests` (a dependency of streamlit and gguf,
+so always installed with the studio).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from urllib.parse import urlparse
+
+import requests
+
+from rcsd_core.errors import InputError
+from rcsd_core.scoring.judges import MIN_YES_NO_MASS, Verdict, judge_messages
+from rcsd_core.contracts.rubric import Criterion
+
+_YES = {"yes", "y", "true", "pass", "passes", "met"}
+_NO = {"no", "n", "false", "fail", "fails", "unmet"}
+_FIRST_WORD = re.compile(r"[a-z]+")
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+# ---------------------------------------------------------------------------- parsing (pure)
+
+
+def parse_yes_no(text: str | None) -> float | None:
+    """1.0 / 0.0 from a reply that starts with yes or no (markdown, quotes and punctuation ignored),
+    after an optional <think>...</think> block; None otherwise."""
+    if not text:
+        return None
+    body = re.sub(r"(?s)<think>.*?</think>", "", text).strip().lower()
+    match = _FIRST_WORD.search(body)
+    if match is None or body[: match.start()].strip("*_\"'`([{ \t\n:>#-"):
+        return None
+    word = match.group(0)
+    if word in _YES:
+        return 1.0
+    if word in _NO:
+        return 0.0
+    return None
+
+
+def yes_probability(logprobs: dict | None) -> float | None:
+    """P(yes) / (P(yes) + P(no)) from the first content token's top logprobs; None when absent or
+    when yes and no together hold too little mass to mean anything."""
+    try:
+        first = logprobs["content"][0]
+    except (TypeError, KeyError, IndexError):
+        return None
+    candidates = first.get("top_logprobs") or [{"token": first.get("token"), "logprob": first.get("logprob")}]
+    p_yes = p_no = 0.0
+    for entry in candidates:
+        token = str(entry.get("token") or "").strip().strip("*_\"'`").lower()
+        logprob = entry.get("logprob")
+        if not isinstance(logprob, (int, float)) or not math.isfinite(logprob):
+            continue
+        if token in ("yes", "y"):
+            p_yes += math.exp(logprob)
+        elif token in ("no", "n"):
+            p_no += math.exp(logprob)
+    if p_yes + p_no < MIN_YES_NO_MASS:
+        return None
+    return p_yes / (p_yes + p_no)
+
+
+# ---------------------------------------------------------------------------- the judge
+
+
+class OpenAIJudge:
+    """Yes/no judging through an OpenAI-compatible /chat/completions endpoint."""
+
+    def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 30,
+                 retries: int = 2, backoff: float = 0.5, max_tokens: int = 8, logprobs: bool = True,
+                 name: str | None = None):
+        parsed = urlparse(base_url)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise InputError(f"judge base URL must be http(s)://host[:port]/path, got {base_url!r}", field="judge_url")
+        if not model:
+            raise InputError("the remote judge needs a model name", field="judge")
+        if timeout <= 0 or retries < 0:
+            raise InputError("judge timeout must be > 0 and retries >= 0", field="judge")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key_env = api_key_env
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_tokens = max_tokens
+        self.logprobs = logprobs
+        self.name = name or f"openai:{model}"
+        self._session = requests.Session()
+
+    def __repr__(self) -> str:
+        return f"OpenAIJudge({self.base_url!r}, {self.model!r}, api_key_env={self.api_key_env!r})"
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/chat/completions"
+
+    def judge(self, criterion: Criterion, *, prompt: str, text: str, reference: str | None = None) -> Verdict:
+        messages = judge_messages(criterion, prompt=prompt, text=text, reference=reference)
+        try:
+            reply = self._complete(messages)
+        except _GaveUp as exc:
+            return Verdict(score=None, probability=None, raw=f"error: {exc}", judge=self.name)
+        return self.verdict_from_reply(reply)
+
+    def verdict_from_reply(self, reply: dict) -> Verdict:
+        """A Verdict from a chat completion response body (parsed JSON)."""
+        try:
+            choice = reply["choices"][0]
+            content = choice["message"].get("content") or ""
+        except (TypeError, KeyError, IndexError, AttributeError):
+            return Verdict(score=None, probability=None, raw=f"unexpected response: {str(reply)[:500]}",
+                           judge=self.name)
+        score = parse_yes_no(content)
+        probability = yes_probability(choice.get("logprobs"))
+        raw = content if score is not None else f"{content} (no usable verdict)"
+        return Verdict(score=score, probability=probability, raw=raw, judge=self.name)
+
+    # ------------------------------------------------------------------------ HTTP
+
+    def _payload(self, messages: list[dict]) -> dict:
+        payload = {"model": self.model, "messages": messages, "temperature": 0, "max_tokens": self.max_tokens}
+        if self.logprobs:
+            payload.update(logprobs=True, top_logprobs=5)
+        return payload
+
+    def _headers(self) -> dict:
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _complete(self, messages: list[dict]) -> dict:
+        """POST with retries; the parsed JSON body, InputError on configuration errors, _GaveUp otherwise."""
+        last = "no attempt made"
+        attempt = 0
+        while attempt <= self.retries:
+            if attempt:
+                time.sleep(self.backoff * 2 ** (attempt - 1))
+            try:
+                response = self._session.post(self.url, json=self._payload(messages), headers=self._headers(),
+                                              timeout=self.timeout)
+            except requests.Timeout:
+                last = f"timed out after {self.timeout:g}s"
+                attempt += 1
+                continue
+            except requests.ConnectionError as exc:
+                last = f"connection failed: {type(exc).__name__}"
+                attempt += 1
+                continue
+            status = response.status_code
+            if status == 200:
+                try:
+                    return response.json()
+                except ValueError:
+                    last = f"HTTP 200 with a body that is not JSON: {response.text[:200]!r}"
+                    attempt += 1
+                    continue
+            body = response.text[:300]
+            if status == 400 and self.logprobs and "logprob" in body.lower():
+                self.logprobs = False  # this server does not do logprobs; ask without, from now on
+                continue
+            if status in RETRY_STATUS:
+                last = f"HTTP {status}: {body}"
+                attempt += 1
+                continue
+            raise InputError(f"judge endpoint {self.url} answered HTTP {status}: {body}"
+                             + (" (check the API key)" if status in (401, 403) else ""), field="judge")
+        raise _GaveUp(f"{last} (after {self.retries + 1} attempts)")
+
+
+class _GaveUp(Exception):
+    """Retries ran out on a transient failure."""

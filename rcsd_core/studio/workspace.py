@@ -1,0 +1,453 @@
+"""Workspace: where the studio keeps rubrics, task sets, previewed chains, runs and reviews.
+
+    root = workspace_root()            # $RCSD_HOME, default ~/rcsd-workspace
+    ensure_workspace(root)             # creates the folders; copies the sample rubrics in once
+    version = save_rubric_version(root, rubric)
+    rubric = load_rubric_version(root, "grade-school-math")          # the current version
+
+Layout under the root:
+
+    rubrics/<name>/<version>.yaml   immutable versions (the version is the content hash)
+    rubrics/<name>/history.jsonl    one appended line per save: version, time, note, parent
+    rubrics/<name>/current          the version the studio opens by default
+    rubrics/<name>/tasks            (optional) the task set this rubric is usually tried on
+    tasks/<name>.jsonl              task sets (DESIGN §2 tasks JSONL)
+    chains/<id>.jsonl               previewed chains with their scores; <id>.meta.json beside it
+    runs/<run-id>/                  round run directories (rcsd_core.contracts.runs)
+    reviews.sqlite                  flags and reviews (rcsd_core.studio.store)
+
+Every function takes the workspace root explicitly; pages get it from `workspace_root()` once
+and never build paths themselves. Uploads go through `import_rubric` / `import_task_set`, which
+refuse oversized, non-UTF-8 or invalid files with an InputError and change nothing then.
+The helpers that turn a rubric into editor rows and back live at the end of this module.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import re
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from rcsd_core.errors import InputError
+from rcsd_core.files import append_jsonl, atomic_write_text, decode_utf8, read_jsonl, read_text, write_jsonl
+from rcsd_core.contracts.rubric import CHECK_TYPES, Rubric, dump_rubric, load_rubric, parse_rubric, rubric_errors
+from rcsd_core.contracts.tasks import Task, load_tasks
+
+DEFAULT_HOME = Path("~/rcsd-workspace")
+MAX_UPLOAD_BYTES = 10 * 2**20     # the studio refuses larger uploads (matches .streamlit/config.toml)
+SAMPLES_DIR = Path(__file__).resolve().parents[2] / "sample_rubrics"
+_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_TASK_SET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+_CHAIN_SET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
+
+
+# ---------------------------------------------------------------------------- the root
+
+def workspace_root() -> Path:
+    """$RCSD_HOME, or ~/rcsd-workspace when it is not set."""
+    return Path(os.environ.get("RCSD_HOME") or DEFAULT_HOME).expanduser().resolve()
+
+
+def ensure_workspace(root: str | Path) -> Path:
+    """Create the workspace folders; on first start copy the sample rubrics and task sets in."""
+    root = Path(root)
+    for sub in ("rubrics", "tasks", "chains", "runs"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    marker = root / ".seeded"
+    if not marker.exists():
+        seed_samples(root)
+        atomic_write_text(marker, _now() + "\n")
+    return root
+
+
+def seed_samples(root: str | Path) -> list[str]:
+    """Copy each sample_rubrics/<domain>.yaml (+ .tasks.jsonl) into the workspace; returns rubric names."""
+    root = Path(root)
+    names = []
+    for path in sorted(SAMPLES_DIR.glob("*.yaml")):
+        rubric = load_rubric(path)
+        save_rubric_version(root, rubric, note=f"sample {path.name}")
+        tasks = path.with_name(path.stem + ".tasks.jsonl")
+        if tasks.is_file():
+            target = root / "tasks" / f"{path.stem}.jsonl"
+            if not target.exists():
+                atomic_write_text(target, read_text(tasks))
+            atomic_write_text(_rubric_dir(root, rubric.name) / "tasks", path.stem + "\n")
+        names.append(rubric.name)
+    return names
+
+
+def runs_root(root: str | Path) -> Path:
+    return Path(root) / "runs"
+
+
+def store_path(root: str | Path) -> Path:
+    return Path(root) / "reviews.sqlite"
+
+
+def run_dir(root: str | Path, run_id: str) -> Path:
+    if not _CHAIN_SET.match(run_id):
+        raise InputError(f"invalid run id {run_id!r}", field="run")
+    return runs_root(root) / run_id
+
+
+# ---------------------------------------------------------------------------- rubrics
+
+def list_rubrics(root: str | Path) -> list[str]:
+    """Names of the rubrics in the workspace, sorted."""
+    base = Path(root) / "rubrics"
+    if not base.is_dir():
+        return []
+    return sorted(p.name for p in base.iterdir() if p.is_dir() and (p / "current").is_file())
+
+
+def rubric_versions(root: str | Path, name: str) -> list[dict]:
+    """The save history of a rubric, oldest first: {version, time, note, parent}."""
+    path = _rubric_dir(root, name) / "history.jsonl"
+    return read_jsonl(path, tolerate_partial_tail=True) if path.is_file() else []
+
+
+def current_version(root: str | Path, name: str) -> str:
+    path = _rubric_dir(root, name) / "current"
+    if not path.is_file():
+        raise InputError(f"no rubric named {name!r} in the workspace", field="rubric")
+    return read_text(path).strip()
+
+
+def rubric_path(root: str | Path, name: str, version: str | None = None) -> Path:
+    """Path of a saved version (the current one by default)."""
+    version = version or current_version(root, name)
+    if not re.fullmatch(r"[0-9a-f]{12}", version):
+        raise InputError(f"invalid rubric version {version!r}", field="version")
+    path = _rubric_dir(root, name) / f"{version}.yaml"
+    if not path.is_file():
+        raise InputError(f"rubric {name!r} has no version {version}", field="version")
+    return path
+
+
+def load_rubric_version(root: str | Path, name: str, version: str | None = None) -> Rubric:
+    return load_rubric(rubric_path(root, name, version))
+
+
+def rubric_yaml(root: str | Path, name: str, version: str | None = None) -> str:
+    return read_text(rubric_path(root, name, version))
+
+
+def save_rubric_version(root: str | Path, rubric: Rubric, *, note: str = "") -> str:
+    """Save the rubric as a new immutable version and make it current; returns the version.
+
+    A version file is written once and never overwritten: saving content that already exists
+    only moves the `current` pointer (and logs it).
+    """
+    folder = _rubric_dir(root, rubric.name)
+    folder.mkdir(parents=True, exist_ok=True)
+    version = rubric.version
+    path = folder / f"{version}.yaml"
+    if not path.exists():
+        atomic_write_text(path, dump_rubric(rubric))
+    parent = read_text(folder / "current").strip() if (folder / "current").is_file() else None
+    if parent != version:
+        append_jsonl(folder / "history.jsonl", {"version": version, "time": _now(), "note": note, "parent": parent})
+        atomic_write_text(folder / "current", version + "\n")
+    return version
+
+
+def set_current_version(root: str | Path, name: str, version: str) -> None:
+    """Make an older version current again (logged like a save)."""
+    rubric = load_rubric_version(root, name, version)
+    save_rubric_version(root, rubric, note=f"restored {version}")
+
+
+def duplicate_rubric(root: str | Path, name: str, new_name: str) -> str:
+    """Copy the current version of a rubric under a new name; returns the new version."""
+    _rubric_dir(root, new_name)   # refuses a bad name with a clear message
+    if new_name in list_rubrics(root):
+        raise InputError(f"a rubric named {new_name!r} already exists", field="name")
+    data = load_rubric_version(root, name).model_dump(mode="json")
+    data["name"] = new_name
+    return save_rubric_version(root, _validated(data, "duplicate"), note=f"duplicated from {name}")
+
+
+def create_rubric(root: str | Path, name: str, description: str = "") -> str:
+    """A new rubric with one placeholder criterion to edit."""
+    _rubric_dir(root, name)
+    if name in list_rubrics(root):
+        raise InputError(f"a rubric named {name!r} already exists", field="name")
+    data = {"name": name, "description": description,
+            "criteria": [{"id": "final-answer", "title": "Final answer",
+                          "description": "The answer ends with a clear final answer line.", "weight": 1}]}
+    return save_rubric_version(root, _validated(data, "new rubric"), note="created")
+
+
+def import_rubric(root: str | Path, data: bytes, filename: str = "upload.yaml") -> Rubric:
+    """Validate an uploaded rubric YAML and save it as a new version of its rubric."""
+    _check_size(data, filename)
+    rubric = parse_rubric(decode_utf8(data, source=filename), source=filename)
+    save_rubric_version(root, rubric, note=f"imported {Path(filename).name}")
+    return rubric
+
+
+def rubric_diff(root: str | Path, name: str, old: str, new: str) -> str:
+    """A unified diff between two saved versions' YAML ('' when they are the same)."""
+    a = rubric_yaml(root, name, old).splitlines(keepends=True)
+    b = rubric_yaml(root, name, new).splitlines(keepends=True)
+    return "".join(difflib.unified_diff(a, b, fromfile=f"{name}@{old}", tofile=f"{name}@{new}"))
+
+
+def suggested_task_set(root: str | Path, name: str) -> str | None:
+    """The task set a rubric is usually tried on (the sample pairing), when one is recorded."""
+    path = _rubric_dir(root, name) / "tasks"
+    if path.is_file():
+        value = read_text(path).strip()
+        if value in list_task_sets(root):
+            return value
+    return None
+
+
+def _rubric_dir(root: str | Path, name: str) -> Path:
+    if not _NAME.match(name or ""):
+        raise InputError(f"invalid rubric name {name!r}: use lowercase letters, digits and '-'", field="name")
+    return Path(root) / "rubrics" / name
+
+
+# ---------------------------------------------------------------------------- task sets
+
+def list_task_sets(root: str | Path) -> list[str]:
+    base = Path(root) / "tasks"
+    return sorted(p.stem for p in base.glob("*.jsonl")) if base.is_dir() else []
+
+
+def task_set_path(root: str | Path, name: str) -> Path:
+    if not _TASK_SET.match(name or ""):
+        raise InputError(f"invalid task set name {name!r}", field="tasks")
+    path = Path(root) / "tasks" / f"{name}.jsonl"
+    if not path.is_file():
+        raise InputError(f"no task set named {name!r} in the workspace", field="tasks")
+    return path
+
+
+def load_task_set(root: str | Path, name: str, *, split: str | None = None) -> list[Task]:
+    return load_tasks(task_set_path(root, name), split=split)
+
+
+def import_task_set(root: str | Path, data: bytes, filename: str) -> str:
+    """Validate an uploaded tasks JSONL and store it as tasks/<stem>.jsonl; returns the set's name.
+
+    The upload is validated from a staging file; an invalid one leaves the workspace unchanged.
+    """
+    _check_size(data, filename)
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", Path(filename).name.removesuffix(".jsonl").removesuffix(".tasks"))
+    name = name.strip("-.") or "tasks"
+    if not _TASK_SET.match(name):
+        raise InputError(f"cannot derive a task set name from {filename!r}", source=filename)
+    text = decode_utf8(data, source=filename)
+    target = Path(root) / "tasks" / f"{name}.jsonl"
+    staging = target.with_name(f".{name}.{secrets.token_hex(4)}.upload")
+    atomic_write_text(staging, text)
+    try:
+        try:
+            load_tasks(staging)
+        except InputError as exc:   # name the upload, not the staging file
+            raise InputError(exc.message, source=filename, line=exc.line, field=exc.field) from None
+        os.replace(staging, target)
+    finally:
+        staging.unlink(missing_ok=True)
+    return name
+
+
+# ---------------------------------------------------------------------------- previewed chains
+
+def save_chain_set(root: str | Path, records: list[dict], meta: dict[str, Any]) -> str:
+    """Save previewed chains as chains/<id>.jsonl (+ meta); chain ids become '<set id>/<chain id>'.
+
+    Prefixing makes every chain id unique across the workspace, so a review decision points at
+    exactly one chain.
+    """
+    set_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    chains = [{**r, "id": f"{set_id}/{r['id']}"} for r in records]
+    base = Path(root) / "chains"
+    write_jsonl(base / f"{set_id}.jsonl", chains)
+    atomic_write_text(base / f"{set_id}.meta.json",
+                      json.dumps({**meta, "id": set_id, "time": _now(), "chains": len(chains)}, indent=1))
+    return set_id
+
+
+def list_chain_sets(root: str | Path) -> list[dict]:
+    """Metadata of saved chain sets, newest first."""
+    base = Path(root) / "chains"
+    metas = []
+    for path in sorted(base.glob("*.meta.json"), reverse=True) if base.is_dir() else []:
+        try:
+            metas.append(json.loads(read_text(path)))
+        except (InputError, json.JSONDecodeError):
+            continue
+    return metas
+
+
+def load_chain_set(root: str | Path, set_id: str) -> list[dict]:
+    if not _CHAIN_SET.match(set_id or ""):
+        raise InputError(f"invalid chain set id {set_id!r}", field="chains")
+    return read_jsonl(Path(root) / "chains" / f"{set_id}.jsonl")
+
+
+def chain_set_meta(root: str | Path, set_id: str) -> dict:
+    if not _CHAIN_SET.match(set_id or ""):
+        raise InputError(f"invalid chain set id {set_id!r}", field="chains")
+    return json.loads(read_text(Path(root) / "chains" / f"{set_id}.meta.json"))
+
+
+def save_signal_report(root: str | Path, report: dict) -> str:
+    """Keep a signal report (rcsd_core.design.signals) as signals/<id>.json; returns its id."""
+    report_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    atomic_write_text(Path(root) / "signals" / f"{report_id}.json", json.dumps(report, indent=1))
+    return report_id
+
+
+def latest_signal_report(root: str | Path, rubric_name: str, rubric_version: str | None = None) -> dict | None:
+    """The newest saved signal report for a rubric (and version, when given), or None."""
+    base = Path(root) / "signals"
+    for path in sorted(base.glob("*.json"), reverse=True) if base.is_dir() else []:
+        report = json.loads(read_text(path))
+        if report.get("rubric") == rubric_name and rubric_version in (None, report.get("rubric_version")):
+            return report
+    return None
+
+
+# ---------------------------------------------------------------------------- editor rows
+
+# The rubric editor shows one row per criterion; a check's fields spread over fixed columns.
+EDITOR_COLUMNS = ["id", "title", "description", "weight", "check", "pattern", "flags", "terms", "mode",
+                  "case_sensitive", "limit", "tolerance"]
+CHECK_CHOICES = ["none (judge)", *[t for t in CHECK_TYPES if t != "judge"]]
+
+
+def criteria_rows(rubric: Rubric | None) -> list[dict]:
+    """Editor rows for a rubric's criteria (list fields joined with ', ')."""
+    rows = []
+    for c in rubric.criteria if rubric else []:
+        check = c.check.model_dump() if c.check is not None else {}
+        rows.append({"id": c.id, "title": c.title, "description": c.description, "weight": float(c.weight),
+                     "check": check.get("type") if check.get("type") not in (None, "judge") else "none (judge)",
+                     "pattern": check.get("pattern") or "",
+                     "flags": ", ".join(check.get("flags") or []),
+                     "terms": ", ".join(check.get("terms") or []),
+                     "mode": check.get("mode") or "",
+                     "case_sensitive": bool(check.get("case_sensitive", False)),
+                     "limit": check.get("limit"),
+                     "tolerance": check.get("tolerance")})
+    return rows
+
+
+def rubric_data_from_rows(name: str, description: str, rows: list[dict],
+                          examples: list[dict] | None = None) -> dict:
+    """Plain rubric data from editor rows; validation is left to `rubric_errors`."""
+    criteria = []
+    for row in rows:
+        if all(_blank(row.get(k)) for k in ("id", "title", "description", "weight")):
+            continue   # an added row the user has not filled in yet
+        crit: dict[str, Any] = {"id": _text(row.get("id")), "title": _text(row.get("title")),
+                                "description": _text(row.get("description")), "weight": _number(row.get("weight"))}
+        kind = _text(row.get("check"))
+        if kind and kind != "none (judge)":
+            check: dict[str, Any] = {"type": kind}
+            if kind in ("regex", "not_regex"):
+                check["pattern"] = _text(row.get("pattern"))
+                flags = _split(row.get("flags"))
+                if flags:
+                    check["flags"] = [f.upper() for f in flags]
+            elif kind == "answer_match":
+                if not _blank(row.get("pattern")):
+                    check["pattern"] = _text(row.get("pattern"))
+                if not _blank(row.get("tolerance")):
+                    check["tolerance"] = _number(row.get("tolerance"))
+            elif kind == "contains":
+                check["terms"] = _split(row.get("terms"))
+                if not _blank(row.get("mode")):
+                    check["mode"] = _text(row.get("mode"))
+                check["case_sensitive"] = bool(row.get("case_sensitive") or False)
+            elif kind in ("max_words", "min_words"):
+                limit = _number(row.get("limit"))
+                check["limit"] = int(limit) if isinstance(limit, float) and limit.is_integer() else limit
+            crit["check"] = check
+        criteria.append(crit)
+    data = {"name": name.strip(), "description": description.strip(), "criteria": criteria}
+    examples = [e for e in (examples or []) if not (_blank(e.get("prompt")) and _blank(e.get("answer")))]
+    if examples:
+        data["examples"] = [{"prompt": _text(e.get("prompt")), "answer": _text(e.get("answer"))} for e in examples]
+    return data
+
+
+def row_problems(data: dict) -> list[dict]:
+    """Validation problems of editor data, each tied to its row: {row, criterion, field, message}.
+
+    Each row is validated on its own (so a message lands beside the right row even when ids are
+    missing or repeated), then the whole rubric for the name, duplicates and limits.
+    """
+    problems = []
+    criteria = data.get("criteria") or []
+    for i, crit in enumerate(criteria):
+        single = {"name": data.get("name") or "x", "criteria": [crit]}
+        for _, field, message in rubric_errors(single):
+            if field.startswith("name"):
+                continue
+            problems.append({"row": i + 1, "criterion": crit.get("id") or "", "field": field, "message": message})
+    ids = [c.get("id") for c in criteria]
+    for i, cid in enumerate(ids):
+        if cid and ids.index(cid) != i:
+            problems.append({"row": i + 1, "criterion": cid, "field": "id",
+                             "message": f"duplicate criterion id (first on row {ids.index(cid) + 1})"})
+    if not problems:
+        for cid, field, message in rubric_errors(data):
+            row = ids.index(cid) + 1 if cid in ids else None
+            problems.append({"row": row, "criterion": cid or "", "field": field or "rubric", "message": message})
+    return problems
+
+
+def _validated(data: dict, what: str) -> Rubric:
+    from rcsd_core.contracts.rubric import rubric_from_data
+    return rubric_from_data(data, source=what)
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def _check_size(data: bytes, filename: str) -> None:
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise InputError(f"upload is {len(data):,} bytes, above the {MAX_UPLOAD_BYTES:,}-byte limit", source=filename)
+    if not data.strip():
+        raise InputError("upload is empty", source=filename)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _blank(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value)) or (isinstance(value, str) and not value.strip())
+
+
+def _text(value: Any) -> str:
+    return "" if _blank(value) else str(value).strip()
+
+
+def _number(value: Any) -> Any:
+    if _blank(value):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return value   # left for validation to name
+
+
+def _split(value: Any) -> list[str]:
+    if _blank(value):
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [part.strip() for part in str(value).split(",") if part.strip()]
+
