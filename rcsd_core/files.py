@@ -9,14 +9,42 @@ which is what a reader tailing a live run's metrics needs.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from rcsd_core.errors import InputError
 
 MAX_INPUT_BYTES = 50 * 2**20  # uploads and input files above this are refused
+
+
+def utc_now(timespec: str = "seconds") -> str:
+    """The current time in UTC as ISO 8601, the form every record and status file stores."""
+    return datetime.now(timezone.utc).isoformat(timespec=timespec)
+
+
+def utc_stamp() -> str:
+    """The current UTC time as a sortable id prefix, e.g. 20261127-084300."""
+    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+
+
+def strict_json(value: Any) -> Any:
+    """A value made strict JSON: NaN/inf (pandas' missing values) become None, numpy scalars Python ones.
+
+    json.dumps writes a bare NaN, which no strict parser reads; results go through this first.
+    """
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def read_text(path: str | Path, *, max_bytes: int = MAX_INPUT_BYTES) -> str:

@@ -38,7 +38,7 @@ import yaml
 
 from rcsd_core.contracts.config import RoundConfig, config_from_data
 from rcsd_core.errors import InputError
-from rcsd_core.files import atomic_write_text, read_jsonl, read_text
+from rcsd_core.files import atomic_write_text, read_jsonl, read_text, utc_now, utc_stamp
 from rcsd_core.contracts.rubric import dump_rubric, load_rubric, rubric_from_data
 
 STATUSES = ("queued", "running", "done", "failed", "stopped")
@@ -53,15 +53,14 @@ EVAL_FILE = "eval.json"
 
 
 def now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    return utc_now()
 
 
 # ---------------------------------------------------------------------------- creating
 
 
 def new_run_id(config: RoundConfig) -> str:
-    stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{config.method.replace('_', '-')}-{secrets.token_hex(2)}"
+    return f"{utc_stamp()}-{config.method.replace('_', '-')}-{secrets.token_hex(2)}"
 
 
 def freeze_config(config: RoundConfig) -> RoundConfig:

@@ -37,7 +37,8 @@ from rcsd_core.modeling.contexts import prompt_ids
 from rcsd_core.modeling.divergence import chain_ids, completion_logits
 from rcsd_core.modeling.losses import divergence_per_token
 from rcsd_core.scoring.judges import Judge
-from rcsd_core.scoring.stats import bootstrap_diff_ci, excludes_zero
+from rcsd_core.files import strict_json
+from rcsd_core.scoring.stats import bootstrap_diff_ci, excludes_zero, mean_or_none
 
 # ---------------------------------------------------------------------------- pure statistics
 
@@ -50,8 +51,8 @@ def pass_values(records: list[dict], criterion_id: str) -> list[float]:
 
 def compare(student: list[float], teacher: list[float], *, seed: int = 0, weight: float = 1.0) -> dict:
     """Teacher vs student on one criterion (or the total): rates, gap = teacher − student, 95% CI, signal."""
-    s_mean = _mean(student)
-    t_mean = _mean(teacher)
+    s_mean = mean_or_none(student)
+    t_mean = mean_or_none(teacher)
     gap, (low, high) = bootstrap_diff_ci(teacher, student, seed=seed)
     signal = excludes_zero((low, high))
     helps = None if not signal else (gap > 0) == (weight > 0)
@@ -67,12 +68,8 @@ def divergence_by_criterion(rubric: Rubric, records: list[dict], per_chain: dict
                   and r["scores"][c.id] >= 0.5]
         failed = [per_chain[r["id"]] for r in records if r["id"] in per_chain and r["scores"].get(c.id) is not None
                   and r["scores"][c.id] < 0.5]
-        out[c.id] = {"pass": _mean(passed), "fail": _mean(failed), "n_pass": len(passed), "n_fail": len(failed)}
+        out[c.id] = {"pass": mean_or_none(passed), "fail": mean_or_none(failed), "n_pass": len(passed), "n_fail": len(failed)}
     return out
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
 
 
 # ---------------------------------------------------------------------------- divergence on student chains
@@ -166,8 +163,8 @@ def measure_signal(rubric: Rubric, tasks: list[Task], *, model=None, tokenizer=N
     per_chain = student_chain_divergences(model, tokenizer, rubric, tasks, student, divergence=divergence,
                                           layout=layout, progress=divergence_progress)
     chain_means = {d["id"]: d["mean"] for d in per_chain if d["mean"] is not None}
-    overall = _mean(list(chain_means.values()))
-    return _finite({
+    overall = mean_or_none(list(chain_means.values()))
+    return strict_json({
         "criteria": criteria,
         "total": totals,
         "divergence": {"name": divergence, "mean": overall, "per_chain": per_chain,
@@ -201,14 +198,3 @@ def signal_table(report: dict):
                      "n": f"{c['n_student']}/{c['n_teacher']}",
                      "div_pass": by.get("pass"), "div_fail": by.get("fail")})
     return pd.DataFrame(rows)
-
-
-def _finite(value):
-    """NaN/inf -> None everywhere, so the report is strict JSON."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value

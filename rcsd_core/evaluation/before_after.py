@@ -31,7 +31,7 @@ from rcsd_core.modeling.contexts import student_prompt_ids, teacher_prompt_ids
 from rcsd_core.modeling.divergence import chain_divergence
 from rcsd_core.modeling.generation import Sample, sample_chains
 from rcsd_core.scoring.scores import score_samples
-from rcsd_core.scoring.stats import bootstrap_diff_ci, bootstrap_mean_ci
+from rcsd_core.scoring.stats import bootstrap_diff_ci, bootstrap_mean_ci, excludes_zero, mean_or_none
 
 # ---------------------------------------------------------------------------- sampling
 
@@ -84,7 +84,7 @@ def compare_eval(before_records: Sequence[dict], after_records: Sequence[dict], 
         diff, (low, high) = bootstrap_diff_ci(a, b, paired=True, seed=seed)
         rows.append({"criterion": name, "weight": weight, "before": mean_b, "after": mean_a, "diff": diff,
                      "ci_low": low, "ci_high": high,
-                     "significant": bool(low is not None and high is not None and (low > 0 or high < 0)),
+                     "significant": excludes_zero((low, high)),
                      "prompts": len(common)})
     return pd.DataFrame(rows)
 
@@ -100,7 +100,7 @@ def evaluate_run(run_dir: str | Path, *, tasks: int | Sequence[Task] | None = No
     default the run's eval_tasks. samples: chains per prompt (default the run's eval_samples).
     """
     from rcsd_core.errors import InputError
-    from rcsd_core.files import atomic_write_text
+    from rcsd_core.files import atomic_write_text, strict_json
     from rcsd_core.modeling.models import load_adapter, load_model
     from rcsd_core.contracts.rubric import rubric_from_data
     from rcsd_core.contracts.runs import ADAPTER_DIR, EVAL_FILE, load_run_config
@@ -167,9 +167,9 @@ def evaluate_run(run_dir: str | Path, *, tasks: int | Sequence[Task] | None = No
         prompts_out.append({"task_id": t.id, "prompt": t.prompt, "reference": t.reference,
                             "before": [r["text"] for r in b], "after": [r["text"] for r in a],
                             "before_scores": [r["scores"] for r in b], "after_scores": [r["scores"] for r in a],
-                            "before_total": _mean([r["total"] for r in b]),
-                            "after_total": _mean([r["total"] for r in a])})
-    rows = [{k: _clean(v) for k, v in row.items()} for row in table.to_dict(orient="records")]
+                            "before_total": mean_or_none([r["total"] for r in b]),
+                            "after_total": mean_or_none([r["total"] for r in a])})
+    rows = strict_json(table.to_dict(orient="records"))
     result = {
         "run_id": run_dir.name, "model": config.model, "method": config.method,
         "adapter_step": checkpoint.get("step"), "eval_prompts": len(eval_tasks), "samples": samples, "seed": seed,
@@ -177,30 +177,10 @@ def evaluate_run(run_dir: str | Path, *, tasks: int | Sequence[Task] | None = No
         "criteria": [r for r in rows if r["criterion"] != "total"],
         "total": next(r for r in rows if r["criterion"] == "total"),
         "divergence": {"name": div_name, "teacher": "frozen", **divergence},
-        "mean_tokens": {"before": _mean([r["n_tokens"] for r in before]),
-                        "after": _mean([r["n_tokens"] for r in after])},
+        "mean_tokens": {"before": mean_or_none([r["n_tokens"] for r in before]),
+                        "after": mean_or_none([r["n_tokens"] for r in after])},
         "seconds": round(time.perf_counter() - started, 1),
         "prompts": prompts_out,
     }
-    atomic_write_text(run_dir / EVAL_FILE, json.dumps(result, indent=1, default=_json_default) + "\n")
+    atomic_write_text(run_dir / EVAL_FILE, json.dumps(strict_json(result), indent=1, allow_nan=False) + "\n")
     return result
-
-
-def _mean(values) -> float | None:
-    values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else None
-
-
-def _clean(value):
-    """NaN (pandas' missing value) as None, numpy scalars as Python ones: valid JSON."""
-    if isinstance(value, (np.floating, float)) and np.isnan(value):
-        return None
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _json_default(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, np.bool_):
-        return bool(value)
-    raise TypeError(type(value))

@@ -56,7 +56,13 @@ def bootstrap_diff_ci(a: Sequence[float | None], b: Sequence[float | None], *, p
     return float(xa.mean() - xb.mean()), (float(np.quantile(d, alpha)), float(np.quantile(d, 1 - alpha)))
 
 
+def mean_or_none(values) -> float | None:
+    """Mean of the values that are not None; None when there are none."""
+    kept = [float(v) for v in values if v is not None]
+    return sum(kept) / len(kept) if kept else None
+
+
 def excludes_zero(ci: tuple[float | None, float | None]) -> bool:
     """True when the interval lies strictly on one side of zero."""
-    low, high = ci
+    low, high = ci if ci is not None else (None, None)
     return low is not None and high is not None and (low > 0 or high < 0)

@@ -17,6 +17,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from rcsd_core.contracts.rubric import Rubric
+from rcsd_core.scoring.stats import excludes_zero
 
 PASS, FAIL, NULL = "#c8ecd0", "#f6c9c9", "#e6e6e6"          # good, bad, unscored (cell backgrounds)
 CONTEXT_COLOURS = {"student": "#5b7fbf", "teacher": "#e39a3b"}
@@ -177,7 +178,7 @@ def before_after_rows(evaluation: dict) -> pd.DataFrame:
             ci = tuple(entry["ci"])
         ci = ci if _has_ci(ci) else None
         rows.append({"criterion": entry.get("criterion"), "weight": entry.get("weight"), "before": before,
-                     "after": after, "delta": delta, "delta_ci": ci, "significant": _excludes_zero(ci),
+                     "after": after, "delta": delta, "delta_ci": ci, "significant": excludes_zero(ci),
                      "prompts": entry.get("prompts")})
     return pd.DataFrame(rows, columns=["criterion", "weight", "before", "after", "delta", "delta_ci", "significant",
                                        "prompts"])
@@ -254,5 +255,3 @@ def _has_ci(ci) -> bool:
     return ci is not None and ci[0] is not None and ci[1] is not None
 
 
-def _excludes_zero(ci) -> bool:
-    return _has_ci(ci) and (ci[0] > 0 or ci[1] < 0)

@@ -24,12 +24,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from contextlib import closing
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 from rcsd_core.errors import InputError
+from rcsd_core.files import utc_now
 
 DECISIONS = ("accept", "reject", "rubric-needs-work")
 STATUSES = ("open", *DECISIONS)
@@ -124,7 +124,7 @@ class ReviewStore:
             "INSERT INTO flags (chain_id, chain_json, rubric_name, rubric_version, criterion, reason, flagged_by, time)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (chain["id"], json.dumps(chain, ensure_ascii=False), rubric_name, rubric_version, criterion or None,
-             reason.strip(), flagged_by.strip(), _now()))
+             reason.strip(), flagged_by.strip(), utc_now("milliseconds")))
 
     def add_review(self, flag_id: int, *, reviewer: str, decision: str, note: str = "",
                    verdicts: dict[str, float | None] | None = None) -> int:
@@ -142,7 +142,7 @@ class ReviewStore:
         return self._insert(
             "INSERT INTO reviews (flag_id, chain_id, reviewer, decision, note, verdicts_json, time)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (int(flag_id), flag["chain_id"], reviewer.strip(), decision, note.strip(), json.dumps(clean), _now()))
+            (int(flag_id), flag["chain_id"], reviewer.strip(), decision, note.strip(), json.dumps(clean), utc_now("milliseconds")))
 
     # ------------------------------------------------------------------------ reads
 
@@ -264,6 +264,4 @@ def _review_record(row: sqlite3.Row) -> dict:
     return record
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 

@@ -30,12 +30,12 @@ import math
 import os
 import re
 import secrets
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from rcsd_core.errors import InputError
-from rcsd_core.files import append_jsonl, atomic_write_text, decode_utf8, read_jsonl, read_text, write_jsonl
+from rcsd_core.files import (append_jsonl, atomic_write_text, decode_utf8, read_jsonl, read_text, utc_now, utc_stamp,
+                             write_jsonl)
 from rcsd_core.contracts.rubric import CHECK_TYPES, Rubric, dump_rubric, load_rubric, parse_rubric, rubric_errors
 from rcsd_core.contracts.tasks import Task, load_tasks
 
@@ -62,7 +62,7 @@ def ensure_workspace(root: str | Path) -> Path:
     marker = root / ".seeded"
     if not marker.exists():
         seed_samples(root)
-        atomic_write_text(marker, _now() + "\n")
+        atomic_write_text(marker, utc_now() + "\n")
     return root
 
 
@@ -153,7 +153,7 @@ def save_rubric_version(root: str | Path, rubric: Rubric, *, note: str = "") -> 
         atomic_write_text(path, dump_rubric(rubric))
     parent = read_text(folder / "current").strip() if (folder / "current").is_file() else None
     if parent != version:
-        append_jsonl(folder / "history.jsonl", {"version": version, "time": _now(), "note": note, "parent": parent})
+        append_jsonl(folder / "history.jsonl", {"version": version, "time": utc_now(), "note": note, "parent": parent})
         atomic_write_text(folder / "current", version + "\n")
     return version
 
@@ -269,12 +269,12 @@ def save_chain_set(root: str | Path, records: list[dict], meta: dict[str, Any]) 
     Prefixing makes every chain id unique across the workspace, so a review decision points at
     exactly one chain.
     """
-    set_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    set_id = utc_stamp() + "-" + secrets.token_hex(3)
     chains = [{**r, "id": f"{set_id}/{r['id']}"} for r in records]
     base = Path(root) / "chains"
     write_jsonl(base / f"{set_id}.jsonl", chains)
     atomic_write_text(base / f"{set_id}.meta.json",
-                      json.dumps({**meta, "id": set_id, "time": _now(), "chains": len(chains)}, indent=1))
+                      json.dumps({**meta, "id": set_id, "time": utc_now(), "chains": len(chains)}, indent=1))
     return set_id
 
 
@@ -304,7 +304,7 @@ def chain_set_meta(root: str | Path, set_id: str) -> dict:
 
 def save_signal_report(root: str | Path, report: dict) -> str:
     """Keep a signal report (rcsd_core.design.signals) as signals/<id>.json; returns its id."""
-    report_id = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+    report_id = utc_stamp() + "-" + secrets.token_hex(3)
     atomic_write_text(Path(root) / "signals" / f"{report_id}.json", json.dumps(report, indent=1))
     return report_id
 
@@ -421,10 +421,6 @@ def _check_size(data: bytes, filename: str) -> None:
         raise InputError(f"upload is {len(data):,} bytes, above the {MAX_UPLOAD_BYTES:,}-byte limit", source=filename)
     if not data.strip():
         raise InputError("upload is empty", source=filename)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _blank(value: Any) -> bool:

@@ -67,6 +67,7 @@ from rcsd_core.modeling.divergence import chain_divergence, completion_hidden, t
 from rcsd_core.modeling.generation import Sample, sample_chains
 from rcsd_core.modeling.losses import lm_head_chunked_divergence
 from rcsd_core.scoring.scores import score_samples
+from rcsd_core.scoring.stats import mean_or_none
 from rcsd_core.contracts.rubric import rubric_from_data
 from rcsd_core.contracts.tasks import Task, load_tasks
 
@@ -115,11 +116,6 @@ def peak_memory_gib(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-
-
-def _mean(values) -> float | None:
-    values = [v for v in values if v is not None]
-    return float(np.mean(values)) if values else None
 
 
 # ---------------------------------------------------------------------------- the round
@@ -411,11 +407,11 @@ class Round:
         if config.method != "rejection_sft":
             metrics["train/divergence"] = sum(s["div_sum"] for s in all_stats) / max(1, tokens)
         for c in self.rubric.criteria:
-            metrics[f"criterion/{c.id}"] = _mean(r["scores"].get(c.id) for r in all_records)
-        metrics["train/total"] = _mean(r["total"] for r in all_records)
+            metrics[f"criterion/{c.id}"] = mean_or_none(r["scores"].get(c.id) for r in all_records)
+        metrics["train/total"] = mean_or_none(r["total"] for r in all_records)
         metrics.update({
             "train/completion_tokens": tokens,
-            "train/mean_chain_tokens": _mean(r["n_tokens"] for r in all_records),
+            "train/mean_chain_tokens": mean_or_none(r["n_tokens"] for r in all_records),
             "train/tokens_per_s": tokens / seconds if seconds > 0 else None,
             "train/grad_norm": grad_norm,
             "lr": lr,
@@ -454,11 +450,11 @@ class Round:
         all_records = [r for g in gathered for r in g["records"]]
         total_div = sum(g["div"][0] for g in gathered)
         total_tokens = sum(g["div"][1] for g in gathered)
-        metrics = {"eval/total": _mean(r["total"] for r in all_records)}
+        metrics = {"eval/total": mean_or_none(r["total"] for r in all_records)}
         for c in self.rubric.criteria:
-            metrics[f"eval/criterion/{c.id}"] = _mean(r["scores"].get(c.id) for r in all_records)
+            metrics[f"eval/criterion/{c.id}"] = mean_or_none(r["scores"].get(c.id) for r in all_records)
         metrics["eval/divergence"] = total_div / total_tokens if total_tokens else None
-        metrics["eval/mean_chain_tokens"] = _mean(r["n_tokens"] for r in all_records)
+        metrics["eval/mean_chain_tokens"] = mean_or_none(r["n_tokens"] for r in all_records)
         metrics["time/eval_s"] = round(time.perf_counter() - t0, 3)
         return metrics, all_records
 
