@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from rcsd_core.contracts import runs  # noqa: E402
 from rcsd_core.evaluation.before_after import compare_eval  # noqa: E402
+from rcsd_core.files import strict_json  # noqa: E402
 from rcsd_core.contracts.rubric import rubric_from_data  # noqa: E402
 
 
@@ -44,11 +45,10 @@ def main() -> int:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
     print(f"held-out divergence: {div.get(first):.4f} -> {div.get(last):.4f}")
     if args.out:
-        Path(args.out).write_text(json.dumps({"run_dir": str(run_dir), "steps": [first, last],
-                                              "criteria": table.to_dict(orient="records"),
-                                              "divergence": {"before": div.get(first), "after": div.get(last)},
-                                              "eval_chains": len([r for r in evals if r["step"] == last])},
-                                             indent=1, default=float) + "\n")
+        result = {"run_dir": str(run_dir), "steps": [first, last], "criteria": table.to_dict(orient="records"),
+                  "divergence": {"before": div.get(first), "after": div.get(last)},
+                  "eval_chains": len([r for r in evals if r["step"] == last])}
+        Path(args.out).write_text(json.dumps(strict_json(result), indent=1, allow_nan=False) + "\n")
     return 0
 
 

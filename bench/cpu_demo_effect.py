@@ -118,9 +118,9 @@ def main() -> int:
 
 
 def _write(path: Path, report: dict) -> None:
-    from rcsd_core.files import atomic_write_text
+    from rcsd_core.files import atomic_write_text, strict_json
 
-    atomic_write_text(path, json.dumps(report, indent=1, default=str) + "\n")
+    atomic_write_text(path, json.dumps(strict_json(report), indent=1, default=str, allow_nan=False) + "\n")
 
 
 if __name__ == "__main__":

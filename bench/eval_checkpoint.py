@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from rcsd_core.contracts import runs  # noqa: E402
 from rcsd_core.evaluation.before_after import compare_eval, sample_student  # noqa: E402
+from rcsd_core.files import strict_json  # noqa: E402
 from rcsd_core.modeling.models import load_adapter, load_model, set_cpu_threads  # noqa: E402
 from rcsd_core.contracts.rubric import rubric_from_data  # noqa: E402
 from rcsd_core.contracts.tasks import load_tasks  # noqa: E402
@@ -56,11 +57,10 @@ def main() -> int:
     print(f"{args.run_dir}: step 0 vs {args.label} ({len(after)} eval chains)")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}", na_rep="-"))
     if args.out:
-        args.out.write_text(json.dumps({"run_dir": str(args.run_dir), "after": args.label, "eval_chains": len(after),
-                                        "criteria": table.to_dict(orient="records"),
-                                        "after_texts": [{"task_id": r["task_id"], "text": r["text"]}
-                                                        for r in after[:6]]},
-                                       indent=1, default=float) + "\n")
+        result = {"run_dir": str(args.run_dir), "after": args.label, "eval_chains": len(after),
+                  "criteria": table.to_dict(orient="records"),
+                  "after_texts": [{"task_id": r["task_id"], "text": r["text"]} for r in after[:6]]}
+        args.out.write_text(json.dumps(strict_json(result), indent=1, allow_nan=False) + "\n")
     return 0
 
 
