@@ -154,3 +154,23 @@ def test_usage_errors_exit_2(capsys):
         main(["preview", "--rubric", "r.yaml", "--tasks", "t.jsonl", "--out", "o", "--samples", "0"])
     assert info.value.code == 2
     assert "must be a positive integer" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["guidance", "signal"])
+def test_an_unknown_divergence_is_refused_before_any_model_load(files, tmp_path, capsys, monkeypatch, command):
+    import rcsd_core.modeling.models as models
+
+    rubric, tasks, chains = files
+    monkeypatch.setattr(models, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    extra = ["--chains", str(chains), "--chain-id", "c1"] if command == "guidance" else []
+    code = main([command, "--rubric", str(rubric), "--tasks", str(tasks), *extra, "--model", "tiny-random",
+                 "--divergence", "bogus", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "unknown divergence 'bogus'" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_counts_are_positive(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["eval", "--run-dir", "r", "--limit", "-1"])
+    assert info.value.code == 2 and "must be a positive integer" in capsys.readouterr().err

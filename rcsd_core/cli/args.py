@@ -25,6 +25,29 @@ def positive(text: str) -> int:
     return value
 
 
+def add_model_args(p: argparse.ArgumentParser, *, default: str = "smollm2-135m-instruct") -> None:
+    p.add_argument("--model", default=default, help="smollm2-135m-instruct (embedded), tiny-random, a local folder "
+                                                     "or a cached Hugging Face id")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+
+
+def add_teacher_args(p: argparse.ArgumentParser) -> None:
+    """The divergence and the teacher's context, as a round would show them."""
+    p.add_argument("--divergence", default="forward_kl", help="forward_kl | reverse_kl | jsd | topk_forward_kl | "
+                                                               "sampled_token")
+    p.add_argument("--include-reference", action="store_true", help="give the teacher the reference answer")
+    p.add_argument("--run-dir", help="show the teacher this run's own layout (examples, turns, reference)")
+
+
+def check_divergence(name: str) -> None:
+    """Refuse an unknown divergence before any model is loaded."""
+    from rcsd_core.contracts.config import DIVERGENCES
+
+    if name not in DIVERGENCES:
+        raise InputError(f"unknown divergence {name!r}; expected one of {', '.join(DIVERGENCES)}",
+                         field="--divergence")
+
+
 def add_judge_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge", help="judge model for criteria without a check: a local model name, or the remote "
                                    "model with --judge-url")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rcsd_core.cli.args import add_judge_args, check_out, make_judge, format_table, positive, write_out
+from rcsd_core.cli.args import add_judge_args, add_model_args, check_out, format_table, make_judge, positive, write_out
 from rcsd_core.errors import InputError
 
 
@@ -29,7 +29,7 @@ def register(sub) -> None:
     p = sub.add_parser("preview", help="sample and score the model's own chains")
     p.add_argument("--rubric", required=True)
     p.add_argument("--tasks", required=True)
-    p.add_argument("--model", default="smollm2-135m-instruct")
+    add_model_args(p)
     p.add_argument("--samples", type=positive, default=2)
     p.add_argument("--max-new-tokens", type=positive, default=64)
     p.add_argument("--context", choices=["student", "teacher", "both"], default="both")
@@ -37,7 +37,6 @@ def register(sub) -> None:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--limit", type=positive, help="use only the first N tasks")
     add_judge_args(p)
-    p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=positive,
                    help="CPU threads for torch (default: the cores other processes leave idle)")
     p.add_argument("--out", required=True)

@@ -17,8 +17,8 @@ import argparse
 import json
 import sys
 
-from rcsd_core.cli.args import add_judge_args, judge_configured, make_judge, positive, format_table
-from rcsd_core.contracts.config import DIVERGENCES
+from rcsd_core.cli.args import (add_judge_args, add_model_args, add_teacher_args, check_divergence, format_table,
+                                judge_configured, make_judge, positive)
 from rcsd_core.errors import InputError
 
 
@@ -26,17 +26,14 @@ def register(sub) -> None:
     p = sub.add_parser("signal", help="per-criterion teacher-vs-student signal of a rubric on a model")
     p.add_argument("--rubric", required=True)
     p.add_argument("--tasks", required=True)
-    p.add_argument("--model", default="smollm2-135m-instruct")
+    add_model_args(p)
+    add_teacher_args(p)
     p.add_argument("--samples", type=positive, default=4)
     p.add_argument("--max-new-tokens", type=positive, default=64)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=positive, help="use only the first N tasks")
-    p.add_argument("--divergence", default="forward_kl")
     p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--include-reference", action="store_true", help="give the teacher the reference answer")
-    p.add_argument("--run-dir", help="show the teacher this run's own layout (examples, turns, reference)")
     add_judge_args(p)
-    p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_signal)
 
@@ -45,12 +42,9 @@ def register(sub) -> None:
     p.add_argument("--tasks", required=True)
     p.add_argument("--chains", required=True, help="chains JSONL (e.g. from rcsd preview)")
     p.add_argument("--chain-id", required=True)
-    p.add_argument("--model", default="smollm2-135m-instruct")
-    p.add_argument("--divergence", default="forward_kl")
+    add_model_args(p)
+    add_teacher_args(p)
     p.add_argument("--top-k", type=positive, default=5)
-    p.add_argument("--include-reference", action="store_true")
-    p.add_argument("--run-dir", help="show the teacher this run's own layout (examples, turns, reference)")
-    p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_guidance)
 
@@ -59,10 +53,9 @@ def register(sub) -> None:
     p.add_argument("--description", required=True)
     p.add_argument("--tasks", required=True, help="tasks JSONL; the first --limit give prompts and references")
     p.add_argument("--limit", type=positive, default=3)
-    p.add_argument("--model", default="smollm2-135m-instruct")
+    add_model_args(p)
     p.add_argument("--max-new-tokens", type=positive, default=400)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_draft)
 
@@ -104,9 +97,8 @@ def cmd_signal(args: argparse.Namespace) -> int:
         tasks = tasks[: args.limit]
     if not tasks:
         raise InputError("no tasks to sample", source=args.tasks)
-    if args.divergence not in DIVERGENCES:
-        raise InputError(f"unknown divergence {args.divergence!r}; expected one of {', '.join(DIVERGENCES)}",
-                         field="divergence")
+    check_divergence(args.divergence)
+    layout = run_layout(args)
     if not args.temperature >= 0:
         raise InputError(f"temperature must be >= 0, got {args.temperature}", field="temperature")
     judge = make_judge(args)
@@ -128,7 +120,7 @@ def cmd_signal(args: argparse.Namespace) -> int:
                             samples=args.samples, max_new_tokens=args.max_new_tokens, seed=args.seed,
                             divergence=args.divergence, judge=judge, progress=progress,
                             include_reference=args.include_reference, temperature=args.temperature,
-                            layout=run_layout(args))
+                            layout=layout)
     bar.close()
     atomic_write_text(args.out, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(format_table(signal_table(report)))
@@ -143,6 +135,7 @@ def cmd_signal(args: argparse.Namespace) -> int:
 
 
 def cmd_guidance(args: argparse.Namespace) -> int:
+    check_divergence(args.divergence)  # before the files are read and the model is loaded
     from rcsd_core.files import atomic_write_text, iter_jsonl
     from rcsd_core.design.guidance import guidance_map
     from rcsd_core.modeling.models import load_model
@@ -157,9 +150,10 @@ def cmd_guidance(args: argparse.Namespace) -> int:
     if chain.get("task_id") not in tasks:
         raise InputError(f"chain {args.chain_id!r} names task {chain.get('task_id')!r}, not in the tasks file",
                          source=args.chains, field="task_id")
+    layout = run_layout(args)
     model, tokenizer = load_model(args.model, device=args.device)
     gmap = guidance_map(model, tokenizer, rubric, tasks[chain["task_id"]], chain["text"], divergence=args.divergence,
-                        top_k=args.top_k, include_reference=args.include_reference, layout=run_layout(args),
+                        top_k=args.top_k, include_reference=args.include_reference, layout=layout,
                         finished=bool(chain.get("finished")))
     atomic_write_text(args.out, "<!doctype html><meta charset=\"utf-8\">" + gmap.to_html() + "\n")
     for row in gmap.strongest(5):
