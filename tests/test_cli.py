@@ -174,3 +174,11 @@ def test_eval_counts_are_positive(capsys):
     with pytest.raises(SystemExit) as info:
         main(["eval", "--run-dir", "r", "--limit", "-1"])
     assert info.value.code == 2 and "must be a positive integer" in capsys.readouterr().err
+
+
+def test_the_studio_runs_without_a_file_watcher():
+    from rcsd_core.cli.app import app_command
+
+    command = app_command("127.0.0.1", 8501)
+    assert command[command.index("--server.fileWatcherType") + 1] == "none"
+    assert command[command.index("--server.address") + 1] == "127.0.0.1"

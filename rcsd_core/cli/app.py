@@ -1,6 +1,10 @@
 """`rcsd app`: launch the studio (Streamlit) on localhost.
 
     rcsd app [--port 8501] [--address 127.0.0.1]
+
+The studio runs without Streamlit's file watcher: it would walk the whole app folder — the
+virtual environment's thousands of folders, runs and workspaces included — on every inotify
+overflow, and kept most of a core busy beside a running round. Pages are not edited in production.
 """
 
 from __future__ import annotations
@@ -26,6 +30,11 @@ def register(sub) -> None:
 def cmd_app(args: argparse.Namespace) -> int:
     if not APP.is_file():
         raise InputError(f"the studio's app.py is not next to the package ({APP}); install with pip install -e .")
-    command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", args.address,
-               "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
-    return subprocess.call(command, env=os.environ.copy())
+    return subprocess.call(app_command(args.address, args.port), env=os.environ.copy())
+
+
+def app_command(address: str, port: int) -> list[str]:
+    """The Streamlit command line of the studio (no file watcher, no usage statistics, headless)."""
+    return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", address, "--server.port",
+            str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
+            "--browser.gatherUsageStats", "false"]
