@@ -25,7 +25,7 @@ from rcsd_core.files import strict_json  # noqa: E402
 from rcsd_core.modeling.models import load_adapter, load_model, set_cpu_threads  # noqa: E402
 from rcsd_core.contracts.rubric import rubric_from_data  # noqa: E402
 from rcsd_core.contracts.tasks import load_tasks  # noqa: E402
-from rcsd_core.training.round import derive_seed  # noqa: E402
+from rcsd_core.training.schedule import derive_seed  # noqa: E402
 
 
 def main() -> int:

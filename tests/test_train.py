@@ -1,5 +1,9 @@
 """Distillation rounds end to end on a tiny random model: every method, teacher kinds, divergences,
-stop and exact resume, a crash, a detached launch stopped from outside, and the CLI."""
+stop and exact resume, a crash, a detached launch stopped from outside, and the CLI; then the
+round's parts (rcsd_core/training/: teacher, objectives, checkpoints, metrics, schedule).
+
+    PYTHONPATH=$PWD python -m pytest -q tests/test_train.py
+"""
 
 import json
 import os
@@ -14,10 +18,13 @@ from safetensors.torch import load_file
 
 from rcsd_core.contracts import runs
 from rcsd_core.contracts.config import config_from_data, resolve_paths
+from rcsd_core.errors import InputError
 from rcsd_core.modeling.batching import pack_batch
 from rcsd_core.modeling.divergence import completion_hidden, teacher_hidden
 from rcsd_core.modeling.models import checkpointing_enabled, enable_checkpointing
-from rcsd_core.training.round import Round, lr_factor, step_tasks, train_round
+from rcsd_core.training import checkpoints
+from rcsd_core.training.round import Round, train_round
+from rcsd_core.training.schedule import lr_factor, step_tasks
 
 BASE = {"model": "tiny-random", "rubric": "sample_rubrics/arithmetic.yaml",
         "tasks": "sample_rubrics/arithmetic.tasks.jsonl", "method": "rcsd", "steps": 3, "prompts_per_step": 2,
@@ -153,6 +160,68 @@ def test_a_crash_sets_failed_with_the_error_and_traceback(tmp_path, monkeypatch)
     assert "Traceback" in log and "boom at step 1" in log
 
 
+class _OpensAFile:
+    """Unpickled with pickle's full powers this calls open(marker, "w"): proof that a file was executed."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_resume_refuses_a_training_state_holding_a_pickled_object(tmp_path):
+    run_dir = make_run(tmp_path, steps=1, eval_every=0)
+    train_round(run_dir)
+    state_file = run_dir / "adapter" / checkpoints.STATE_FILE
+    state = torch.load(state_file, weights_only=True)  # what rcsd writes loads weights-only
+    marker = tmp_path / "executed"
+    torch.save({**state, "optimizer": _OpensAFile(marker)}, state_file)
+    with pytest.raises(InputError, match="refusing to load") as caught:
+        train_round(run_dir, resume=True)
+    assert not marker.exists()  # refused, not executed
+    assert str(state_file) in str(caught.value)
+    status = runs.read_status(run_dir)
+    assert status["status"] == "failed" and "refusing to load" in status["error"]
+
+
+@pytest.mark.parametrize("staging_complete", [True, False], ids=["newer-staging", "half-written-staging"])
+def test_a_crash_between_the_checkpoint_renames_loses_no_checkpoint(tmp_path, monkeypatch, staging_complete):
+    common = dict(steps=3, eval_every=0, checkpoint_every=1, teacher="ema", ema_decay=0.5)
+    straight = make_run(tmp_path, "straight", **common)
+    crashed = make_run(tmp_path, "crashed", **common)
+    train_round(straight)
+
+    real_replace = os.replace
+
+    def crash_before_the_second_rename(src, dst):
+        # step 2's save: adapter/ (step 1) is already .adapter.old, .adapter.tmp (step 2) not yet adapter/
+        if Path(src).name == checkpoints.STAGING_DIR and (Path(dst).parent / checkpoints.OLD_DIR).exists():
+            raise OSError("simulated crash between the two renames")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", crash_before_the_second_rename)
+    with pytest.raises(OSError, match="simulated crash"):
+        train_round(crashed)
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert not (crashed / "adapter").exists()
+    staging, old = crashed / checkpoints.STAGING_DIR, crashed / checkpoints.OLD_DIR
+    assert checkpoints.checkpoint_step(staging) == 2 and checkpoints.checkpoint_step(old) == 1
+    if not staging_complete:  # a crash while writing the staging folder: checkpoint.json (written last) missing
+        (staging / checkpoints.CHECKPOINT_FILE).unlink()
+
+    assert train_round(crashed, resume=True)["status"] == "done"
+    recovered = 2 if staging_complete else 1
+    log = (crashed / "log.txt").read_text()
+    assert f"recovered the checkpoint of step {recovered}" in log and f"resuming after step {recovered} of 3" in log
+    a, b = runs.read_metrics(straight), runs.read_metrics(crashed)
+    assert list(b["step"]) == [0, 1, 2, 3]  # no repeated or lost step
+    assert b["train/loss"].iloc[1:].tolist() == a["train/loss"].iloc[1:].tolist()
+    wa, wb = adapter_weights(straight), adapter_weights(crashed)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not staging.exists() and not old.exists()
+
+
 def test_detached_round_outlives_its_launcher_and_stops_on_request(tmp_path):
     run_dir = make_run(tmp_path, steps=200, eval_every=0, checkpoint_every=0, eval_tasks=1)
     pid = runs.launch_round(run_dir)
@@ -277,3 +346,65 @@ def test_step_prompts_cycle_through_every_train_task_each_epoch():
     assert sorted(seen) == sorted(t.id for t in train)
     assert step_tasks(train, cfg, 1) == step_tasks(train, cfg, 1)
     assert [t.id for t in step_tasks(train, tiny_config(prompts_per_step=4, seed=4), 1)] != seen[:4]
+
+
+def test_teacher_kinds_put_their_weights_in_place_and_back(tiny, arith_rubric, arith_tasks):
+    import copy
+
+    from rcsd_core.modeling.models import attach_lora
+    from rcsd_core.training.teacher import Teacher
+
+    model, tokenizer = tiny
+    torch.manual_seed(0)
+    peft_model = attach_lora(copy.deepcopy(model), rank=2, alpha=4)
+    config = tiny_config(teacher="ema", ema_decay=0.75)
+    teacher = Teacher(peft_model, tokenizer, arith_rubric, config)
+    name, param = next((n, p) for n, p in teacher.named_params if "lora_B" in n)
+    start = param.detach().clone()  # lora_B starts at zero
+    with torch.no_grad():
+        param.add_(1.0)
+    teacher.update()  # ema = 0.75 * start + 0.25 * (start + 1)
+    torch.testing.assert_close(teacher.ema[name], start + 0.25)
+    with teacher.weights():
+        assert not torch.is_grad_enabled()
+        torch.testing.assert_close(param, start + 0.25)
+    torch.testing.assert_close(param, start + 1.0)  # the current weights are back
+    state = teacher.state_dict()
+    assert set(state) == {"ema", "analysis"}
+
+    frozen = Teacher(peft_model, tokenizer, arith_rubric, tiny_config(teacher="frozen"))
+    ids = torch.tensor([frozen.prompt(arith_tasks[0])])
+    with torch.no_grad():
+        base = model(input_ids=ids).logits
+        with frozen.weights():
+            torch.testing.assert_close(peft_model(input_ids=ids).logits, base)  # adapter disabled
+        assert not torch.allclose(peft_model(input_ids=ids).logits, base)  # and enabled again
+
+
+def test_rejection_sft_picks_the_best_chain_of_each_prompt():
+    from types import SimpleNamespace
+
+    from rcsd_core.training.objectives import best_chains, micro_batches
+
+    samples = [SimpleNamespace(prompt_index=p) for p in (0, 0, 0, 1, 1)]
+    records = [{"total": 0.2}, {"total": 0.5}, {"total": 0.5}, {"total": None}, {"total": -0.1}]
+    assert best_chains(samples, records) == [1, 4]  # ties: the first sampled; unscored counts as -inf
+    assert best_chains(samples[3:4], records[3:4]) == [0]
+    assert micro_batches(5, 2) == [(slice(0, 2), False), (slice(2, 4), False), (slice(4, 6), True)]
+
+
+def test_metrics_writer_lines_and_truncation(tmp_path):
+    from rcsd_core.training.metrics import MetricsWriter, format_metrics
+
+    run_dir = runs.create_run(tiny_config(), tmp_path / "runs", run_id="m")
+    writer = MetricsWriter(run_dir)
+    for step in (0, 1, 2):
+        writer.write({"step": step, "train/loss": 0.5 / (step + 1)}, [{"id": f"{step}:a", "step": step}])
+    assert runs.read_status(run_dir)["step"] == 2
+    writer.truncate(1)
+    assert list(runs.read_metrics(run_dir)["step"]) == [0, 1]
+    assert [r["id"] for r in runs.read_samples(run_dir)] == ["0:a", "1:a"]
+    MetricsWriter(run_dir, enabled=False).write({"step": 9}, [{"id": "x", "step": 9}])  # not rank 0: nothing
+    assert list(runs.read_metrics(run_dir)["step"]) == [0, 1]
+    assert format_metrics({"step": 3, "train/loss": 0.123456, "eval/total": 0.5, "time/step_s": None}) == \
+        "step 3 loss=0.1235 eval/total=0.5"
