@@ -61,25 +61,39 @@ def write_rank_hash(run_dir: str | Path, rank: int, named_params) -> None:
     atomic_write_text(Path(run_dir) / HASH_DIR / f"rank-{rank}.txt", digest.hexdigest() + "\n")
 
 
-class StopRequest:
-    """SIGTERM/SIGINT or a STOP file in the run directory: end the round after the current step.
+class RoundInterrupted(Exception):
+    """A stop request reached a one-process round inside a step: that step is dropped, never half-kept."""
 
-    A second signal raises KeyboardInterrupt at once (the last checkpoint stays). Only the main
-    thread can install handlers; elsewhere (a worker thread) the STOP file is the only way in.
+
+class StopRequest:
+    """SIGTERM/SIGINT or a STOP file in the run directory: end the round.
+
+    With several processes the ranks finish the current step together (`should_stop` after each
+    step). A single process is stopped within seconds: `interrupt_point()`, called between sampling
+    batches and micro-batches, raises RoundInterrupted, the unfinished step is dropped, and the last
+    completed step is checkpointed. A second signal ends the process at once — except while a
+    checkpoint is being written (`saving`), which it lets finish first. Only the main thread can
+    install handlers; elsewhere (a worker thread) the STOP file is the only way in.
     """
 
-    def __init__(self, run_dir: str | Path):
+    def __init__(self, run_dir: str | Path, *, within_step: bool = False):
         self.run_dir = Path(run_dir)
+        self.within_step = within_step
         self.requested = False
+        self.saving = False
         self._handlers: dict = {}
 
     def install(self) -> None:
         def request(signum, frame):
-            if self.requested:  # a second signal: stop now, the last checkpoint stays
+            name = signal.Signals(signum).name
+            if self.requested and self.saving:
+                log.warning("received %s again: the checkpoint being written finishes first", name)
+            elif self.requested:  # a second signal: stop now, the last checkpoint stays
                 raise KeyboardInterrupt
-            self.requested = True
-            log.warning("received %s: stopping after this step (send it again to stop at once)",
-                        signal.Signals(signum).name)
+            else:
+                self.requested = True
+                when = "within this step" if self.within_step else "after this step"
+                log.warning("received %s: stopping %s (send it again to stop at once)", name, when)
 
         try:
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -97,6 +111,12 @@ class StopRequest:
         """Whether any rank saw a signal, or rank 0 a STOP file: every rank gets the same answer."""
         flag = self.requested or (accelerator.is_main_process and (self.run_dir / runs.STOP_FILE).exists())
         return any_rank(accelerator, flag)
+
+    def interrupt_point(self) -> None:
+        """Inside a step of a one-process round: raise RoundInterrupted when a stop was asked for."""
+        if self.within_step and (self.requested or (self.run_dir / runs.STOP_FILE).exists()):
+            self.requested = True
+            raise RoundInterrupted
 
     def answer(self, accelerator) -> None:
         """A stop request is answered once: the STOP file goes (rank 0)."""

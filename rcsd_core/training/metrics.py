@@ -56,12 +56,17 @@ class MetricsWriter:
                  self.run_dir.name, config.method, config.teacher, config.divergence, config.steps,
                  config.prompts_per_step, config.samples_per_prompt, config.max_new_tokens, processes, device)
 
-    def finish(self, status: str, *, step: int, steps: int) -> None:
-        """The final status (done | stopped) and its log line."""
+    def finish(self, status: str, *, step: int, steps: int, checkpoint: int | None = None) -> None:
+        """The final status (done | stopped, with the step of the newest checkpoint) and its log line."""
         if not self.enabled:
             return
-        runs.write_status(self.run_dir, status, step=step, finished=runs.now())
-        log.info("round %s at step %d/%d", status, step, steps)
+        runs.write_status(self.run_dir, status, step=step, checkpoint=checkpoint, finished=runs.now())
+        if status == "done":
+            log.info("round done at step %d/%d", step, steps)
+            return
+        saved = (f"checkpoint at step {checkpoint}; resume continues from step {checkpoint + 1}" if checkpoint
+                 else "no checkpoint: resume starts from step 1")
+        log.info("round %s at step %d/%d (%s)", status, step, steps, saved)
 
     def write(self, metrics: dict, records: list[dict]) -> None:
         """One step: its chains (one flushed write), then its metrics line, then the status step."""

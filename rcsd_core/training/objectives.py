@@ -58,17 +58,20 @@ def micro_batches(n: int, size: int) -> list[tuple[slice, bool]]:
 
 
 def distill_step(models: StepModels, teacher, teacher_prompts: Sequence[list[int]], samples: Sequence[Sample],
-                 config: RoundConfig) -> dict:
+                 config: RoundConfig, *, between: Callable[[], None] | None = None) -> dict:
     """Teacher and student forwards on the chains, divergence backward; returns this rank's stats.
 
     `teacher` has `weights()` (a context manager: the teacher's weights under no_grad);
-    `teacher_prompts[i]` is the teacher prompt ids of samples[i].
+    `teacher_prompts[i]` is the teacher prompt ids of samples[i]. `between()` runs before each
+    micro-batch (a stop request may end the step there, before any weight has changed).
     """
     n_tokens = sum(s.n_tokens for s in samples)
     params = config.divergence_params()
     loss_sum = div_sum = t_teacher = t_student = 0.0
     models.model.train()
     for piece, last in micro_batches(len(samples), config.micro_batch_size):
+        if between:
+            between()
         part = samples[piece]
         completions = [s.completion_ids for s in part]
         t0 = time.perf_counter()
@@ -119,7 +122,7 @@ def best_chains(samples: Sequence[Sample], records: Sequence[dict]) -> list[int]
 
 
 def rejection_sft_step(models: StepModels, samples: Sequence[Sample], records: list[dict],
-                       config: RoundConfig) -> dict:
+                       config: RoundConfig, *, between: Callable[[], None] | None = None) -> dict:
     """Cross-entropy on the best-scoring chain of each prompt; marks those records `chosen`."""
     picked = best_chains(samples, records)
     for i in picked:
@@ -130,6 +133,8 @@ def rejection_sft_step(models: StepModels, samples: Sequence[Sample], records: l
     t0 = time.perf_counter()
     models.model.train()
     for piece, last in micro_batches(len(chosen), config.micro_batch_size):
+        if between:
+            between()
         part = chosen[piece]
         batch = pack_batch([s.prompt_ids for s in part], [s.completion_ids for s in part],
                            models.pad_id).to(models.device)

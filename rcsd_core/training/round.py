@@ -63,7 +63,7 @@ from rcsd_core.modeling.divergence import chain_divergence
 from rcsd_core.modeling.generation import Sample, sample_chains
 from rcsd_core.scoring.scores import score_samples
 from rcsd_core.training import checkpoints
-from rcsd_core.training.distributed import StopRequest, gather, gradient_sync, write_rank_hash
+from rcsd_core.training.distributed import RoundInterrupted, StopRequest, gather, gradient_sync, write_rank_hash
 from rcsd_core.training.metrics import (MetricsWriter, close_logging, eval_metrics, peak_memory_gib, same_file,
                                        setup_logging, train_metrics)
 from rcsd_core.training.objectives import StepModels, distill_step, rejection_sft_step
@@ -82,6 +82,7 @@ class Round:
         self.run_dir = Path(run_dir)
         self.resume = resume
         self.step = 0
+        self.checkpoint_step = 0  # the step of the newest checkpoint on disk (0: none)
         self.stop = StopRequest(self.run_dir)
         self._log_handler: logging.Handler | None = None
 
@@ -178,7 +179,7 @@ class Round:
         self.scheduler.load_state_dict(state["scheduler"])
         self.teacher.load_state_dict(state, self.device)
         checkpoints.restore_rng(state)
-        self.step = int(meta["step"])
+        self.step = self.checkpoint_step = int(meta["step"])
         self.writer.truncate(self.step)  # metric and sample lines after the checkpoint: that step reruns
         log.info("resuming after step %d of %d", self.step, self.config.steps)
 
@@ -189,6 +190,8 @@ class Round:
                                       sync=lambda last: gradient_sync(self.accelerator, train_model, last=last))
 
     def _setup_signals(self) -> None:
+        # one process stops inside a step; several finish the step together (their collectives pair up)
+        self.stop.within_step = self.world == 1
         self.stop.install()
 
     def cleanup(self) -> None:
@@ -202,6 +205,25 @@ class Round:
         config = self.config
         self.writer.start(config, step=self.step, processes=self.world, device=self.device)
         self.accelerator.wait_for_everyone()
+        try:
+            final, stopping = self._run_steps()
+        except RoundInterrupted:  # one process, stopped inside a step: drop it, keep what was completed
+            final, stopping = {}, True
+            self.optimizer.zero_grad(set_to_none=True)
+            log.warning("stop requested during step %d: that step is dropped", self.step + 1)
+            if self.step > self.checkpoint_step:
+                self.save_checkpoint()
+            self.stop.answer(self.accelerator)
+        if os.environ.get("RCSD_RANK_HASHES") == "1":
+            write_rank_hash(self.run_dir, self.rank, self.teacher.named_params)
+        status = "stopped" if stopping else "done"
+        self.writer.finish(status, step=self.step, steps=config.steps, checkpoint=self.checkpoint_step or None)
+        self.accelerator.wait_for_everyone()
+        return {"status": status, "step": self.step, "steps": config.steps, "metrics": final}
+
+    def _run_steps(self) -> tuple[dict, bool]:
+        """The evaluation before step 1, then steps to the end or a stop; (last metrics, stopped)."""
+        config = self.config
         if self.step == 0 and self.eval_tasks:
             metrics, records = self.evaluate(0)
             self.writer.write({"step": 0, **metrics}, records)
@@ -222,12 +244,7 @@ class Round:
                 self.save_checkpoint(final=last)
             if stopping:
                 self.stop.answer(self.accelerator)
-        if os.environ.get("RCSD_RANK_HASHES") == "1":
-            write_rank_hash(self.run_dir, self.rank, self.teacher.named_params)
-        status = "stopped" if stopping else "done"
-        self.writer.finish(status, step=self.step, steps=config.steps)
-        self.accelerator.wait_for_everyone()
-        return {"status": status, "step": self.step, "steps": config.steps, "metrics": final}
+        return final, stopping
 
     def train_step(self, step: int) -> tuple[dict, list[dict]]:
         """Sample, score, one objective, one optimizer step; the step's metrics and chains (all ranks)."""
@@ -242,9 +259,10 @@ class Round:
 
         self.optimizer.zero_grad(set_to_none=True)
         if config.method == "rejection_sft":
-            stats = rejection_sft_step(self.step_models, samples, records, config)
+            stats = rejection_sft_step(self.step_models, samples, records, config, between=self.stop.interrupt_point)
         else:
-            stats = distill_step(self.step_models, self.teacher, self._teacher_prompts(mine, samples), samples, config)
+            stats = distill_step(self.step_models, self.teacher, self._teacher_prompts(mine, samples), samples, config,
+                                 between=self.stop.interrupt_point)
         t0 = time.perf_counter()
         grad_norm = None
         if config.max_grad_norm is not None:
@@ -271,7 +289,9 @@ class Round:
         div_sum, div_tokens, records = 0.0, 0, []
         if mine:
             self.teacher.ensure_analysis(mine)
-            samples = self.sample(mine, n=config.eval_samples, seed=derive_seed(config.eval_seed, self.rank))
+            log.info("evaluating %d prompts x %d chains at step %d", len(mine), config.eval_samples, step)
+            samples = self.sample(mine, n=config.eval_samples, seed=derive_seed(config.eval_seed, self.rank),
+                                  report=True)
             records = self._score(mine, samples, step, kind="eval", prefix=f"eval{step}:")
             # sampled_token's loss is no divergence: held-out chains report the reverse KL instead
             name = config.divergence if config.divergence != "sampled_token" else "reverse_kl"
@@ -287,13 +307,20 @@ class Round:
                                div_tokens=sum(g["div"][1] for g in gathered), seconds=time.perf_counter() - t0)
         return metrics, all_records
 
-    def sample(self, tasks: list[Task], *, n: int, seed: int) -> list[Sample]:
-        """n chains per task from the student (task prompt only, current adapter), in eval mode."""
+    def sample(self, tasks: list[Task], *, n: int, seed: int, report: bool = False) -> list[Sample]:
+        """n chains per task from the student (task prompt only, current adapter), in eval mode.
+
+        A stop request is answered between sampling batches; `report` logs each batch's progress."""
+        def progress(done: int, total: int) -> None:
+            if report:
+                log.info("sampled %d/%d chains", done, total)
+            self.stop.interrupt_point()
+
         prompts = [student_prompt_ids(self.tokenizer, t) for t in tasks]
         self.model.eval()
         samples, _ = sample_chains(self.model, self.tokenizer, prompts, n=n, max_new_tokens=self.config.max_new_tokens,
                                    temperature=self.config.temperature, top_p=self.config.top_p, seed=seed,
-                                   batch_size=self.config.sampling_batch_size)
+                                   batch_size=self.config.sampling_batch_size, progress=progress)
         return samples
 
     def _score(self, tasks: list[Task], samples: list[Sample], step: int, *, kind: str, prefix: str) -> list[dict]:
@@ -311,6 +338,7 @@ class Round:
 
     def save_checkpoint(self, *, final: bool = False) -> None:
         """adapter/ (peft format) + training_state.pt + checkpoint.json, swapped in atomically (rank 0)."""
+        self.stop.saving = True  # a second signal now waits for the checkpoint
         if self.is_main:
             config = self.config
             state = {"step": self.step, "optimizer": self.optimizer.state_dict(),
@@ -320,6 +348,8 @@ class Round:
             target = checkpoints.save_checkpoint(self.run_dir, self.model, state, meta)
             log.info("checkpoint at step %d -> %s", self.step, target)
         self.accelerator.wait_for_everyone()
+        self.checkpoint_step = self.step
+        self.stop.saving = False
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -338,7 +368,10 @@ def train_round(run_dir: str | Path, *, resume: bool = False) -> dict:
         if getattr(round_, "is_main", True):
             message = exc.describe() if isinstance(exc, InputError) else f"{type(exc).__name__}: {exc}"
             if isinstance(exc, KeyboardInterrupt):
-                message = "interrupted by a second stop signal; resume continues from the last checkpoint"
+                saved = checkpoints.checkpoint_step(Path(run_dir) / runs.ADAPTER_DIR)
+                message = ("interrupted by a second stop signal; " +
+                           (f"resume continues after the checkpoint of step {saved}" if saved else
+                            "no checkpoint was saved, so resume starts from step 1"))
             log.error("round failed: %s\n%s", message, traceback.format_exc())
             _write_failure(Path(run_dir), message, round_.step)
         raise
