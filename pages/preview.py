@@ -4,25 +4,14 @@ open a chain, see where the rubric pushes it (guidance map), flag it for review;
 import pandas as pd
 import streamlit as st
 
-from rcsd_core.studio import charts
-from rcsd_core.studio import workspace as ws
+from rcsd_core.contracts.config import DEFAULT_MODEL, TINY_RANDOM
 from rcsd_core.errors import InputError
-from rcsd_core.design.guidance import guidance_map
-from rcsd_core.design.lint import findings_table, lint_rubric
-from rcsd_core.modeling.models import DEFAULT_MODEL, TINY_RANDOM
-from rcsd_core.design.preview import preview_chains
-from rcsd_core.design.signals import measure_signal, signal_table
+from rcsd_core.studio import actions, charts, state
+from rcsd_core.studio import workspace as ws
 from rcsd_core.studio.store import ReviewStore
 
 root = ws.ensure_workspace(ws.workspace_root())
 MODELS = [DEFAULT_MODEL, TINY_RANDOM, "local path or cached hub id…"]
-
-
-@st.cache_resource(show_spinner="Loading model…", max_entries=2)
-def cached_model(name: str):
-    from rcsd_core.modeling.models import load_model
-    return load_model(name)
-
 
 st.title("Preview")
 names = ws.list_rubrics(root)
@@ -34,13 +23,11 @@ if not names or not task_sets:
 # ---------------------------------------------------------------------------- settings
 with st.form("preview-settings"):
     a, b, c = st.columns(3)
-    chosen = st.session_state.get("rubric") if st.session_state.get("rubric") in names else names[0]
-    name = a.selectbox("Rubric", names, index=names.index(chosen))
-    versions = [h["version"] for h in ws.rubric_versions(root, name)][::-1] or [ws.current_version(root, name)]
-    version = a.selectbox("Version", versions, index=versions.index(ws.current_version(root, name))
-                          if ws.current_version(root, name) in versions else 0)
-    suggested = ws.suggested_task_set(root, name)
-    task_set = b.selectbox("Task set", task_sets, index=task_sets.index(suggested) if suggested in task_sets else 0)
+    name = state.remembered_select("Rubric", names, "rubric", container=a)
+    current = ws.current_version(root, name)
+    versions = [h["version"] for h in ws.rubric_versions(root, name)][::-1] or [current]
+    version = a.selectbox("Version", versions, index=state.index_of(versions, current))
+    task_set = b.selectbox("Task set", task_sets, index=state.index_of(task_sets, ws.suggested_task_set(root, name)))
     limit = b.number_input("Tasks (first N of the train split)", 1, 200, 4)
     model_choice = c.selectbox("Model", MODELS, help="tiny-random has random weights: for trying the studio fast")
     model_path = c.text_input("Model path / id (when 'local path' is chosen)")
@@ -51,41 +38,28 @@ with st.form("preview-settings"):
     seed = g.number_input("Seed", 0, 2**31 - 1, 0)
     submitted = st.form_submit_button("Sample chains", type="primary")
 
-model_name = model_path.strip() if model_choice == MODELS[2] else model_choice
 if submitted:
-    st.session_state["rubric"] = name
+    bar = st.progress(0.0, text="Sampling…")
     try:
-        if not model_name:
-            raise InputError("give a model path or hub id", field="model")
-        rubric = ws.load_rubric_version(root, name, version)
-        tasks = ws.load_task_set(root, task_set, split="train")[: int(limit)]
-        model, tokenizer = cached_model(model_name)
-        bar = st.progress(0.0, text="Sampling…")
-        records, stats = preview_chains(
-            rubric, tasks, model=model, tokenizer=tokenizer, model_name=model_name, samples=int(samples),
+        set_id, stats = actions.sample_preview(
+            root, rubric_name=name, version=version, task_set=task_set, limit=int(limit),
+            model_name=model_path if model_choice == MODELS[2] else model_choice, samples=int(samples),
             max_new_tokens=int(max_new_tokens), context=context, seed=int(seed),
             progress=lambda done, total: bar.progress(done / total, text=f"Sampled {done}/{total} chains"))
-        bar.progress(1.0, text=f"{len(records)} chains · {stats.tokens} tokens · {stats.tokens_per_s:.0f} tokens/s")
-        st.session_state["chain_set"] = ws.save_chain_set(root, records, {
-            "rubric": name, "rubric_version": version, "tasks": task_set, "model": model_name, "context": context,
-            "samples": int(samples), "max_new_tokens": int(max_new_tokens), "seed": int(seed),
-            "tokens_per_s": round(stats.tokens_per_s, 1)})
+        bar.progress(1.0, text=f"{stats.tokens} tokens · {stats.tokens_per_s:.0f} tokens/s")
+        st.session_state["chain_set"] = set_id
     except InputError as exc:
-        st.error(str(exc))
+        bar.empty()
+        state.show_error(exc)
 
 # ---------------------------------------------------------------------------- which chain set
 sets = ws.list_chain_sets(root)
 if not sets:
     st.info("No chains yet: choose settings and press **Sample chains**.")
     st.stop()
-ids = [s["id"] for s in sets]
-current = st.session_state.get("chain_set") if st.session_state.get("chain_set") in ids else ids[0]
 labels = {s["id"]: f"{s['id']} · {s.get('rubric')} · {s.get('model')} · {s.get('chains')} chains" for s in sets}
-set_id = st.selectbox("Chains", ids, index=ids.index(current), format_func=labels.get)
-st.session_state["chain_set"] = set_id
-meta = ws.chain_set_meta(root, set_id)
-records = ws.load_chain_set(root, set_id)
-rubric = ws.load_rubric_version(root, meta["rubric"], meta["rubric_version"])
+set_id = state.remembered_select("Chains", list(labels), "chain_set", format_func=labels.get)
+meta, records, rubric = actions.chain_set(root, set_id)
 
 # ---------------------------------------------------------------------------- overview
 st.subheader("Chains × criteria")
@@ -108,8 +82,8 @@ chart_col, metric_col = st.columns([3, 1])
 chart_col.plotly_chart(charts.pass_rate_figure(kept, rubric), width="stretch")
 for ctx, value in kept_grid.groupby("context")["total"].mean().items():
     metric_col.metric(f"mean total · {ctx}", "—" if pd.isna(value) else f"{value:.3f}")
-metric_col.caption(f"{len(records)} chains · {meta.get('model')} · {meta.get('max_new_tokens')} new tokens max · "
-                   f"{meta.get('tokens_per_s', '?')} tokens/s")
+metric_col.caption(state.plain(f"{len(records)} chains · {meta.get('model')} · {meta.get('max_new_tokens')} new "
+                               f"tokens max · {meta.get('tokens_per_s', '?')} tokens/s"))
 if len(kept) < len(records):
     metric_col.caption(f"{len(records) - len(kept)} rejected in review: left out of rates, totals and lint")
 
@@ -119,12 +93,12 @@ chain_id = st.selectbox("Chain", chain_ids, key=f"chain-{set_id}")
 chain = next(r for r in records if r["id"] == chain_id)
 text_col, score_col = st.columns([3, 2])
 with text_col:
-    st.markdown(f"**Prompt** ({chain.get('task_id')}, {chain.get('context')} context)")
-    st.text(chain.get("prompt", ""))
+    st.markdown("**Prompt**")
+    st.text(f"{chain.get('task_id')} · {chain.get('context')} context\n\n{chain.get('prompt', '')}")
     st.markdown(f"**Chain** — {chain.get('n_tokens', '?')} tokens{'' if chain.get('finished') else ', cut at the limit'}")
     st.code(chain["text"] or "(empty)", language=None, wrap_lines=True)
     if chain.get("reference"):
-        st.caption(f"Reference: {chain['reference']}")
+        st.text(f"Reference: {chain['reference']}")
 with score_col:
     verdicts = chain.get("judge") or {}
     st.dataframe(pd.DataFrame([{
@@ -145,21 +119,16 @@ with score_col:
                 st.session_state["user"] = flagged_by.strip()
                 st.success(f"Flag #{flag_id} added to the review queue.")
             except InputError as exc:
-                st.error(str(exc))
+                state.show_error(exc)
 
 with st.expander("Guidance map: where the rubric pushes this chain"):
     st.caption("Per-token divergence between the teacher (rubric in context) and the student on this chain — "
                "the quantity a round trains on. Darker tokens are where the teacher pulls hardest.")
     if st.button("Compute guidance map", key=f"gmap-{chain_id}"):
         try:
-            model, tokenizer = cached_model(meta["model"])
-            task = next((t for t in ws.load_task_set(root, meta["tasks"]) if t.id == chain["task_id"]), None)
-            if task is None:
-                raise InputError(f"task {chain['task_id']!r} is no longer in task set {meta['tasks']!r}")
-            gmap = guidance_map(model, tokenizer, rubric, task, chain["text"], finished=bool(chain.get("finished")))
-            st.html(gmap.to_html())
+            st.html(actions.guidance_html(root, set_id, chain))
         except InputError as exc:
-            st.error(str(exc))
+            state.show_error(exc)
 
 # ---------------------------------------------------------------------------- signal
 with st.expander("Signal per criterion: will this rubric teach this model anything?"):
@@ -167,22 +136,17 @@ with st.expander("Signal per criterion: will this rubric teach this model anythi
                "with a 95% bootstrap interval. A criterion whose gap includes zero gives this model no signal.")
     report = ws.latest_signal_report(root, rubric.name, rubric.version)
     if st.button("Measure signal", key="signal"):
+        bar = st.progress(0.0, text="Measuring signal…")
         try:
-            model, tokenizer = cached_model(meta["model"])
-            tasks = ws.load_task_set(root, meta["tasks"], split="train")[: max(4, len({r['task_id'] for r in records}))]
-            bar = st.progress(0.0, text="Measuring signal…")
-            report = measure_signal(rubric, tasks, model=model, tokenizer=tokenizer, model_name=meta["model"],
-                                    samples=int(meta.get("samples", 2)),
-                                    max_new_tokens=int(meta.get("max_new_tokens", 48)), seed=int(meta.get("seed", 0)),
-                                    progress=lambda d, t: bar.progress(min(d / t, 1.0), text=f"{d}/{t}"))
-            ws.save_signal_report(root, report)
+            report = actions.measure_chain_set_signal(
+                root, set_id, progress=lambda d, t: bar.progress(min(d / t, 1.0), text=f"{d}/{t}"))
         except InputError as exc:
-            st.error(str(exc))
+            state.show_error(exc)
     if report:
-        st.caption(f"{report.get('model')} · {report.get('tasks')} tasks × {report.get('samples')} samples · "
-                   f"mean divergence {report['divergence'].get('mean') or 0:.3f}")
-        st.dataframe(signal_table(report), hide_index=True, width="stretch")
+        st.text(f"{report.get('model')} · {report.get('tasks')} tasks × {report.get('samples')} samples · "
+                f"mean divergence {report['divergence'].get('mean') or 0:.3f}")
+        st.dataframe(actions.signal_rows(report), hide_index=True, width="stretch")
 
-findings = lint_rubric(rubric, chains=kept)
+findings = actions.lint_table(rubric, kept)
 with st.expander(f"Rubric lint on these chains: {len(findings)} finding{'s' if len(findings) != 1 else ''}"):
-    st.dataframe(findings_table(findings), hide_index=True, width="stretch")
+    st.dataframe(findings, hide_index=True, width="stretch")

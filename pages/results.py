@@ -1,13 +1,17 @@
 """Results: for stakeholders — per-criterion before/after with uncertainty, eval totals over steps,
-the same prompt answered before and after, and a self-contained HTML report to share."""
+the same prompt answered before and after, and a self-contained HTML report to share.
+
+The before/after evaluation runs as a detached job (`python -m rcsd_core.evaluation`); the page
+launches it, polls it every 2 s while it runs, and shows eval.json once it is written.
+"""
 
 import pandas as pd
 import streamlit as st
 
 from rcsd_core.contracts import runs
-from rcsd_core.studio import charts
-from rcsd_core.studio import workspace as ws
 from rcsd_core.errors import InputError
+from rcsd_core.studio import charts, jobs, state
+from rcsd_core.studio import workspace as ws
 from rcsd_core.studio.report import render_report
 
 root = ws.ensure_workspace(ws.workspace_root())
@@ -23,41 +27,54 @@ table = runs.list_runs(ws.runs_root(root))
 if table.empty:
     st.info("No runs yet. Launch a round on the Train page; its results appear here.")
     st.stop()
-run_ids = list(table["id"])
-default = st.session_state.get("run_id") if st.session_state.get("run_id") in run_ids else run_ids[0]
-run_id = st.selectbox("Run", run_ids, index=run_ids.index(default),
-                      format_func=lambda r: f"{r} · {table.loc[table['id'] == r, 'status'].iloc[0]}")
-st.session_state["run_id"] = run_id
+statuses = dict(zip(table["id"], table["status"]))
+run_id = state.remembered_select("Run", list(statuses), "run_id", format_func=lambda r: f"{r} · {statuses[r]}")
 run_dir = ws.run_dir(root, run_id)
-status = runs.read_status(run_dir)
+status = jobs.round_status(run_dir)
 try:
     config = runs.load_run_config(run_dir).model_dump(mode="json")
 except InputError as exc:
-    st.error(f"This run's config cannot be read: {exc}")
+    state.show_error(f"This run's config cannot be read: {exc}")
     st.stop()
 metrics = runs.read_metrics(run_dir)
 evaluation = runs.read_eval(run_dir)
+job = jobs.evaluation_status(run_dir)
 
 rubric_name = config["rubric"].get("name") if isinstance(config["rubric"], dict) else config["rubric"]
-st.caption(f"**{config['method']}** on **{config['model']}** · rubric **{rubric_name}** · "
-           f"{config['steps']} steps × {config['prompts_per_step']} prompts × {config['samples_per_prompt']} samples · "
-           f"status **{status['status']}**")
+st.text(f"{config['method']} on {config['model']} · rubric {rubric_name} · {config['steps']} steps × "
+        f"{config['prompts_per_step']} prompts × {config['samples_per_prompt']} samples · status {status['status']}")
 
-if evaluation is None:
-    st.info("This run has no before/after evaluation yet." +
-            ("" if status["status"] == "done" else " It can be evaluated once the round is done."))
+
+# ---------------------------------------------------------------------------- the evaluation job
+def watch_evaluation() -> None:
+    """Polled every 2 s while the job runs; the whole page reruns once it ends (done: eval.json appears)."""
+    current = jobs.evaluation_status(run_dir)
+    if current is None or current["status"] not in jobs.ACTIVE:
+        st.rerun()
+    st.info(f"Evaluating base vs adapter on the eval split ({current['status']}, since {current.get('created')})…")
+    st.code(jobs.evaluation_log(run_dir, 6) or "(starting)", language=None)
+
+
+if job and job["status"] in jobs.ACTIVE:
+    st.fragment(run_every=2)(watch_evaluation)()
+else:
+    if job and job["status"] == "failed":
+        state.show_error(f"The last evaluation failed: {job.get('error') or 'no reason given'}")
+        with st.expander("Evaluation log (last 40 lines)"):
+            st.code(jobs.evaluation_log(run_dir, 40) or "(empty)", language=None)
+    if evaluation is None:
+        st.info("This run has no before/after evaluation yet." +
+                ("" if status["status"] in ("done", "stopped") else " It can be evaluated once the round is done."))
     if status["status"] in ("done", "stopped"):
-        n_eval = st.number_input("Eval prompts", 1, 10_000, min(int(config.get("eval_tasks") or 40), 20),
-                                 help="The first N prompts of the eval split; more prompts, tighter intervals.")
-        if st.button("Evaluate base vs adapter now"):
-            with st.spinner("Sampling the base model and the adapter on the eval split…"):
+        with st.expander("Evaluate again", expanded=False) if evaluation else st.container():
+            n_eval = st.number_input("Eval prompts", 1, 10_000, min(int(config.get("eval_tasks") or 40), 20),
+                                     help="The first N prompts of the eval split; more prompts, tighter intervals.")
+            if st.button("Evaluate base vs adapter now"):
                 try:
-                    from rcsd_core.evaluation.before_after import evaluate_run  # loads torch: only when asked
-
-                    evaluate_run(run_dir, tasks=int(n_eval))   # writes eval.json, read back on rerun
+                    jobs.launch_evaluation(run_dir, limit=int(n_eval))
                     st.rerun()
                 except InputError as exc:
-                    st.error(str(exc))
+                    state.show_error(exc)
 
 # ---------------------------------------------------------------------------- headline and criteria
 rows = charts.before_after_rows(evaluation) if evaluation else pd.DataFrame()
@@ -99,7 +116,7 @@ if not pairs.empty:
     pair = pairs.iloc[index]
     st.text(pair["prompt"])
     if pair["reference"]:
-        st.caption(f"Reference: {pair['reference']}")
+        st.text(f"Reference: {pair['reference']}")
     left, right = st.columns(2)
     for col, side in ((left, "before"), (right, "after")):
         value = pair[f"{side}_total"]

@@ -4,9 +4,9 @@ and per-criterion verdicts, appended with reviewer and time; history, disagreeme
 import pandas as pd
 import streamlit as st
 
-from rcsd_core.studio import workspace as ws
-from rcsd_core.scoring.calibration import calibrate
 from rcsd_core.errors import InputError
+from rcsd_core.studio import actions, state
+from rcsd_core.studio import workspace as ws
 from rcsd_core.studio.store import DECISIONS, STATUSES, ReviewStore, disagreements
 
 root = ws.ensure_workspace(ws.workspace_root())
@@ -42,11 +42,9 @@ if queue.empty:
 
 # ---------------------------------------------------------------------------- one flag
 flag_ids = [int(i) for i in queue["id"]]
-chosen = st.session_state.get("flag_id") if st.session_state.get("flag_id") in flag_ids else flag_ids[0]
-flag_id = st.selectbox("Flag", flag_ids, index=flag_ids.index(chosen),
-                       format_func=lambda i: f"#{i} · {queue.loc[queue['id'] == i, 'chain_id'].iloc[0]} · "
-                                             f"{queue.loc[queue['id'] == i, 'status'].iloc[0]}")
-st.session_state["flag_id"] = flag_id
+flag_id = state.remembered_select("Flag", flag_ids, "flag_id",
+                                  format_func=lambda i: f"#{i} · {queue.loc[queue['id'] == i, 'chain_id'].iloc[0]} · "
+                                                        f"{queue.loc[queue['id'] == i, 'status'].iloc[0]}")
 flag = store.flag(flag_id)
 chain = flag["chain"]
 latest = flag["latest"] or {}
@@ -54,15 +52,15 @@ criterion_ids = list((chain.get("scores") or {}).keys())
 
 left, right = st.columns([3, 2])
 with left:
-    st.markdown(f"**Flagged by** {flag['flagged_by']} · {flag['time']} · rubric `{flag['rubric_name']}@"
-                f"{flag['rubric_version']}`" + (f" · criterion `{flag['criterion']}`" if flag["criterion"] else ""))
-    st.info(f"Reason: {flag['reason']}")
-    st.markdown(f"**Prompt** ({chain.get('task_id')}, {chain.get('context', '?')} context)")
-    st.text(chain.get("prompt", ""))
+    st.markdown("**Flag**")
+    st.text(f"Flagged by {flag['flagged_by']} · {flag['time']} · rubric {flag['rubric_name']}@{flag['rubric_version']}"
+            + (f" · criterion {flag['criterion']}" if flag["criterion"] else "") + f"\nReason: {flag['reason']}")
+    st.markdown("**Prompt**")
+    st.text(f"{chain.get('task_id')} · {chain.get('context', '?')} context\n\n{chain.get('prompt', '')}")
     st.markdown("**Chain**")
     st.code(chain.get("text") or "(empty)", language=None, wrap_lines=True)
     if chain.get("reference"):
-        st.caption(f"Reference: {chain['reference']}")
+        st.text(f"Reference: {chain['reference']}")
 with right:
     st.markdown(f"**Status:** `{flag['status']}`")
     with st.form(f"decide-{flag_id}", clear_on_submit=False):
@@ -84,15 +82,15 @@ with right:
                 st.session_state["user"] = reviewer.strip()
                 st.rerun()
             except InputError as exc:
-                st.error(str(exc))
+                state.show_error(exc)
 
 history = store.history(flag_id)
 if latest:
     differ = disagreements(chain, latest.get("verdicts") or {})
     if differ:
-        st.warning("The reviewer disagrees with the automatic score on: " +
-                   ", ".join(f"`{d['criterion']}` (auto {VERDICT_LABEL[d['auto']]}, human {VERDICT_LABEL[d['human']]})"
-                             for d in differ))
+        st.warning("The reviewer disagrees with the automatic score on: " + state.plain(
+            ", ".join(f"{d['criterion']} (auto {VERDICT_LABEL[d['auto']]}, human {VERDICT_LABEL[d['human']]})"
+                      for d in differ)))
 st.subheader("History")
 if history:
     st.dataframe(pd.DataFrame([{**{k: h[k] for k in ("time", "reviewer", "decision", "note")},
@@ -109,11 +107,10 @@ st.caption(f"{len(excluded)} rejected chain{'s' if len(excluded) != 1 else ''} "
            "are left out of the Preview page's pass rates, totals and lint; the export keeps each chain's status.")
 st.download_button("Export reviewed chains (JSONL)", store.export_jsonl(), file_name="reviewed-chains.jsonl",
                    mime="application/jsonl")
-pairs = store.verdict_pairs(None if rubric_filter == "(all)" else rubric_filter)
+calibration = actions.calibration_table(store, None if rubric_filter == "(all)" else rubric_filter)
 st.markdown("**Calibration** — agreement of the automatic verdicts with reviewers' per-criterion verdicts "
             "(accuracy and Cohen's kappa, with the 2×2 counts).")
-if pairs.dropna(subset=["auto"]).empty:
+if calibration is None:
     st.caption("Calibration appears once reviewers give per-criterion verdicts on automatically scored criteria.")
 else:
-    st.dataframe(calibrate(pairs[["criterion", "auto", "human"]].itertuples(index=False, name=None)),
-                 hide_index=True, width="stretch")
+    st.dataframe(calibration, hide_index=True, width="stretch")

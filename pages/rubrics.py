@@ -4,27 +4,17 @@ validation beside each row; save as a new immutable version; history with diffs;
 import pandas as pd
 import streamlit as st
 
-from rcsd_core.studio import workspace as ws
-from rcsd_core.modeling.contexts import teacher_messages
-from rcsd_core.design.drafting import EMBEDDED_WARNING, draft_rubric
-from rcsd_core.errors import InputError
-from rcsd_core.design.lint import findings_table, lint_rubric
+from rcsd_core.contracts.config import DEFAULT_MODEL
 from rcsd_core.contracts.rubric import dump_rubric, rubric_from_data
+from rcsd_core.errors import InputError
+from rcsd_core.studio import actions, state
+from rcsd_core.studio import workspace as ws
 
 root = ws.ensure_workspace(ws.workspace_root())
 
-
-@st.cache_resource(show_spinner="Loading model…", max_entries=2)
-def cached_model(name: str):
-    from rcsd_core.modeling.models import load_model
-    return load_model(name)
-
-
 st.title("Rubrics")
-
 names = ws.list_rubrics(root)
-if "rubric" not in st.session_state or st.session_state["rubric"] not in names:
-    st.session_state["rubric"] = names[0] if names else None
+selected = state.remembered("rubric", names)   # the rubric the page opens on; duplicated from below
 
 # ---------------------------------------------------------------------------- create / duplicate / import
 with st.expander("New, duplicate or import", expanded=not names):
@@ -38,16 +28,16 @@ with st.expander("New, duplicate or import", expanded=not names):
                 st.session_state["rubric"] = new_name.strip()
                 st.rerun()
             except InputError as exc:
-                st.error(str(exc))
+                state.show_error(exc)
     with dup_col.form("duplicate-rubric"):
         dup_name = st.text_input("Duplicate the selected rubric as", placeholder="copy-name")
         if st.form_submit_button("Duplicate", disabled=not names):
             try:
-                ws.duplicate_rubric(root, st.session_state["rubric"], dup_name.strip())
+                ws.duplicate_rubric(root, selected, dup_name.strip())
                 st.session_state["rubric"] = dup_name.strip()
                 st.rerun()
             except InputError as exc:
-                st.error(str(exc))
+                state.show_error(exc)
     with imp_col:
         upload = st.file_uploader("Import rubric YAML", type=["yaml", "yml"], key="rubric-upload")
         if upload is not None and st.button("Import"):
@@ -56,53 +46,47 @@ with st.expander("New, duplicate or import", expanded=not names):
                 st.session_state["rubric"] = imported.name
                 st.rerun()
             except InputError as exc:
-                st.error(str(exc))
+                state.show_error(exc)
         task_upload = st.file_uploader("Import task set JSONL", type=["jsonl"], key="task-upload")
         if task_upload is not None and st.button("Import tasks"):
             try:
                 st.success(f"Task set `{ws.import_task_set(root, task_upload.getvalue(), task_upload.name)}` imported.")
             except InputError as exc:
-                st.error(str(exc))
+                state.show_error(exc)
 
 with st.expander("Draft a rubric with a model (the paper's stage 1)"):
-    st.warning(EMBEDDED_WARNING)
+    st.warning(actions.EMBEDDED_WARNING)
     with st.form("draft-rubric"):
         a, b = st.columns(2)
         draft_name = a.text_input("Name of the draft", placeholder="my-task-draft")
         draft_desc = a.text_area("Task description", height=90)
         draft_tasks = b.selectbox("Example prompts and references from", ws.list_task_sets(root) or ["(none)"])
         draft_n = b.number_input("Examples", 1, 8, 3)
-        draft_model = b.text_input("Model", value="smollm2-135m-instruct",
+        draft_model = b.text_input("Model", value=DEFAULT_MODEL,
                                    help="smollm2-135m-instruct, tiny-random, a local folder or cached hub id")
         go = st.form_submit_button("Draft")
     if go:
         try:
-            tasks = ws.load_task_set(root, draft_tasks)[: int(draft_n)] if draft_tasks != "(none)" else []
-            model, tokenizer = cached_model(draft_model.strip())
             with st.spinner("Drafting…"):
-                result = draft_rubric(model, tokenizer, description=draft_desc, name=draft_name.strip(),
-                                      prompts=[t.prompt for t in tasks], references=[t.reference for t in tasks])
+                result, saved = actions.draft_new_rubric(
+                    root, name=draft_name, description=draft_desc, examples=int(draft_n), model_name=draft_model,
+                    task_set=None if draft_tasks == "(none)" else draft_tasks)
             for problem in result.errors:
-                st.warning(problem)
-            if result.rubric is None:
-                st.error("The model's reply gave no usable rubric. Its raw text is below; write the criteria "
-                         "yourself (New rubric) or try a larger model.")
-                st.code(result.raw or "(empty)", language=None, wrap_lines=True)
-            elif result.rubric.name in names:
-                st.error(f"A rubric named {result.rubric.name!r} already exists; choose another name.")
-            else:
-                ws.save_rubric_version(root, result.rubric, note=f"drafted by {draft_model}")
-                st.session_state["rubric"] = result.rubric.name
+                st.warning(state.plain(problem))
+            if saved:
+                st.session_state["rubric"] = saved
                 st.rerun()
+            st.error("The model's reply gave no usable rubric. Its raw text is below; write the criteria "
+                     "yourself (New rubric) or try a larger model.")
+            st.code(result.raw or "(empty)", language=None, wrap_lines=True)
         except InputError as exc:
-            st.error(str(exc))
+            state.show_error(exc)
 
 if not names:
     st.info("No rubrics yet. Create one above.")
     st.stop()
 
-name = st.selectbox("Rubric", names, index=names.index(st.session_state["rubric"]))
-st.session_state["rubric"] = name
+name = state.remembered_select("Rubric", names, "rubric")
 history = ws.rubric_versions(root, name)
 current = ws.current_version(root, name)
 rubric = ws.load_rubric_version(root, name)
@@ -157,10 +141,10 @@ with edit_tab:
                 version = ws.save_rubric_version(root, draft, note=note)
                 st.toast(f"Saved {name} version {version}")
                 st.rerun()
-    findings = lint_rubric(draft or rubric)
+    findings = actions.lint_table(draft or rubric)
     with st.expander(f"Lint: {len(findings)} finding{'s' if len(findings) != 1 else ''} "
                      "(preview chains on the Preview page to lint discrimination too)"):
-        st.dataframe(findings_table(findings), hide_index=True, width="stretch")
+        st.dataframe(findings, hide_index=True, width="stretch")
 
 # ---------------------------------------------------------------------------- teacher context
 with context_tab:
@@ -169,8 +153,7 @@ with context_tab:
     suggested = ws.suggested_task_set(root, name)
     prompt, reference = "Ann has 4 pens and gets 3 more. How many pens does she have now?", None
     if task_sets:
-        task_set = st.selectbox("Example task from", task_sets,
-                                index=task_sets.index(suggested) if suggested in task_sets else 0)
+        task_set = st.selectbox("Example task from", task_sets, index=state.index_of(task_sets, suggested))
         tasks = ws.load_task_set(root, task_set)
         task = tasks[st.number_input("Task #", 0, len(tasks) - 1, 0)]
         prompt, reference = task.prompt, task.reference
@@ -178,7 +161,7 @@ with context_tab:
                                     help="On small models the reference often weakens the signal (DESIGN §4).")
     st.caption("What the teacher sees: the rubric, then its worked examples as earlier turns (the student sees "
                "only the last user message)" + (" — from the unsaved edits" if shown is not rubric else ""))
-    for message in teacher_messages(prompt, shown, reference=reference, include_reference=include_reference):
+    for message in actions.teacher_view(shown, prompt, reference, include_reference=include_reference):
         system = message["role"] == "system"
         with st.chat_message("assistant" if system else message["role"],
                              avatar=":material/menu_book:" if system else None):

@@ -2,19 +2,17 @@
 table; live charts of the selected round (tailed from its run directory); stop, resume, log, error."""
 
 import streamlit as st
-import yaml
 
 from rcsd_core.contracts import runs
-from rcsd_core.studio import charts
-from rcsd_core.studio import workspace as ws
-from rcsd_core.contracts.config import PRESETS, RoundConfig, preset_config
+from rcsd_core.contracts.config import (DEFAULT_MODEL, DIVERGENCES, METHODS, PRESETS, TEACHER_KINDS, TINY_RANDOM,
+                                       RoundConfig)
 from rcsd_core.errors import InputError
-from rcsd_core.modeling.models import DEFAULT_MODEL, TINY_RANDOM
+from rcsd_core.studio import charts, jobs, state
+from rcsd_core.studio import workspace as ws
 
 root = ws.ensure_workspace(ws.workspace_root())
 runs_root = ws.runs_root(root)
-ACTIVE = ("queued", "running")
-FIELDS = RoundConfig.model_fields
+DEVICES = ["auto", "cpu", "cuda"]
 
 st.title("Train")
 
@@ -26,19 +24,15 @@ with st.expander("New round", expanded=runs.list_runs(runs_root).empty):
     names, task_sets = ws.list_rubrics(root), ws.list_task_sets(root)
     with st.form(f"round-{preset}"):
         a, b, c = st.columns(3)
-        chosen = st.session_state.get("rubric") if st.session_state.get("rubric") in names else names[0]
-        rubric_name = a.selectbox("Rubric (current version)", names, index=names.index(chosen))
-        suggested = ws.suggested_task_set(root, rubric_name)
-        task_set = a.selectbox("Task set", task_sets, index=task_sets.index(suggested) if suggested in task_sets else 0)
-        model_options = list(dict.fromkeys([base["model"], DEFAULT_MODEL, TINY_RANDOM]))
-        model = b.selectbox("Model", model_options + ["other…"])
+        rubric_name = state.remembered_select("Rubric (current version)", names, "rubric", container=a)
+        task_set = a.selectbox("Task set", task_sets,
+                               index=state.index_of(task_sets, ws.suggested_task_set(root, rubric_name)))
+        model = b.selectbox("Model", list(dict.fromkeys([base["model"], DEFAULT_MODEL, TINY_RANDOM])) + ["other…"])
         other_model = b.text_input("Other model (local folder or cached hub id)")
-        method = c.selectbox("Method", ["rcsd", "opsd", "rejection_sft"], index=["rcsd", "opsd", "rejection_sft"].index(
-            base.get("method", "rcsd")))
-        teacher = c.selectbox("Teacher", ["frozen", "live", "ema"], index=["frozen", "live", "ema"].index(
-            base.get("teacher", "frozen")))
-        divergences = ["forward_kl", "reverse_kl", "jsd", "topk_forward_kl", "sampled_token"]
-        divergence = c.selectbox("Divergence", divergences, index=divergences.index(base.get("divergence", "forward_kl")),
+        method = c.selectbox("Method", METHODS, index=state.index_of(METHODS, base.get("method", "rcsd")))
+        teacher = c.selectbox("Teacher", TEACHER_KINDS, index=state.index_of(TEACHER_KINDS, base.get("teacher")))
+        divergence = c.selectbox("Divergence", DIVERGENCES,
+                                 index=state.index_of(DIVERGENCES, base.get("divergence", "forward_kl")),
                                  help="topk_forward_kl with clip_mode 'entry' reproduces the official code but pushed "
                                       "the student away from the teacher here (DESIGN §1)")
         d, e, f, g = st.columns(4)
@@ -51,29 +45,22 @@ with st.expander("New round", expanded=runs.list_runs(runs_root).empty):
         eval_every = g.number_input("Eval every (steps)", 0, 100_000, int(base.get("eval_every", 10)))
         eval_tasks = g.number_input("Eval prompts", 1, 10_000, int(base.get("eval_tasks") or 40))
         seed = d.number_input("Seed", 0, 2**31 - 1, int(base.get("seed", 0)))
-        device = e.selectbox("Device", ["auto", "cpu", "cuda"], index=["auto", "cpu", "cuda"].index(
-            base.get("device", "auto")) if base.get("device", "auto") in ("auto", "cpu", "cuda") else 0)
+        device = e.selectbox("Device", DEVICES, index=state.index_of(DEVICES, base.get("device", "auto")))
         extra = st.text_area("Other config keys (YAML, optional)", placeholder="tau: 1.0\nteacher_reference: true",
-                             help="Any RoundConfig key: " + ", ".join(FIELDS))
+                             help="Any RoundConfig key: " + ", ".join(RoundConfig.model_fields))
         launch = st.form_submit_button("Launch round", type="primary")
     if launch:
         try:
-            overrides = yaml.safe_load(extra) if extra.strip() else {}
-            if not isinstance(overrides, dict):
-                raise InputError("other config keys must be a YAML mapping", field="config")
-            config = preset_config(preset, **{
+            st.session_state["run_id"] = jobs.start_round(root, preset, {
                 "model": other_model.strip() if model == "other…" else model,
                 "rubric": str(ws.rubric_path(root, rubric_name)), "tasks": str(ws.task_set_path(root, task_set)),
                 "method": method, "teacher": teacher, "divergence": divergence, "steps": int(steps),
                 "prompts_per_step": int(prompts), "samples_per_prompt": int(samples), "max_new_tokens": int(tokens),
                 "learning_rate": float(lr), "lora_rank": int(rank), "eval_every": int(eval_every),
-                "eval_tasks": int(eval_tasks), "seed": int(seed), "device": device, **overrides})
-            run_dir = runs.create_run(config, runs_root)
-            runs.launch_round(run_dir)
-            st.session_state["run_id"] = run_dir.name
-            st.toast(f"Launched {run_dir.name}")
-        except (InputError, yaml.YAMLError) as exc:
-            st.error(str(exc))
+                "eval_tasks": int(eval_tasks), "seed": int(seed), "device": device}, extra)
+            st.toast(f"Launched {st.session_state['run_id']}")
+        except InputError as exc:
+            state.show_error(exc)
 
 # ---------------------------------------------------------------------------- runs
 table = runs.list_runs(runs_root)
@@ -82,32 +69,27 @@ if table.empty:
     st.stop()
 st.subheader("Runs")
 st.dataframe(table, hide_index=True, width="stretch", height=min(36 * (len(table) + 1) + 2, 260))
-run_ids = list(table["id"])
-active_ids = list(table.loc[table["status"].isin(ACTIVE), "id"])
-default = st.session_state.get("run_id")
-if default not in run_ids:
-    default = active_ids[0] if active_ids else run_ids[0]
-run_id = st.selectbox("Run", run_ids, index=run_ids.index(default))
-st.session_state["run_id"] = run_id
+active_ids = list(table.loc[table["status"].isin(jobs.ACTIVE), "id"])
+run_id = state.remembered_select("Run", list(table["id"]), "run_id", fallback=active_ids[0] if active_ids else None)
 run_dir = ws.run_dir(root, run_id)
-status = runs.read_status(run_dir)
+status = jobs.round_status(run_dir)
 
 stop_col, resume_col, _ = st.columns([1, 1, 4])
-if stop_col.button("Stop", disabled=status["status"] not in ACTIVE):
-    runs.request_stop(run_dir)
+if stop_col.button("Stop", disabled=status["status"] not in jobs.ACTIVE):
+    jobs.stop_round(run_dir)
     st.toast("Stop requested: the round finishes its step, saves a checkpoint and stops.")
 if resume_col.button("Resume", disabled=status["status"] not in ("failed", "stopped")):
     try:
-        runs.launch_round(run_dir, resume=True)
+        jobs.resume_round(run_dir)
         st.rerun()
     except InputError as exc:
-        st.error(str(exc))
+        state.show_error(exc)
 
 
 # ---------------------------------------------------------------------------- live view
 def live_view(started_active: bool) -> None:
-    status = runs.read_status(run_dir)
-    if started_active and status["status"] not in ACTIVE:
+    status = jobs.round_status(run_dir)
+    if started_active and status["status"] not in jobs.ACTIVE:
         st.rerun()  # the round ended: redraw the whole page (buttons, table) once, then stop polling
     steps = status.get("steps") or "?"
     a, b, c, d = st.columns(4)
@@ -120,7 +102,7 @@ def live_view(started_active: bool) -> None:
     if "eval/total" in metrics and metrics["eval/total"].notna().any():
         d.metric("eval total", f"{metrics['eval/total'].dropna().iloc[-1]:.3f}")
     if status.get("error"):
-        st.error(f"Error: {status['error']}")
+        state.show_error(f"Error: {status['error']}")
     figures = charts.metric_figures(metrics)
     if figures:
         keys = list(figures)
@@ -134,5 +116,5 @@ def live_view(started_active: bool) -> None:
         st.code(runs.tail_log(run_dir, 40) or "(empty)", language=None)
 
 
-active = status["status"] in ACTIVE
+active = status["status"] in jobs.ACTIVE
 st.fragment(run_every=2 if active else None)(live_view)(active)

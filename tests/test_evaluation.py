@@ -1,6 +1,10 @@
 """Evaluation: before/after comparison paired by prompt, and evaluate_run on a finished tiny round."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +69,30 @@ def test_cli_eval_prints_the_table(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "final-answer-line" in out and "total" in out and "held-out forward_kl" in out
     assert json.loads((run_dir / "eval.json").read_text())["eval_prompts"] == 2
+
+
+def test_module_entry_point_evaluates_a_run_and_reports_through_its_status_file(tmp_path):
+    """`python -m rcsd_core.evaluation` end to end, as the studio launches it: eval.json and eval-status.json."""
+    from rcsd_core.training.round import train_round
+
+    run_dir = runs.create_run(resolve_paths(config_from_data(BASE)), tmp_path / "runs", run_id="r")
+    command = [sys.executable, "-m", "rcsd_core.evaluation", "--run-dir", str(run_dir), "--limit", "2", "--samples",
+               "1", "--seed", "3"]
+    repo = str(Path(__file__).resolve().parent.parent)   # this checkout's rcsd_core, wherever pytest runs from
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+    before = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert before.returncode == 2 and "no adapter" in before.stderr      # bad input: one line, exit 2
+    assert runs.read_eval_status(run_dir)["status"] == "failed"
+
+    train_round(run_dir)
+    done = subprocess.run(command, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr
+    status = runs.read_eval_status(run_dir)
+    assert status["status"] == "done" and status["error"] is None and status["eval_prompts"] == 2
+    saved = json.loads((run_dir / "eval.json").read_text())
+    assert saved["eval_prompts"] == 2 and saved["samples"] == 1 and saved["seed"] == 3
+    assert status["total_after"] == saved["total"]["after"]
+
+    bad = subprocess.run([sys.executable, "-m", "rcsd_core.evaluation", "--run-dir", str(tmp_path / "none")],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert bad.returncode == 2 and "not a run directory" in bad.stderr

@@ -3,12 +3,14 @@
 The app runs through app.py (st.navigation), one page at a time via `switch_page`; each test
 asserts what the page shows, not only that it ran. Rounds are not launched here (the browser
 test does that): a run directory is created through rcsd_core.contracts.runs and its metrics and eval
-files are written as a finished round would leave them.
+files are written as a finished round would leave them, or a 1-step tiny-random round is trained
+in this process for the Results page to launch a real evaluation job on.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -235,6 +237,19 @@ def _finished_run(home) -> str:
     return run_dir.name
 
 
+def _trained_run(home) -> str:
+    """A real 1-step tiny-random round (adapter saved), trained here; no eval.json yet."""
+    from rcsd_core.training.round import train_round
+
+    config = preset_config("cpu-demo", model="tiny-random", steps=1, prompts_per_step=1, samples_per_prompt=2,
+                           max_new_tokens=8, eval_every=0, eval_tasks=2, eval_samples=1, threads=1,
+                           rubric=str(ws.rubric_path(home, "grade-school-math")),
+                           tasks=str(ws.task_set_path(home, "arithmetic")))
+    run_dir = runs.create_run(config, ws.runs_root(home), run_id="trained-run")
+    assert train_round(run_dir)["status"] == "done"
+    return run_dir.name
+
+
 def test_train_page_runs_table_and_charts(home):
     at = open_page("pages/train.py")
     assert "No runs yet" in texts(at)
@@ -272,6 +287,7 @@ def test_train_page_refuses_bad_extra_config(home):
 
 def test_results_page_before_after_and_report(home):
     run_id = _finished_run(home)
+    assert runs.read_eval_status(ws.run_dir(home, run_id)) is None     # an older run: eval.json alone
     at = open_page("pages/results.py")
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["eval total · before"] == "0.200" and metrics["eval total · after"] == "0.300"
@@ -282,3 +298,91 @@ def test_results_page_before_after_and_report(home):
     assert len(at.get("plotly_chart")) == 3                 # before/after, change with CI, eval over steps
     assert at.get("download_button")
     assert run_id in texts(at) or at.selectbox[0].value == run_id
+
+
+def test_results_page_launches_an_evaluation_job_and_shows_its_result(home):
+    run_id = _trained_run(home)
+    run_dir = ws.run_dir(home, run_id)
+    at = open_page("pages/results.py")
+    assert "no before/after evaluation yet" in texts(at)
+    by_label(at.number_input, "Eval prompts").set_value(2)
+    by_label(at.button, "Evaluate base vs adapter now").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    job = runs.read_eval_status(run_dir)
+    assert job["status"] in ("queued", "running") and job["limit"] == 2     # a process that loads torch first
+    assert any("Evaluating base vs adapter" in i.value for i in at.info)      # the page polls the job
+    assert not [b for b in at.button if b.label == "Evaluate base vs adapter now"]
+    deadline = time.time() + 240
+    while runs.read_eval_status(run_dir)["status"] in ("queued", "running") and time.time() < deadline:
+        time.sleep(0.5)
+    assert runs.read_eval_status(run_dir)["status"] == "done", runs.tail_log(run_dir, 40, name=runs.EVAL_LOG_FILE)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = {m.label: m.value for m in at.metric}
+    assert {"eval total · before", "eval total · after", "95% CI of the change"} <= set(metrics)
+    assert list(frame_with(at, "delta")["criterion"])[-1] == "total"
+    assert json.loads((run_dir / "eval.json").read_text())["eval_prompts"] == 2
+
+
+def test_results_page_shows_a_failed_evaluation_as_plain_text(home):
+    run_id = _finished_run(home)
+    runs.write_eval_status(ws.run_dir(home, run_id), "failed", pid=None, error="boom [see](http://example.com)")
+    at = open_page("pages/results.py")
+    error = " ".join(e.value for e in at.error)
+    assert "The last evaluation failed" in error and "boom" in error
+    assert "[see](" not in error                     # escaped: no link can be made from the message
+    assert metrics_of(at)["eval total · before"] == "0.200"   # the earlier eval.json is still shown
+
+
+def metrics_of(at: AppTest) -> dict:
+    return {m.label: m.value for m in at.metric}
+
+
+# ---------------------------------------------------------------------------- page state and plain text
+
+def test_remembered_select_keeps_the_choice_across_pages():
+    def page():
+        import streamlit as st
+
+        from rcsd_core.studio import state
+
+        chosen = state.remembered_select("Rubric", ["a", "b", "c"], "rubric", fallback="b")
+        st.text(f"chosen {chosen}")
+
+    at = AppTest.from_function(page, default_timeout=TIMEOUT).run()
+    assert at.selectbox[0].value == "b" and at.session_state["rubric"] == "b"     # the fallback, remembered
+    at.selectbox[0].set_value("c").run()
+    assert at.session_state["rubric"] == "c" and at.text[0].value == "chosen c"
+    again = AppTest.from_function(page, default_timeout=TIMEOUT)
+    again.session_state["rubric"] = "a"              # chosen on another page
+    assert again.run().selectbox[0].value == "a"
+    again.session_state["rubric"] = "gone"           # no longer an option: the fallback
+    assert again.run().selectbox[0].value == "b"
+
+
+def test_plain_text_escapes_markdown():
+    from rcsd_core.studio.state import plain
+
+    assert plain("![x](http://e/i.png) :red[hot] $x$") == r"\!\[x\](http\://e/i.png) \:red\[hot\] \$x\$"
+    assert plain("unknown key 'no_such_key'") == "unknown key 'no_such_key'"
+
+
+def test_pages_share_one_model_cache_and_no_model_code():
+    pages = [APP, *sorted((APP.parent / "pages").glob("*.py"))]
+    for path in pages:
+        source = path.read_text(encoding="utf-8")
+        assert "cache_resource" not in source, f"{path.name}: models are cached once, in rcsd_core.studio.state"
+        assert "evaluate_run" not in source, f"{path.name}: evaluations run as detached jobs"
+
+
+def test_review_page_shows_user_text_as_plain_text(home):
+    chain = {"id": "set/c1", "task_id": "[t](http://x)", "text": "**bold** chain", "prompt": "p", "context": "student",
+             "scores": {"concise": 1.0}, "total": 1.0}
+    ReviewStore(ws.store_path(home)).add_flag(chain, rubric_name="grade-school-math", rubric_version="0" * 12,
+                                              reason="see ![img](http://x/i.png)", flagged_by="**eve**")
+    at = open_page("pages/review.py")
+    markdown = [str(e.value) for kind in ("markdown", "info", "caption", "warning", "success", "error")
+                for e in getattr(at, kind)]
+    assert not [m for m in markdown if "http://x" in m or "**eve**" in m or "**bold**" in m]
+    shown = "\n".join(str(e.value) for e in [*at.text, *at.code])
+    assert "see ![img](http://x/i.png)" in shown and "Flagged by **eve**" in shown and "**bold** chain" in shown

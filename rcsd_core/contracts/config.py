@@ -45,6 +45,10 @@ METHODS: tuple[str, ...] = Method.__args__
 TEACHER_KINDS: tuple[str, ...] = TeacherKind.__args__
 DIVERGENCES: tuple[str, ...] = Divergence.__args__
 
+# Model names every layer agrees on (modeling.models resolves them; the studio offers them).
+DEFAULT_MODEL = "smollm2-135m-instruct"  # the embedded default (DESIGN §4)
+TINY_RANDOM = "tiny-random"              # random weights, the embedded tokenizer: for tests and trying things fast
+
 DEFAULT_EXAMPLES = 2  # worked examples shown to the teacher as earlier turns (see modeling.contexts)
 
 

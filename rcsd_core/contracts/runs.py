@@ -8,11 +8,16 @@
       adapter/        the latest LoRA checkpoint (peft format) + training state for exact resume
       log.txt         human-readable log, the process's stdout/stderr included
       eval.json       written by `rcsd eval` / evaluate_run
+      eval-status.json  the last detached evaluation job: {"status": queued|running|done|failed, "pid",
+                      "error", "updated", ...}; absent in runs never evaluated from the studio
+      eval-log.txt    that job's stdout/stderr
 
     run_dir = create_run(config, "runs")
     pid = launch_round(run_dir)                  # a detached `python -m rcsd_core.training` process
     read_status(run_dir)["status"]; read_metrics(run_dir)  # what the studio polls
     request_stop(run_dir)                        # the round finishes its step, checkpoints, stops
+    pid = launch_evaluation(run_dir, limit=20)   # a detached `python -m rcsd_core.evaluation` process
+    read_eval_status(run_dir)                    # None, or the job's status (a dead pid reads as failed)
 
 Writers are the training process only (rank 0); readers never lock. Status writes are atomic;
 metric lines are appended and flushed, and readers skip a half-written last line. A status that
@@ -50,6 +55,9 @@ LOG_FILE = "log.txt"
 STOP_FILE = "STOP"
 ADAPTER_DIR = "adapter"
 EVAL_FILE = "eval.json"
+EVAL_STATUS_FILE = "eval-status.json"
+EVAL_LOG_FILE = "eval-log.txt"
+EVAL_STATUSES = ("queued", "running", "done", "failed")
 
 
 def now() -> str:
@@ -175,15 +183,24 @@ def launch_round(run_dir: str | Path, *, resume: bool = False, env: dict[str, st
     if current["status"] == "running":
         raise InputError(f"the round is already running (pid {current.get('pid')})", source=run_dir)
     (run_dir / STOP_FILE).unlink(missing_ok=True)
-    log = open(run_dir / LOG_FILE, "a", encoding="utf-8")
+    pid = spawn_detached(train_command(run_dir, resume=resume), run_dir / LOG_FILE, env=env)
+    if read_status(run_dir)["status"] != "running":  # the child may (rarely) already have started
+        write_status(run_dir, "queued", pid=pid, error=None)
+    return pid
+
+
+def spawn_detached(command: list[str], log_path: str | Path, *, env: dict[str, str] | None = None) -> int:
+    """Start `command` in its own session (it outlives the app), stdout/stderr appended to log_path; its pid.
+
+    Rounds and evaluations are both launched through here.
+    """
+    log = open(log_path, "a", encoding="utf-8")
     try:
-        proc = subprocess.Popen(train_command(run_dir, resume=resume), stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True, cwd=os.getcwd(),
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, cwd=os.getcwd(),
                                 env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"})
     finally:
         log.close()
-    if read_status(run_dir)["status"] != "running":  # the child may (rarely) already have started
-        write_status(run_dir, "queued", pid=proc.pid, error=None)
     # Reap the child when it ends so it never lingers as a zombie of a long-lived app process.
     threading.Thread(target=proc.wait, daemon=True).start()
     return proc.pid
@@ -209,6 +226,69 @@ def request_stop(run_dir: str | Path) -> bool:
     return False
 
 
+# ---------------------------------------------------------------------------- evaluation jobs
+
+
+def write_eval_status(run_dir: str | Path, status: str, **fields: Any) -> dict:
+    """Atomically replace eval-status.json, keeping fields of the previous status not given here."""
+    if status not in EVAL_STATUSES:
+        raise ValueError(f"unknown evaluation status {status!r}")
+    path = Path(run_dir) / EVAL_STATUS_FILE
+    record = {**(_read_json(path) or {}), **fields, "status": status, "updated": now()}
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def read_eval_status(run_dir: str | Path) -> dict | None:
+    """The last evaluation job's status (None when none was launched); a dead pid reads as failed."""
+    record = _read_json(Path(run_dir) / EVAL_STATUS_FILE)
+    if record is None:
+        return None
+    record.setdefault("error", None)
+    pid = record.get("pid")
+    if record.get("status") in ("queued", "running") and pid and not pid_alive(pid):
+        record["error"] = f"the evaluation process is gone (killed or crashed); pid {pid}"
+        record["status"] = "failed"
+    return record
+
+
+def eval_command(run_dir: str | Path, *, limit: int | None = None, samples: int | None = None,
+                 seed: int = 0) -> list[str]:
+    command = [sys.executable, "-m", "rcsd_core.evaluation", "--run-dir", str(Path(run_dir).resolve()),
+               "--seed", str(int(seed))]
+    return (command + (["--limit", str(int(limit))] if limit else [])
+            + (["--samples", str(int(samples))] if samples else []))
+
+
+def launch_evaluation(run_dir: str | Path, *, limit: int | None = None, samples: int | None = None, seed: int = 0,
+                      env: dict[str, str] | None = None) -> int:
+    """Start `python -m rcsd_core.evaluation` on a finished or stopped run, detached; returns its pid.
+
+    The job writes eval.json when it is done, and eval-status.json as it goes.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).exists():
+        raise InputError("not a run directory (no config.yaml)", source=run_dir)
+    round_status = read_status(run_dir)["status"]
+    if round_status in ("queued", "running"):
+        raise InputError(f"the round is {round_status}: evaluate it once it is done or stopped", source=run_dir)
+    job = read_eval_status(run_dir)
+    if job and job["status"] in ("queued", "running"):
+        raise InputError(f"an evaluation is already {job['status']} (pid {job.get('pid')})", source=run_dir)
+    (run_dir / EVAL_STATUS_FILE).unlink(missing_ok=True)  # a new job: no field of the last one carries over
+    write_eval_status(run_dir, "queued", pid=None, error=None, created=now(), limit=limit, samples=samples,
+                      seed=seed)
+    try:
+        pid = spawn_detached(eval_command(run_dir, limit=limit, samples=samples, seed=seed),
+                             run_dir / EVAL_LOG_FILE, env=env)
+    except OSError as exc:
+        write_eval_status(run_dir, "failed", error=f"could not start the evaluation: {exc}")
+        raise
+    if (read_eval_status(run_dir) or {}).get("status") == "queued":  # the child may already have started
+        write_eval_status(run_dir, "queued", pid=pid)
+    return pid
+
+
 # ---------------------------------------------------------------------------- reading
 
 
@@ -229,9 +309,9 @@ def read_samples(run_dir: str | Path) -> list[dict]:
     return read_jsonl(path, tolerate_partial_tail=True) if path.exists() else []
 
 
-def tail_log(run_dir: str | Path, lines: int = 50) -> str:
-    """The last `lines` lines of log.txt ('' when there is none)."""
-    path = Path(run_dir) / LOG_FILE
+def tail_log(run_dir: str | Path, lines: int = 50, *, name: str = LOG_FILE) -> str:
+    """The last `lines` lines of log.txt, or of another log of the run (`name`); '' when there is none."""
+    path = Path(run_dir) / name
     if not path.exists():
         return ""
     with open(path, "rb") as f:

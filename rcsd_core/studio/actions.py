@@ -1,0 +1,172 @@
+"""What the studio's pages ask of a model, and of the design and scoring layers, one function each.
+
+    set_id, stats = sample_preview(root, rubric_name="grade-school-math", version=None, task_set="arithmetic",
+                                   limit=4, model_name="tiny-random", samples=2, max_new_tokens=48,
+                                   context="both", seed=0)
+    html = guidance_html(root, set_id, chain)          # where the rubric pushes one previewed chain
+    report = measure_chain_set_signal(root, set_id)     # student vs teacher pass rates per criterion
+    table = lint_table(rubric, chains)                  # rubric lint, as rows
+    result, saved = draft_new_rubric(root, name=..., description=..., task_set=..., examples=3,
+                                     model_name="smollm2-135m-instruct")
+    messages = teacher_view(rubric, prompt, reference, include_reference=False)
+    table = calibration_table(store, rubric="grade-school-math")
+
+Pages call these and render what comes back; they never touch a model or a tensor. Models come
+from the one cache (`state.cached_model`). The modules that load torch (design.preview,
+design.guidance, design.signals, modeling.models) are imported inside the functions, so that
+importing this module — what a page does on every rerun — stays light.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import pandas as pd
+
+from rcsd_core.contracts.rubric import Rubric
+from rcsd_core.contracts.tasks import Task
+from rcsd_core.design.drafting import EMBEDDED_WARNING, DraftResult
+from rcsd_core.design.lint import findings_table, lint_rubric
+from rcsd_core.errors import InputError
+from rcsd_core.modeling.contexts import teacher_messages
+from rcsd_core.scoring.calibration import calibrate
+from rcsd_core.studio import workspace as ws
+from rcsd_core.studio.state import cached_model
+from rcsd_core.studio.store import ReviewStore
+
+__all__ = ["EMBEDDED_WARNING", "sample_preview", "chain_set", "guidance_html", "measure_chain_set_signal",
+           "signal_rows", "lint_table", "draft_new_rubric", "teacher_view", "calibration_table"]
+
+Progress = Callable[[int, int], None]
+
+
+# ---------------------------------------------------------------------------- preview
+
+
+def sample_preview(root: str | Path, *, rubric_name: str, version: str | None, task_set: str, limit: int,
+                   model_name: str, samples: int, max_new_tokens: int, context: str, seed: int,
+                   progress: Progress | None = None) -> tuple[str, Any]:
+    """Sample and score chains on the first `limit` train tasks, save them as a chain set: (set id, stats)."""
+    from rcsd_core.design.preview import preview_chains
+
+    model_name = model_name.strip()
+    if not model_name:
+        raise InputError("give a model path or hub id", field="model")
+    rubric = ws.load_rubric_version(root, rubric_name, version)
+    tasks = ws.load_task_set(root, task_set, split="train")[: int(limit)]
+    model, tokenizer = cached_model(model_name)
+    records, stats = preview_chains(rubric, tasks, model=model, tokenizer=tokenizer, model_name=model_name,
+                                    samples=int(samples), max_new_tokens=int(max_new_tokens), context=context,
+                                    seed=int(seed), progress=progress)
+    set_id = ws.save_chain_set(root, records, {
+        "rubric": rubric_name, "rubric_version": rubric.version, "tasks": task_set, "model": model_name,
+        "context": context, "samples": int(samples), "max_new_tokens": int(max_new_tokens), "seed": int(seed),
+        "tokens_per_s": round(stats.tokens_per_s, 1)})
+    return set_id, stats
+
+
+def chain_set(root: str | Path, set_id: str) -> tuple[dict, list[dict], Rubric]:
+    """A saved chain set: (its meta, its chains, the rubric version they were scored with)."""
+    meta = ws.chain_set_meta(root, set_id)
+    records = ws.load_chain_set(root, set_id)
+    return meta, records, ws.load_rubric_version(root, meta["rubric"], meta["rubric_version"])
+
+
+def _task_of(root: str | Path, meta: dict, task_id: str) -> Task:
+    task = next((t for t in ws.load_task_set(root, meta["tasks"]) if t.id == task_id), None)
+    if task is None:
+        raise InputError(f"task {task_id!r} is no longer in task set {meta['tasks']!r}")
+    return task
+
+
+def guidance_html(root: str | Path, set_id: str, chain: dict) -> str:
+    """The guidance map of one chain of a chain set as self-contained HTML (tokens escaped)."""
+    from rcsd_core.design.guidance import guidance_map
+
+    meta, _, rubric = chain_set(root, set_id)
+    task = _task_of(root, meta, chain["task_id"])
+    model, tokenizer = cached_model(meta["model"])
+    gmap = guidance_map(model, tokenizer, rubric, task, chain["text"], finished=bool(chain.get("finished")))
+    return gmap.to_html()
+
+
+# ---------------------------------------------------------------------------- signal and lint
+
+
+def measure_chain_set_signal(root: str | Path, set_id: str, progress: Progress | None = None) -> dict:
+    """Measure the signal with a chain set's rubric, model and settings on its train tasks; saved and returned.
+
+    Uses at least 4 tasks (more when the chain set covered more), fresh chains in both contexts.
+    """
+    from rcsd_core.design.signals import measure_signal
+
+    meta, records, rubric = chain_set(root, set_id)
+    count = max(4, len({r["task_id"] for r in records}))
+    tasks = ws.load_task_set(root, meta["tasks"], split="train")[:count]
+    model, tokenizer = cached_model(meta["model"])
+    report = measure_signal(rubric, tasks, model=model, tokenizer=tokenizer, model_name=meta["model"],
+                            samples=int(meta.get("samples", 2)), max_new_tokens=int(meta.get("max_new_tokens", 48)),
+                            seed=int(meta.get("seed", 0)), progress=progress)
+    ws.save_signal_report(root, report)
+    return report
+
+
+def signal_rows(report: dict) -> pd.DataFrame:
+    """A signal report as a table: per criterion, student and teacher pass rates and the gap with its CI."""
+    from rcsd_core.design.signals import signal_table
+
+    return signal_table(report)
+
+
+def lint_table(rubric: Rubric, chains: Iterable[dict] | None = None) -> pd.DataFrame:
+    """Rubric lint findings as rows (weights, duplicates; with chains, discrimination and correlation too)."""
+    return findings_table(lint_rubric(rubric, chains=list(chains) if chains is not None else None))
+
+
+# ---------------------------------------------------------------------------- drafting and the teacher's view
+
+
+def draft_new_rubric(root: str | Path, *, name: str, description: str, task_set: str | None, examples: int,
+                     model_name: str) -> tuple[DraftResult, str | None]:
+    """Draft a rubric with a model from a description and example tasks; saved when usable and new.
+
+    Returns (the draft, the saved rubric's name or None when nothing usable came out).
+    """
+    from rcsd_core.design.drafting import draft_rubric
+
+    model_name = model_name.strip()
+    if not model_name:
+        raise InputError("give a model to draft with", field="model")
+    tasks = ws.load_task_set(root, task_set)[: int(examples)] if task_set else []
+    model, tokenizer = cached_model(model_name)
+    result = draft_rubric(model, tokenizer, description=description, name=name.strip(),
+                          prompts=[t.prompt for t in tasks], references=[t.reference for t in tasks])
+    if result.rubric is None:
+        return result, None
+    if result.rubric.name in ws.list_rubrics(root):
+        raise InputError(f"a rubric named {result.rubric.name!r} already exists; choose another name", field="name")
+    ws.save_rubric_version(root, result.rubric, note=f"drafted by {model_name}")
+    return result, result.rubric.name
+
+
+def teacher_view(rubric: Rubric, prompt: str, reference: str | None = None, *,
+                 include_reference: bool = False) -> list[dict]:
+    """The messages the teacher reads for `prompt`: the rubric, its worked examples as turns, the prompt."""
+    return teacher_messages(prompt, rubric, reference=reference, include_reference=include_reference)
+
+
+# ---------------------------------------------------------------------------- calibration
+
+
+def calibration_table(store: ReviewStore, rubric: str | None = None) -> pd.DataFrame | None:
+    """Agreement of automatic verdicts with reviewers' per criterion (accuracy, Cohen's kappa, 2×2 counts).
+
+    None until reviewers have given verdicts on automatically scored criteria.
+    """
+    pairs = store.verdict_pairs(rubric)[["criterion", "auto", "human"]]
+    if pairs.dropna(subset=["auto"]).empty:
+        return None
+    # pandas holds a missing automatic score as NaN; calibrate counts None as skipped (NaN would read as a fail)
+    pairs = pairs.astype(object).where(pairs.notna(), None)
+    return calibrate(pairs.itertuples(index=False, name=None))

@@ -1,0 +1,76 @@
+"""Detached jobs the studio starts and polls: distillation rounds and before/after evaluations.
+
+    run_id = start_round(root, "cpu-demo", {"model": "tiny-random", "steps": 2, ...}, extra_yaml="tau: 1.0")
+    stop_round(run_dir); resume_round(run_dir)
+    launch_evaluation(run_dir, limit=20)       # `python -m rcsd_core.evaluation` in its own session
+    evaluation_status(run_dir)                  # None (never launched) or {"status": queued|running|done|failed, ...}
+
+Both kinds run as their own processes (rcsd_core.contracts.runs.spawn_detached): they outlive a
+page rerun or an app restart, and a page re-attaches by reading the run directory. A page polls
+an active job with `st.fragment(run_every=2)` and reruns once it ends.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rcsd_core.contracts import runs
+from rcsd_core.contracts.config import preset_config
+from rcsd_core.errors import InputError
+from rcsd_core.studio import workspace as ws
+
+ACTIVE = ("queued", "running")
+
+
+# ---------------------------------------------------------------------------- rounds
+
+
+def start_round(root: str | Path, preset: str, fields: dict[str, Any], extra_yaml: str = "") -> str:
+    """Create a run from a preset, the form's fields and extra config keys (YAML), and launch it; its id."""
+    try:
+        extra = yaml.safe_load(extra_yaml) if extra_yaml.strip() else {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"other config keys are not valid YAML: {exc}", field="config") from None
+    if not isinstance(extra, dict):
+        raise InputError("other config keys must be a YAML mapping", field="config")
+    config = preset_config(preset, **{**fields, **extra})
+    run_dir = runs.create_run(config, ws.runs_root(root))
+    runs.launch_round(run_dir)
+    return run_dir.name
+
+
+def resume_round(run_dir: str | Path) -> int:
+    """Continue a failed or stopped round from its last checkpoint, detached; its pid."""
+    return runs.launch_round(run_dir, resume=True)
+
+
+def stop_round(run_dir: str | Path) -> bool:
+    """Ask a round to stop after its current step (it checkpoints first); True when a live process was told."""
+    return runs.request_stop(run_dir)
+
+
+def round_status(run_dir: str | Path) -> dict:
+    """status.json of a run; a round whose process is gone reads as failed."""
+    return runs.read_status(run_dir)
+
+
+# ---------------------------------------------------------------------------- evaluations
+
+
+def launch_evaluation(run_dir: str | Path, *, limit: int | None = None, samples: int | None = None,
+                      seed: int = 0) -> int:
+    """Evaluate the run's adapter against its base model in a detached process; its pid."""
+    return runs.launch_evaluation(run_dir, limit=limit, samples=samples, seed=seed)
+
+
+def evaluation_status(run_dir: str | Path) -> dict | None:
+    """The last evaluation job of a run, or None when none was launched (older runs show eval.json alone)."""
+    return runs.read_eval_status(run_dir)
+
+
+def evaluation_log(run_dir: str | Path, lines: int = 20) -> str:
+    """The last lines of the evaluation job's output."""
+    return runs.tail_log(run_dir, lines, name=runs.EVAL_LOG_FILE)
