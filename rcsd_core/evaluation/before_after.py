@@ -99,12 +99,11 @@ def evaluate_run(run_dir: str | Path, *, tasks: int | Sequence[Task] | None = No
     tasks: how many eval prompts (the first N of the eval split), or the tasks themselves;
     default the run's eval_tasks. samples: chains per prompt (default the run's eval_samples).
     """
+    from rcsd_core.contracts.rubric import rubric_from_data
+    from rcsd_core.contracts.runs import ADAPTER_DIR, EVAL_FILE, load_run_config
     from rcsd_core.errors import InputError
     from rcsd_core.files import atomic_write_text, strict_json
     from rcsd_core.modeling.models import load_adapter, load_model
-    from rcsd_core.contracts.rubric import rubric_from_data
-    from rcsd_core.contracts.runs import ADAPTER_DIR, EVAL_FILE, load_run_config
-    from rcsd_core.contracts.tasks import load_tasks
 
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
@@ -112,14 +111,7 @@ def evaluate_run(run_dir: str | Path, *, tasks: int | Sequence[Task] | None = No
     if not (adapter_dir / "adapter_config.json").is_file():
         raise InputError("the run has no adapter yet (no checkpoint saved)", source=adapter_dir)
     rubric = rubric_from_data(config.rubric)
-    if tasks is None or isinstance(tasks, int):
-        eval_tasks = load_tasks(config.tasks, split="eval")
-        if not eval_tasks:
-            raise InputError("no eval tasks (split 'eval') to evaluate on", source=config.tasks)
-        limit = tasks if isinstance(tasks, int) else config.eval_tasks
-        eval_tasks = eval_tasks[:limit] if limit else eval_tasks
-    else:
-        eval_tasks = list(tasks)
+    eval_tasks = _eval_tasks(config, tasks)
     samples = samples or config.eval_samples
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -128,59 +120,77 @@ def evaluate_run(run_dir: str | Path, *, tasks: int | Sequence[Task] | None = No
     model, tokenizer = load_model(config.model, device=config.device, dtype=config.dtype, seed=config.seed)
     model = load_adapter(model, adapter_dir)
     model.eval()
-    checkpoint = json.loads((adapter_dir / "checkpoint.json").read_text()) \
-        if (adapter_dir / "checkpoint.json").is_file() else {}
     common = dict(samples=samples, max_new_tokens=config.max_new_tokens, seed=seed, temperature=config.temperature,
                   top_p=config.top_p, batch_size=config.sampling_batch_size)
     with model.disable_adapter():
         before_samples, before = sample_student(model, tokenizer, rubric, eval_tasks, **common)
     after_samples, after = sample_student(model, tokenizer, rubric, eval_tasks, **common)
+    divergence = held_out_divergence(model, tokenizer, config, rubric, eval_tasks, before_samples, after_samples)
 
-    # Held-out divergence to the frozen rubric-conditioned teacher, on each side's own chains.
-    layout = config.teacher_layout()
-    t_prompts = {t.id: teacher_prompt_ids(tokenizer, t, rubric, layout) for t in eval_tasks}
-    div_name = config.divergence if config.divergence != "sampled_token" else "reverse_kl"
-    params = config.divergence_params() if div_name == config.divergence else {}
-    divergence = {}
-    before_prompts = [t_prompts[eval_tasks[s.prompt_index].id] for s in before_samples]
-    after_prompts = [t_prompts[eval_tasks[s.prompt_index].id] for s in after_samples]
-    common_div = dict(name=div_name, params=params, micro_batch_size=config.micro_batch_size,
-                      chunk_size=config.chunk_size)
-    with model.disable_adapter():  # before: base student, base teacher
-        total, count = chain_divergence(model, tokenizer, before_samples, before_prompts, **common_div)
-    divergence["before"] = total / count if count else None
-    # after: adapted student, frozen (base) teacher
-    total, count = chain_divergence(model, tokenizer, after_samples, after_prompts,
-                                    teacher_context=model.disable_adapter, **common_div)
-    divergence["after"] = total / count if count else None
-
-    table = compare_eval(before, after, rubric, seed=seed)
-    by_task_b: dict[str, list[dict]] = {}
-    by_task_a: dict[str, list[dict]] = {}
-    for r in before:
-        by_task_b.setdefault(r["task_id"], []).append(r)
-    for r in after:
-        by_task_a.setdefault(r["task_id"], []).append(r)
-    prompts_out = []
-    for t in eval_tasks:
-        b, a = by_task_b.get(t.id, []), by_task_a.get(t.id, [])
-        prompts_out.append({"task_id": t.id, "prompt": t.prompt, "reference": t.reference,
-                            "before": [r["text"] for r in b], "after": [r["text"] for r in a],
-                            "before_scores": [r["scores"] for r in b], "after_scores": [r["scores"] for r in a],
-                            "before_total": mean_or_none([r["total"] for r in b]),
-                            "after_total": mean_or_none([r["total"] for r in a])})
-    rows = strict_json(table.to_dict(orient="records"))
+    rows = strict_json(compare_eval(before, after, rubric, seed=seed).to_dict(orient="records"))
+    checkpoint = json.loads((adapter_dir / "checkpoint.json").read_text()) \
+        if (adapter_dir / "checkpoint.json").is_file() else {}
     result = {
         "run_id": run_dir.name, "model": config.model, "method": config.method,
         "adapter_step": checkpoint.get("step"), "eval_prompts": len(eval_tasks), "samples": samples, "seed": seed,
         "max_new_tokens": config.max_new_tokens, "temperature": config.temperature,
         "criteria": [r for r in rows if r["criterion"] != "total"],
         "total": next(r for r in rows if r["criterion"] == "total"),
-        "divergence": {"name": div_name, "teacher": "frozen", **divergence},
+        "divergence": divergence,
         "mean_tokens": {"before": mean_or_none([r["n_tokens"] for r in before]),
                         "after": mean_or_none([r["n_tokens"] for r in after])},
         "seconds": round(time.perf_counter() - started, 1),
-        "prompts": prompts_out,
+        "prompts": prompt_pairs(eval_tasks, before, after),
     }
     atomic_write_text(run_dir / EVAL_FILE, json.dumps(strict_json(result), indent=1, allow_nan=False) + "\n")
     return result
+
+
+def _eval_tasks(config, tasks: int | Sequence[Task] | None) -> list[Task]:
+    """The tasks given, or the first N (default the run's eval_tasks) of the run's eval split."""
+    from rcsd_core.contracts.tasks import load_tasks
+    from rcsd_core.errors import InputError
+
+    if tasks is not None and not isinstance(tasks, int):
+        return list(tasks)
+    eval_tasks = load_tasks(config.tasks, split="eval")
+    if not eval_tasks:
+        raise InputError("no eval tasks (split 'eval') to evaluate on", source=config.tasks)
+    limit = tasks if isinstance(tasks, int) else config.eval_tasks
+    return eval_tasks[:limit] if limit else eval_tasks
+
+
+def held_out_divergence(model, tokenizer, config, rubric: Rubric, tasks: Sequence[Task],
+                        before: Sequence[Sample], after: Sequence[Sample]) -> dict:
+    """Divergence to the frozen rubric-conditioned teacher (the run's layout) on each side's own chains."""
+    layout = config.teacher_layout()
+    prompts = {t.id: teacher_prompt_ids(tokenizer, t, rubric, layout) for t in tasks}
+    name = config.divergence if config.divergence != "sampled_token" else "reverse_kl"
+    common = dict(name=name, params=config.divergence_params() if name == config.divergence else {},
+                  micro_batch_size=config.micro_batch_size, chunk_size=config.chunk_size)
+    with model.disable_adapter():  # before: base student, base teacher
+        total, count = chain_divergence(model, tokenizer, before, [prompts[tasks[s.prompt_index].id] for s in before],
+                                        **common)
+    result = {"name": name, "teacher": "frozen", "before": total / count if count else None}
+    # after: adapted student, frozen (base) teacher
+    total, count = chain_divergence(model, tokenizer, after, [prompts[tasks[s.prompt_index].id] for s in after],
+                                    teacher_context=model.disable_adapter, **common)
+    result["after"] = total / count if count else None
+    return result
+
+
+def prompt_pairs(tasks: Sequence[Task], before: Sequence[dict], after: Sequence[dict]) -> list[dict]:
+    """Each prompt with its chains, scores and mean total before and after."""
+    by_task: dict[str, dict[str, list[dict]]] = {t.id: {"before": [], "after": []} for t in tasks}
+    for side, records in (("before", before), ("after", after)):
+        for r in records:
+            by_task.setdefault(r["task_id"], {"before": [], "after": []})[side].append(r)
+    out = []
+    for t in tasks:
+        b, a = by_task[t.id]["before"], by_task[t.id]["after"]
+        out.append({"task_id": t.id, "prompt": t.prompt, "reference": t.reference,
+                    "before": [r["text"] for r in b], "after": [r["text"] for r in a],
+                    "before_scores": [r["scores"] for r in b], "after_scores": [r["scores"] for r in a],
+                    "before_total": mean_or_none([r["total"] for r in b]),
+                    "after_total": mean_or_none([r["total"] for r in a])})
+    return out
