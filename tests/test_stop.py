@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 
 from rcsd_core.contracts import runs
 from rcsd_core.contracts.config import config_from_data, resolve_paths
-from rcsd_core.training import round as round_module
+from rcsd_core.training import rollouts as round_module
 from rcsd_core.training.round import train_round
 
 BASE = {"model": "tiny-random", "rubric": "sample_rubrics/arithmetic.yaml",

@@ -56,17 +56,15 @@ import torch
 
 from rcsd_core.contracts import runs
 from rcsd_core.contracts.rubric import rubric_from_data
-from rcsd_core.contracts.tasks import Task, load_tasks
+from rcsd_core.contracts.tasks import load_tasks
 from rcsd_core.errors import InputError
-from rcsd_core.modeling.contexts import student_prompt_ids
 from rcsd_core.modeling.divergence import chain_divergence
-from rcsd_core.modeling.generation import Sample, sample_chains
-from rcsd_core.scoring.scores import score_samples
 from rcsd_core.training import checkpoints
 from rcsd_core.training.distributed import RoundInterrupted, StopRequest, gather, gradient_sync, write_rank_hash
 from rcsd_core.training.metrics import (MetricsWriter, close_logging, eval_metrics, peak_memory_gib, same_file,
                                        setup_logging, train_metrics)
 from rcsd_core.training.objectives import StepModels, distill_step, rejection_sft_step
+from rcsd_core.training.rollouts import Rollouts
 from rcsd_core.training.schedule import derive_seed, lr_factor, step_tasks
 from rcsd_core.training.teacher import Teacher
 
@@ -161,6 +159,8 @@ class Round:
 
     def _setup_teacher(self) -> None:
         self.teacher = Teacher(self.model, self.tokenizer, self.rubric, self.config)
+        self.rollouts = Rollouts(self.model, self.tokenizer, self.rubric, self.config, self.teacher,
+                                 interrupt=self.stop.interrupt_point)
 
     def _setup_resume(self) -> None:
         """--resume: the newest complete checkpoint's adapter, optimizer, scheduler, teacher and RNG state."""
@@ -253,15 +253,15 @@ class Round:
         mine = step_tasks(self.train_tasks, config, step)[self.rank::self.world]
         self.teacher.ensure_analysis(mine)
         t0 = time.perf_counter()
-        samples = self.sample(mine, n=config.samples_per_prompt, seed=derive_seed(config.seed, step, self.rank))
+        samples = self.rollouts.sample(mine, n=config.samples_per_prompt, seed=derive_seed(config.seed, step, self.rank))
         sampling_s = time.perf_counter() - t0
-        records = self._score(mine, samples, step, kind="train", prefix=f"{step}:")
+        records = self.rollouts.score(mine, samples, step=step, kind="train", prefix=f"{step}:")
 
         self.optimizer.zero_grad(set_to_none=True)
         if config.method == "rejection_sft":
             stats = rejection_sft_step(self.step_models, samples, records, config, between=self.stop.interrupt_point)
         else:
-            stats = distill_step(self.step_models, self.teacher, self._teacher_prompts(mine, samples), samples, config,
+            stats = distill_step(self.step_models, self.teacher, self.rollouts.teacher_prompts(mine, samples), samples, config,
                                  between=self.stop.interrupt_point)
         t0 = time.perf_counter()
         grad_norm = None
@@ -290,14 +290,14 @@ class Round:
         if mine:
             self.teacher.ensure_analysis(mine)
             log.info("evaluating %d prompts x %d chains at step %d", len(mine), config.eval_samples, step)
-            samples = self.sample(mine, n=config.eval_samples, seed=derive_seed(config.eval_seed, self.rank),
+            samples = self.rollouts.sample(mine, n=config.eval_samples, seed=derive_seed(config.eval_seed, self.rank),
                                   report=True)
-            records = self._score(mine, samples, step, kind="eval", prefix=f"eval{step}:")
+            records = self.rollouts.score(mine, samples, step=step, kind="eval", prefix=f"eval{step}:")
             # sampled_token's loss is no divergence: held-out chains report the reverse KL instead
             name = config.divergence if config.divergence != "sampled_token" else "reverse_kl"
             self.model.eval()
             div_sum, div_tokens = chain_divergence(
-                self.model, self.tokenizer, samples, self._teacher_prompts(mine, samples), name=name,
+                self.model, self.tokenizer, samples, self.rollouts.teacher_prompts(mine, samples), name=name,
                 params=config.divergence_params() if name == config.divergence else {},
                 micro_batch_size=config.micro_batch_size, chunk_size=config.chunk_size,
                 teacher_context=self.teacher.weights)
@@ -306,33 +306,6 @@ class Round:
         metrics = eval_metrics(all_records, self.criterion_ids, div_sum=sum(g["div"][0] for g in gathered),
                                div_tokens=sum(g["div"][1] for g in gathered), seconds=time.perf_counter() - t0)
         return metrics, all_records
-
-    def sample(self, tasks: list[Task], *, n: int, seed: int, report: bool = False) -> list[Sample]:
-        """n chains per task from the student (task prompt only, current adapter), in eval mode.
-
-        A stop request is answered between sampling batches; `report` logs each batch's progress."""
-        def progress(done: int, total: int) -> None:
-            if report:
-                log.info("sampled %d/%d chains", done, total)
-            self.stop.interrupt_point()
-
-        prompts = [student_prompt_ids(self.tokenizer, t) for t in tasks]
-        self.model.eval()
-        samples, _ = sample_chains(self.model, self.tokenizer, prompts, n=n, max_new_tokens=self.config.max_new_tokens,
-                                   temperature=self.config.temperature, top_p=self.config.top_p, seed=seed,
-                                   batch_size=self.config.sampling_batch_size, progress=progress)
-        return samples
-
-    def _score(self, tasks: list[Task], samples: list[Sample], step: int, *, kind: str, prefix: str) -> list[dict]:
-        records = score_samples(self.rubric, tasks, samples, step=step, kind=kind)
-        for r in records:  # chain ids unique across the run: "<step>:" (train) or "eval<step>:"
-            r["id"] = f"{prefix}{r['id']}"
-        return records
-
-    def _teacher_prompts(self, tasks: list[Task], samples: list[Sample]) -> list[list[int]]:
-        """The teacher prompt ids of each sample, in sample order."""
-        by_task = self.teacher.prompts(tasks)
-        return [by_task[tasks[s.prompt_index].id] for s in samples]
 
     # ------------------------------------------------------------------ checkpoints
 
