@@ -35,7 +35,7 @@ def test_create_run_freezes_config_with_rubric_content(tmp_path):
     frozen = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert isinstance(frozen["rubric"], dict)
     assert rubric_from_data(frozen["rubric"]).version == load_rubric("sample_rubrics/arithmetic.yaml").version
-    assert os.path.isabs(frozen["tasks"])
+    assert frozen["tasks"] == "tasks.jsonl"   # the run's own copy (see test_task_set_is_frozen_into_the_run)
     assert runs.load_run_config(run_dir).steps == 3
     status = runs.read_status(run_dir)
     assert status["status"] == "queued" and status["step"] == 0 and status["steps"] == 3

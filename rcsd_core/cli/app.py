@@ -14,6 +14,7 @@ from pathlib import Path
 from rcsd_core.errors import InputError
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
+MAX_UPLOAD_MB = 10   # = rcsd_core.studio.workspace.MAX_UPLOAD_BYTES (tests/test_cli.py checks they agree)
 
 
 def register(sub) -> None:
@@ -26,6 +27,10 @@ def register(sub) -> None:
 def cmd_app(args: argparse.Namespace) -> int:
     if not APP.is_file():
         raise InputError(f"the studio's app.py is not next to the package ({APP}); install with pip install -e .")
+    # The safety settings of .streamlit/config.toml, given explicitly: Streamlit reads that file only
+    # from the working directory, and `rcsd app` may be started anywhere.
     command = [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", args.address,
-               "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+               "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+               "--client.showErrorDetails", "none", "--server.enableXsrfProtection", "true",
+               "--server.maxUploadSize", str(MAX_UPLOAD_MB)]
     return subprocess.call(command, env=os.environ.copy())
