@@ -137,6 +137,10 @@ def iter_jsonl(path: str | Path, *, tolerate_partial_tail: bool = False) -> Iter
             if tolerate_partial_tail and is_tail:
                 return
             raise InputError(f"invalid JSON ({exc.msg} at column {exc.colno})", source=path, line=number) from None
+        except (ValueError, RecursionError) as exc:
+            # an integer of thousands of digits, or arrays nested thousands deep
+            problem = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+            raise InputError(f"unusable JSON value: {problem}", source=path, line=number) from None
         if not isinstance(obj, dict):
             raise InputError(f"expected a JSON object, got {type(obj).__name__}", source=path, line=number)
         yield number, obj

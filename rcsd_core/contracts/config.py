@@ -237,6 +237,20 @@ class RoundConfig(BaseModel):
                 raise ValueError("must not contain control characters (NUL, newline, ...)")
         return value
 
+    @field_validator("rubric")
+    @classmethod
+    def _valid_inline_rubric(cls, value: Any) -> Any:
+        # an inlined rubric (frozen configs, or written into a config) is checked when the config is,
+        # not first when a round starts: what is accepted here dumps and reloads to the same config
+        if isinstance(value, dict):
+            from rcsd_core.contracts.rubric import rubric_from_data
+
+            try:
+                rubric_from_data(value, source="rubric")
+            except InputError as exc:
+                raise ValueError(f"invalid rubric: {exc.field + ': ' if exc.field else ''}{exc.message}") from None
+        return value
+
     @field_validator("dtype")
     @classmethod
     def _known_dtype(cls, value: str) -> str:
@@ -306,6 +320,8 @@ def parse_config_overrides(text: str, *, source: str = "other config keys") -> d
 def config_from_data(data: dict[str, Any], *, source: str | Path = "<config>",
                      lines: dict[str, int] | None = None) -> RoundConfig:
     """Validate a config given as a mapping; InputError names the first bad key and its value."""
+    if not isinstance(data, dict):
+        raise InputError("a round config must be a mapping (model, rubric, tasks, method, steps, ...)", source=source)
     try:
         return RoundConfig.model_validate(data)
     except ValidationError as exc:
@@ -350,7 +366,8 @@ def _explain(exc: ValidationError, data: dict, source, lines: dict[str, int]) ->
     elif err["type"] == "missing":
         message = f"required key {key!r} is missing"
     elif key in data:
-        message = f"{message} (got {data[key]!r})"
+        shown = repr(data[key])
+        message = f"{message} (got {shown if len(shown) <= 80 else shown[:60] + '…'})"
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return InputError(message, source=source, line=lines.get(key), field=field)

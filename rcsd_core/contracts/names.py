@@ -28,18 +28,19 @@ NAME_RULES: dict[str, tuple[re.Pattern, int, str]] = {
     "run": (re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*"), 120, "letters, digits, '.', '_' and '-'"),
 }
 FIELDS = {"rubric": "name", "task set": "tasks", "chain set": "chains", "run": "run_id"}
+LABELS = {"rubric": "rubric name", "task set": "task set name", "chain set": "chain set id", "run": "run id"}
 
 
 def check_name(name: object, kind: NameKind, *, field: str | None = None) -> str:
     """`name` when it is a valid `kind` name; otherwise InputError naming the kind and the rule."""
     pattern, limit, allowed = NAME_RULES[kind]
     field = field or FIELDS[kind]
+    label = LABELS[kind]
     if not isinstance(name, str) or not name:
-        raise InputError(f"a {kind} name is required", field=field)
+        raise InputError(f"a {label} is required", field=field)
     shown = repr(name) if len(name) <= 60 else repr(name[:40]) + f"… ({len(name)} characters)"
     if len(name) > limit:
-        raise InputError(f"invalid {kind} name {shown}: at most {limit} characters", field=field)
+        raise InputError(f"invalid {label} {shown}: at most {limit} characters", field=field)
     if not pattern.fullmatch(name):
-        raise InputError(f"invalid {kind} name {shown}: use {allowed}, starting with a letter or digit",
-                         field=field)
+        raise InputError(f"invalid {label} {shown}: use {allowed}, starting with a letter or digit", field=field)
     return name

@@ -189,6 +189,11 @@ class RunLock:
 
         lock = RunLock(run_dir).acquire(timeout=5)   # the same without a block; lock.release() at the end
 
+    In the round (rank 0), before anything is written to the run directory:
+
+        with RunLock(run_dir, purpose="round"):
+            ...  # setup, train, checkpoint, final status
+
     The training process takes it before it writes anything to the run (and, when it gets
     RunLocked, exits without touching status.json: the holder owns that) and keeps it for the
     whole round; with several processes, rank 0 holds it. The lock file records the holder's pid,
@@ -209,8 +214,11 @@ class RunLock:
         self._key = str(self.path.resolve())
         self._held = False
 
-    def acquire(self, timeout: float = 0.0) -> "RunLock":
-        """Take the lock, retrying for up to `timeout` seconds; RunLocked when it stays held."""
+    def acquire(self, timeout: float = 1.0) -> "RunLock":
+        """Take the lock, retrying for up to `timeout` seconds; RunLocked when it stays held.
+
+        The default second rides out a reader's momentary probe (`is_locked`) and nothing more.
+        """
         if self._held:
             return self
         if not (self.run_dir / CONFIG_FILE).is_file():
