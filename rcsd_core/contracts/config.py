@@ -38,6 +38,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from rcsd_core.contracts.rubric import rubric_from_data
 from rcsd_core.errors import InputError
 from rcsd_core.files import MAX_YAML_BYTES, dump_yaml, parse_yaml, parse_yaml_document, read_text
 
@@ -243,8 +244,6 @@ class RoundConfig(BaseModel):
         # an inlined rubric (frozen configs, or written into a config) is checked when the config is,
         # not first when a round starts: what is accepted here dumps and reloads to the same config
         if isinstance(value, dict):
-            from rcsd_core.contracts.rubric import rubric_from_data
-
             try:
                 rubric_from_data(value, source="rubric")
             except InputError as exc:

@@ -82,6 +82,8 @@ def _compile(pattern: str, flags: tuple[str, ...]) -> regex.Pattern:
 
 _COUNTED = regex.compile(r"\{(\d*)(?:(,)(\d*))?\}")
 _NAMED_ESCAPE = regex.compile(r"\\[pPN]\{[\w\s:=.&-]*\}")
+# an inline flag group that sets or clears verbose mode: (?x), (?ix), (?x:...), (?i-x), (?V1x)
+_VERBOSE_FLAG = regex.compile(r"\(\?[\w-]*x[\w-]*[:)]")
 
 
 def check_pattern(pattern: str) -> None:
@@ -91,13 +93,19 @@ def check_pattern(pattern: str) -> None:
     deeper than MAX_PATTERN_DEPTH; counted repeats that make the engine unroll more than
     MAX_PATTERN_EXPANSION items (it copies an atom m times for {m}, {m,n} and {m,}, so nested
     repeats multiply: `((a{100}){100}){100}` is a million items, ~300 MB); or nested repeats
-    whose upper bounds multiply past MAX_PATTERN_REPEAT. The reading may count too much (a brace
-    in a comment, say), never too little: a character class ends at its first `]`, the earliest
-    end the engine could give it, so nothing the engine treats as outside is skipped here.
+    whose upper bounds multiply past MAX_PATTERN_REPEAT. The reading may count too much, never
+    too little: a character class ends at its first `]`, the earliest end the engine could give
+    it (nested V1 sets end later), a `(?#...)` comment at its first `)` as in the engine, and an
+    unclosed class is an error the engine raises before compiling anything. Verbose mode (the
+    inline `x` flag) is refused: its `#` comments would hide text from this reading.
     """
     if len(pattern) > MAX_PATTERN_CHARS:
         raise PatternError(f"is {len(pattern):,} characters, above the {MAX_PATTERN_CHARS:,}-character limit")
-    # one frame per open group: [unrolled size of the alternatives so far, [(size, upper) per item]]
+    if _VERBOSE_FLAG.search(pattern):
+        raise PatternError("uses verbose mode (the inline x flag), which rubric patterns do not support; "
+                           "write the pattern without it")
+    # one frame per open group: [size of its closed alternatives, their largest repeat product,
+    #                             [(unrolled size, product of repeat upper bounds) per item so far]]
     frames: list[list] = [[0, 0, []]]
     i, n = 0, len(pattern)
     while i < n:
@@ -110,6 +118,9 @@ def check_pattern(pattern: str) -> None:
         elif ch == "[":
             i = _class_end(pattern, i)
             items.append((1, 1))
+        elif pattern.startswith("(?#", i):
+            end = pattern.find(")", i)
+            i = n if end < 0 else end + 1      # the engine's comment ends at the first `)`
         elif ch == "(":
             frames.append([0, 0, []])
             if len(frames) - 1 > MAX_PATTERN_DEPTH:
