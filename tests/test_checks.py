@@ -10,7 +10,7 @@ import pytest
 from rcsd_core.scoring.checks import (CheckTimeout, answers_equal, count_words, normalise_text, parse_number,
                               run_check)
 from rcsd_core.contracts.rubric import (AnswerMatchCheck, ContainsCheck, JudgeCheck, MaxWordsCheck, MinWordsCheck,
-                              NotRegexCheck, RegexCheck)
+                              NotRegexCheck, PatternError, RegexCheck, compile_pattern)
 
 
 def regex_check(pattern, flags=(), kind="regex"):
@@ -54,6 +54,25 @@ def test_catastrophic_answer_pattern_scores_none():
     check = AnswerMatchCheck(type="answer_match", pattern="((?:a|aa)+)$")
     with pytest.warns(CheckTimeout):
         assert run_check(check, "a" * 60 + "b", "a", timeout=0.2) is None
+
+
+@pytest.mark.parametrize("pattern", ["((a{100}){100}){100}", "(\\d{1000}){1000}", "a{1000000}"])
+def test_compile_bombs_are_refused_before_compiling(pattern):
+    """Matching has a time limit; compiling had none: these took ~0.4 s and ~300 MB each (x100 for
+    one more level). compile_pattern, which every check and validator goes through, refuses first."""
+    start = time.perf_counter()
+    with pytest.raises(PatternError, match="repeats too much"):
+        compile_pattern(pattern)
+    with pytest.raises(ValueError, match="invalid regular expression"):
+        regex_check(pattern)
+    bypassed = RegexCheck.model_construct(type="regex", pattern=pattern, flags=[])   # skipped validation
+    with pytest.raises(PatternError):
+        run_check(bypassed, "aaaa")
+    assert time.perf_counter() - start < 0.5
+
+
+def test_compiled_patterns_are_cached():
+    assert compile_pattern(r"\d+", ["IGNORECASE"]) is compile_pattern(r"\d+", ("IGNORECASE",))
 
 
 def test_fast_pattern_gives_no_warning():

@@ -182,3 +182,35 @@ def test_the_studio_runs_without_a_file_watcher():
     command = app_command("127.0.0.1", 8501)
     assert command[command.index("--server.fileWatcherType") + 1] == "none"
     assert command[command.index("--server.address") + 1] == "127.0.0.1"
+
+
+# ---------------------------------------------------------------------------- the studio's server settings
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_streamlit_config_hides_error_details_from_the_browser():
+    import tomllib
+
+    with open(os.path.join(REPO, ".streamlit", "config.toml"), "rb") as f:
+        config = tomllib.load(f)
+    # accepted by streamlit 1.67 (`streamlit config show`): "full", "stacktrace", "type", "none";
+    # only "type" and "none" keep tracebacks and server paths out of the browser
+    assert config["client"]["showErrorDetails"] == "none"
+    assert config["server"]["address"] == "127.0.0.1" and config["server"]["enableXsrfProtection"] is True
+    from rcsd_core.cli.app import MAX_UPLOAD_MB
+    from rcsd_core.studio.workspace import MAX_UPLOAD_BYTES
+
+    assert config["server"]["maxUploadSize"] == MAX_UPLOAD_MB == MAX_UPLOAD_BYTES // 2**20
+
+
+def test_rcsd_app_passes_the_safety_settings_wherever_it_starts(monkeypatch, tmp_path):
+    import subprocess as sp
+
+    seen = {}
+    monkeypatch.setattr(sp, "call", lambda command, **kw: seen.setdefault("command", command) and 0)
+    monkeypatch.chdir(tmp_path)                                  # no .streamlit/config.toml here
+    assert main(["app", "--port", "8599"]) == 0
+    command = " ".join(seen["command"])
+    assert "--client.showErrorDetails none" in command and "--server.address 127.0.0.1" in command
+    assert "--server.enableXsrfProtection true" in command and "--server.maxUploadSize 10" in command

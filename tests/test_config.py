@@ -1,10 +1,15 @@
 """Round configs: validation errors name the key and value; presets validate; paths resolve."""
 
+import math
+import typing
 from pathlib import Path
 
 import pytest
+import yaml
 
-from rcsd_core.contracts.config import PRESETS, RoundConfig, TeacherLayout, config_from_data, load_config, preset_config
+from rcsd_core.cli import main
+from rcsd_core.contracts.config import (NUMERIC_BOUNDS, PRESETS, RoundConfig, TeacherLayout, config_from_data,
+                                        load_config, parse_config_overrides, preset_config)
 from rcsd_core.errors import InputError
 
 MINIMAL = {"model": "tiny-random", "rubric": "sample_rubrics/arithmetic.yaml",
@@ -110,3 +115,89 @@ def test_cross_key_problems_name_a_key():
     with pytest.raises(InputError) as err:
         config_from_data({**MINIMAL, "method": "opsd", "teacher_analysis": True})
     assert err.value.field == "teacher_analysis"
+
+
+# ---------------------------------------------------------------------------- bounds
+
+@pytest.mark.parametrize("key, value, words", [
+    ("learning_rate", math.inf, "finite"),
+    ("learning_rate", math.nan, "greater than 0"),
+    ("max_new_tokens", 1e12, "between 1 and 131,072"),
+    ("lora_rank", 1e6, "between 1 and 4,096"),
+    ("steps", 10**30, "between 1 and 1,000,000"),
+    ("temperature", 1e9, "between 0 and 10"),
+    ("tau", math.inf, "finite"),
+    ("max_grad_norm", math.inf, "finite"),
+    ("weight_decay", 1e300, "between 0 and 10"),
+    ("seed", -1, "between 0 and 4,294,967,295"),
+    ("seed", 2**64, "between 0 and 4,294,967,295"),
+    ("threads", 100_000, "between 1 and 1,024"),
+    ("device", "gpu", "unknown device"),
+    ("device", "cuda:0; rm -rf /", "unknown device"),
+    ("device", "cuda:", "unknown device"),
+    ("model", "tiny\x00random", "control characters"),
+    ("tasks", "t.jsonl\n", "control characters"),
+])
+def test_every_number_is_finite_and_bounded_and_device_is_known(key, value, words):
+    with pytest.raises(InputError) as err:
+        config_from_data({**MINIMAL, key: value})
+    assert err.value.field == key
+    assert words in str(err.value) and repr(value) in str(err.value)
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:0", "cuda:12", "mps"])
+def test_known_devices(device):
+    assert config_from_data({**MINIMAL, "device": device}).device == device
+
+
+def test_every_numeric_field_has_documented_bounds():
+    numeric = set()
+    for name, field in RoundConfig.model_fields.items():
+        kinds = set(typing.get_args(field.annotation)) or {field.annotation}
+        if kinds & {int, float}:
+            numeric.add(name)
+    assert numeric == set(NUMERIC_BOUNDS)
+    for name, (low, high) in NUMERIC_BOUNDS.items():
+        assert math.isfinite(low) and math.isfinite(high) and low < high
+        assert RoundConfig.model_fields[name].description.endswith(f"to {high:,}" if isinstance(high, int)
+                                                                   else f"to {high:g}")
+        schema = RoundConfig.model_json_schema()["properties"][name]
+        assert " to " in schema["description"]
+
+
+def test_presets_are_inside_the_bounds():
+    for name in PRESETS:
+        config = preset_config(name)
+        for key, (low, high) in NUMERIC_BOUNDS.items():
+            value = getattr(config, key)
+            assert value is None or low <= value <= high
+
+
+@pytest.mark.parametrize("line, key", [("lora_rank: 1.0e+6", "lora_rank"), ("max_new_tokens: 1000000000000", "max_new_tokens"),
+                                       ("learning_rate: .inf", "learning_rate"), ("device: 'cuda:0; rm -rf /'", "device")])
+def test_rcsd_train_exits_2_naming_the_key_and_value(tmp_path, capsys, line, key):
+    lines = "\n".join(f"{k}: {v}" for k, v in MINIMAL.items()) + f"\n{line}\n"
+    path = write(tmp_path, lines)
+    assert main(["train", "--config", str(path), "--runs-root", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"round.yaml:{len(MINIMAL) + 1}: {key}:" in err[0] and "(got " in err[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_config_yaml_refuses_aliases(tmp_path):
+    text = "\n".join(f"{k}: {v}" for k, v in MINIMAL.items()) + "\nlora_targets: &t [q_proj]\n"
+    with pytest.raises(InputError, match="anchors and aliases"):
+        load_config(write(tmp_path, text))
+
+
+def test_config_round_trips_through_yaml():
+    config = config_from_data({**MINIMAL, "rubric": {"name": "x", "description": "a\x85b\u2028c\r\n",
+                                                     "criteria": [{"id": "a", "description": "d", "weight": 1}]}})
+    assert config_from_data(yaml.safe_load(config.to_yaml())) == config
+
+
+def test_config_overrides_typed_in_the_studio():
+    assert parse_config_overrides("") == {} and parse_config_overrides("tau: 1.0\n") == {"tau": 1.0}
+    for text, words in (("- a\n", "mapping"), ("a: &x 1\nb: *x\n", "anchors and aliases"), ("a: [", "malformed")):
+        with pytest.raises(InputError, match=words):
+            parse_config_overrides(text)

@@ -190,3 +190,139 @@ def test_yes_probability_needs_mass():
     assert yes_probability(None) is None
     assert yes_probability({"content": [{"token": "Sure", "logprob": 0.0, "top_logprobs": [
         {"token": "Sure", "logprob": 0.0}, {"token": "Yes", "logprob": -9.0}]}]}) is None
+
+
+# ---------------------------------------------------------------------------- hostile servers
+
+
+class Hostile(BaseHTTPRequestHandler):
+    """A server that misbehaves as `Hostile.mode` says: trickle, huge, huge-unsized, echo, redirect."""
+    mode = "trickle"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        try:
+            if self.mode == "trickle":   # a valid reply, one byte every 50 ms: each read is quick, the whole is not
+                payload = json.dumps({"choices": [{"message": {"content": "Yes" + " " * 200}}]}).encode()
+                self._head(200, len(payload))
+                for i in range(len(payload)):
+                    self.wfile.write(payload[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            elif self.mode in ("huge", "huge-unsized"):
+                chunk = b" " * 2**16
+                self._head(200, 64 * len(chunk) if self.mode == "huge" else None)
+                for _ in range(64):                                # 4 MiB of whitespace
+                    self.wfile.write(chunk)
+            elif self.mode == "echo":     # an error body that echoes the request, key included
+                payload = (f"invalid request: headers were {dict(self.headers)!r}\n" + "more detail " * 200).encode()
+                self._head(400, len(payload))
+                self.wfile.write(payload)
+            elif self.mode == "redirect":
+                self.send_response(307)
+                self.send_header("Location", "http://example.com/v1/chat/completions")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _head(self, status: int, length: int | None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        if length is None:
+            self.send_header("Connection", "close")
+            self.close_connection = True
+        else:
+            self.send_header("Content-Length", str(length))
+        self.end_headers()
+
+
+@pytest.fixture(scope="module")
+def hostile():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Hostile)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_trickling_reply_is_bounded_by_the_total_timeout(hostile):
+    Hostile.mode = "trickle"    # ~12 s to send it all, each byte well inside the read timeout
+    judge = OpenAIJudge(hostile, "m", timeout=0.5, retries=0)
+    start = time.perf_counter()
+    verdict = ask(judge)
+    assert time.perf_counter() - start < 1.5
+    assert verdict.score is None and "timed out after 0.5s" in verdict.raw
+
+
+@pytest.mark.parametrize("mode", ["huge", "huge-unsized"])
+def test_a_huge_reply_is_cut_at_the_byte_cap(hostile, mode):
+    Hostile.mode = mode
+    judge = OpenAIJudge(hostile, "m", timeout=5, retries=0)
+    verdict = ask(judge)
+    assert verdict.score is None and "larger than 1,048,576 bytes" in verdict.raw
+
+
+def test_error_bodies_are_cut_and_never_show_the_key(hostile, monkeypatch):
+    Hostile.mode = "echo"
+    monkeypatch.setenv("RCSD_TEST_KEY", "sk-very-secret-123")
+    judge = OpenAIJudge(hostile.replace("http://", "http://user:pa55word@"), "m", api_key_env="RCSD_TEST_KEY",
+                        retries=0)
+    with pytest.raises(InputError, match="HTTP 400") as info:
+        ask(judge)
+    message = str(info.value)
+    assert "sk-very-secret-123" not in message and "pa55word" not in message and "user:" not in message
+    assert "\n" not in message and len(message) < 400
+    assert "pa55word" not in repr(judge)
+
+
+def test_redirects_are_not_followed(hostile):
+    Hostile.mode = "redirect"
+    with pytest.raises(InputError, match="HTTP 307 .*redirect"):
+        ask(OpenAIJudge(hostile, "m", retries=0))
+
+
+@pytest.mark.parametrize("url", ["http://example.com/v1", "http://10.0.0.7:8000/v1", "http://judge.internal/v1",
+                                 "http://127.0.0.1.example.com/v1"])
+def test_plain_http_only_to_this_machine(url):
+    with pytest.raises(InputError, match="plain http is only allowed"):
+        OpenAIJudge(url, "m")
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/v1", "http://localhost:8000/v1", "http://[::1]:8000/v1",
+                                 "https://api.example.com/v1", "https://user:pw@api.example.com/v1"])
+def test_https_anywhere_and_http_to_loopback(url):
+    assert "pw" not in repr(OpenAIJudge(url, "m"))
+
+
+def test_lint_fails_when_every_judge_call_failed(write_file, tmp_path, capsys):
+    from rcsd_core.cli import main
+
+    rubric = write_file("r.yaml", "name: r\ncriteria:\n  - {id: fmt, description: Answer line., weight: 3, check: "
+                                  "{type: regex, pattern: 'Answer:'}}\n  - {id: clear, description: Clear., weight: 1}\n")
+    chains = write_file("c.jsonl", '{"id": "a", "task_id": "t", "text": "Answer: 4"}\n')
+    args = ["--rubric", str(rubric), "--chains", str(chains), "--judge", "m", "--judge-url", "http://127.0.0.1:9/v1"]
+    out = tmp_path / "findings.json"
+    assert main(["lint", *args, "--out", str(out)]) == 1
+    findings = json.loads(out.read_text())
+    failed = [f for f in findings if f["code"] == "judge-failed"]
+    assert failed and failed[0]["severity"] == "error" and "all 1 judge calls failed" in failed[0]["message"]
+    capsys.readouterr()
+    assert main(["score", *args, "--out", str(tmp_path / "s.jsonl")]) == 1
+    assert "every one of 1 judge calls failed" in capsys.readouterr().err
+
+
+def test_counts_tell_all_failed_from_some_failed(endpoint):
+    ep, url = endpoint
+    judge = OpenAIJudge(url, "m", retries=0)
+    ep.script += [{"status": 500}, {"reply": "Yes"}]
+    ask(judge), ask(judge)
+    assert (judge.attempts, judge.failures, judge.all_failed) == (2, 1, False)
+    broken = OpenAIJudge("http://127.0.0.1:9/v1", "m", retries=0)
+    ask(broken)
+    assert broken.all_failed and "connection failed" in broken.last_error

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
 from rcsd_core.modeling.contexts import render_rubric
 from rcsd_core.errors import InputError
-from rcsd_core.contracts.rubric import (MAX_CRITERIA, Rubric, dump_rubric, load_rubric, parse_rubric, rubric_errors,
-                              rubric_version, save_rubric)
+from rcsd_core.contracts.rubric import (MAX_CRITERIA, MAX_PATTERN_CHARS, MAX_RUBRIC_BYTES, PatternError, Rubric,
+                                        check_pattern, dump_rubric, load_rubric, parse_rubric, rubric_errors,
+                                        rubric_from_data, rubric_version, save_rubric)
 
 BASE = """\
 name: test-rubric
@@ -139,7 +141,94 @@ def test_alias_bomb_is_refused_fast():
     for prev, name in zip("abcdefgh", "bcdefghi"):
         bomb += f"{name}: &{name} [{', '.join(['*' + prev] * 9)}]\n"
     err = error_of(bomb + BASE)
-    assert "unknown field" in err.message
+    assert "anchors and aliases" in err.message and err.line == 1
+
+
+def test_alias_amplification_rubric_is_refused_fast_and_writes_nothing(write_file, tmp_path):
+    """The issue's case: ~200 KB, one anchored string, thousands of aliases in a criterion's terms."""
+    text = BASE.replace("terms: [hello]", "terms: [&t " + "hello" * 20 + ", " + ", ".join(["*t"] * 40_000) + "]")
+    assert 150_000 < len(text) < 2**20
+    path = write_file("bomb.yaml", text)
+    start = time.perf_counter()
+    with pytest.raises(InputError, match="anchors and aliases") as info:
+        load_rubric(path)
+    assert time.perf_counter() - start < 1.0
+    assert info.value.line == 10 and info.value.source == str(path)   # the line of the anchor
+
+
+# ---------------------------------------------------------------------------- patterns
+
+BOMBS = ["((a{100}){100}){100}", "(?:(?:a{100}){100}){100}", "a{1000000}", "(a|b){200000}", "(ab){6000}",
+         "((a{0,1000}){0,1000}){0,1000}", "[[](((a{100}){100}){100})", "x" * (MAX_PATTERN_CHARS + 1),
+         "(" * 60 + "a" + ")" * 60,
+         "(?#[)((a{100}){100}){100}",              # a comment holding a `[`: the bomb after it is live
+         "(?x)# [\\n((a{100}){100}){100}"]         # verbose mode: `#` comments could hide text; refused
+
+
+@pytest.mark.parametrize("pattern", BOMBS)
+def test_compile_bombs_are_refused_naming_criterion_and_field(pattern):
+    text = BASE.replace("type: contains\n      terms: [hello]", f"type: regex\n      pattern: '{pattern}'")
+    start = time.perf_counter()
+    err = error_of(text)
+    assert time.perf_counter() - start < 0.5
+    assert err.field == "criterion 'first'.check.pattern" and err.line is not None
+    assert "invalid regular expression" in err.message
+    assert any(words in err.message for words in ("repeats too much", "characters", "nests groups", "verbose"))
+
+
+def test_compile_bombs_in_the_editor_and_in_answer_match():
+    """The editor validates on every keystroke (rubric_errors): it must refuse as fast."""
+    data = {"name": "x", "criteria": [{"id": "c", "description": "d", "weight": 1,
+                                       "check": {"type": "answer_match", "pattern": "(((a{100}){100}){100})"}}]}
+    start = time.perf_counter()
+    rows = rubric_errors(data)
+    assert time.perf_counter() - start < 0.5
+    assert [(cid, field) for cid, field, _ in rows] == [("c", "check.pattern")]
+    assert "repeats too much" in rows[0][2]
+
+
+@pytest.mark.parametrize("pattern", [r"(?m)^Answer:\s*-?[\d,.]+\s*\Z", r"(?im)^\s*answer\s*:\s*(.+?)\s*$",
+                                     r"\d{1,3}(,\d{3})*", r".{0,20000}", r"[{]{100}", r"a\{100000\}", r"(a|b){5000}",
+                                     r"\p{L}{3}", r"(?:abc){e<=1}", r"x{,5}", r"[a\]{9}]"])
+def test_ordinary_patterns_pass_the_static_check(pattern):
+    check_pattern(pattern)
+
+
+def test_sample_rubric_patterns_pass(samples_dir):
+    for path in samples_dir.glob("*.yaml"):
+        for c in load_rubric(path).criteria:
+            if getattr(c.check, "pattern", None):
+                check_pattern(c.check.pattern)
+
+
+# ---------------------------------------------------------------------------- line separators
+
+SEPARATED = ["a\x85b", "line\x85", "a\u2028b", "a\u2029b", "a\r\nb", "a\rb", "trailing  ", "x\ntrailing  \ny",
+             "\x85\n\u2028", "é\x85\n", "  lead\nx", "tab\t\nend"]
+
+
+@pytest.mark.parametrize("text", SEPARATED)
+def test_line_separators_keep_the_version_across_dump_and_load(text, tmp_path):
+    rubric = rubric_from_data({"name": "sep", "description": text,
+                               "criteria": [{"id": "a", "title": text, "description": text, "weight": 1,
+                                             "check": {"type": "contains", "terms": [text]}}],
+                               "examples": [{"prompt": text, "answer": text}]})
+    again = load_rubric(save_rubric(rubric, tmp_path / "r.yaml"))
+    assert again.version == rubric.version and again == rubric
+
+
+def test_a_rubric_too_large_to_load_back_is_not_saved(tmp_path):
+    huge = rubric_from_data({"name": "big", "criteria": [{"id": "a", "description": "x" * MAX_RUBRIC_BYTES,
+                                                          "weight": 1}]})
+    with pytest.raises(InputError, match="above the 1,048,576-byte limit"):
+        save_rubric(huge, tmp_path / "big.yaml")
+    assert not (tmp_path / "big.yaml").exists()
+
+
+def test_weights_and_tolerances_are_bounded():
+    assert "weight must be between" in error_of(BASE.replace("weight: 2", "weight: 1.0e+300")).message
+    err = error_of(BASE.replace("type: contains\n      terms: [hello]", "type: answer_match\n      tolerance: .inf"))
+    assert err.field == "criterion 'first'.check.tolerance"
 
 
 def test_several_problems_are_counted():

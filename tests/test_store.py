@@ -122,3 +122,60 @@ def test_two_processes_lose_nothing(store):
         assert p.exitcode == 0
     assert sum(len(store.history(f)) for f in ids) == 60
     assert {h["reviewer"] for f in ids for h in store.history(f)} == {"ben", "cy"}
+
+
+# ---------------------------------------------------------------------------- an unusable database
+
+
+def test_a_file_that_is_not_a_database_is_a_clear_input_error(tmp_path):
+    path = tmp_path / "reviews.sqlite"
+    path.write_bytes(b"not a database at all\n" * 300)
+    with pytest.raises(InputError, match="review database is damaged: file is not a database; move it aside") as info:
+        ReviewStore(path)
+    assert info.value.source == str(path)
+    assert path.read_bytes() == b"not a database at all\n" * 300          # left as it was
+
+
+def test_a_corrupted_database_is_reported_on_reads_and_writes(tmp_path):
+    path = tmp_path / "reviews.sqlite"
+    store = ReviewStore(path)
+    for i in range(40):
+        store.add_flag({"id": f"c{i}", "text": "x" * 2000}, rubric_name="r", rubric_version="v", reason="odd",
+                       flagged_by="ana")
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    data = bytearray(path.read_bytes())
+    data[4096 * 2: 4096 * 12] = b"\xab" * (4096 * 10)                    # scribble over the table pages
+    path.write_bytes(bytes(data))
+    damaged = ReviewStore(path)
+    for action in (damaged.queue, damaged.excluded_chain_ids, lambda: damaged.add_flag(
+            chain(1), rubric_name="r", rubric_version="v", reason="odd", flagged_by="ana")):
+        with pytest.raises(InputError, match="review database is damaged"):
+            action()
+
+
+def test_a_read_only_database_still_reads_and_refuses_writes_clearly(tmp_path, monkeypatch):
+    from rcsd_core.studio import store as store_module
+
+    path = tmp_path / "reviews.sqlite"
+    store = ReviewStore(path)
+    f = flag(store)
+    connect = sqlite3.connect
+
+    def read_only(database, *args, **kwargs):   # what a read-only file or mount gives (tests may run as root)
+        return connect(f"file:{database}?mode=ro", *args, uri=True, **kwargs)
+
+    monkeypatch.setattr(store_module.sqlite3, "connect", read_only)
+    again = ReviewStore(path)
+    assert list(again.queue()["id"]) == [f]
+    with pytest.raises(InputError, match="cannot be opened or written .*readonly"):
+        again.add_review(f, reviewer="ben", decision="accept")
+    with pytest.raises(InputError, match="cannot be opened or written"):
+        flag(again)
+
+
+def test_an_unreachable_database_folder_is_a_clear_input_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the workspace folder should be")
+    with pytest.raises(InputError, match="cannot be opened or written"):
+        ReviewStore(blocker / "reviews.sqlite")

@@ -119,3 +119,93 @@ def test_editor_rows_round_trip_and_row_problems(root):
     assert by_row[2]["field"] == "weight" and "non-zero" in by_row[2]["message"]
     assert "invalid regular expression" in by_row[3]["message"]
     assert "duplicate criterion id (first on row 1)" == by_row[4]["message"]
+
+
+# ---------------------------------------------------------------------------- names
+
+
+BAD_NAMES = ["ok\n", "a\x00b", "x" * 300, "../escape", ".hidden", "a/b", "", "é"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_one_name_validator_guards_every_create_import_and_lookup(root, name):
+    from rcsd_core.contracts.config import config_from_data, resolve_paths
+    from rcsd_core.contracts.runs import create_run
+
+    before = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    calls = [
+        lambda: ws.create_rubric(root, name),
+        lambda: ws.duplicate_rubric(root, "grade-school-math", name),
+        lambda: ws.current_version(root, name),
+        lambda: ws.task_set_path(root, name),
+        lambda: ws.load_chain_set(root, name),
+        lambda: ws.chain_set_meta(root, name),
+        lambda: ws.run_dir(root, name),
+    ]
+    if name:   # an empty run id means "make one up"
+        config = resolve_paths(config_from_data({
+            "model": "tiny-random", "rubric": "sample_rubrics/arithmetic.yaml", "method": "rcsd", "steps": 1,
+            "tasks": "sample_rubrics/arithmetic.tasks.jsonl", "prompts_per_step": 1, "samples_per_prompt": 1,
+            "max_new_tokens": 4, "seed": 0}))
+        calls.append(lambda: create_run(config, ws.runs_root(root), run_id=name))
+    for call in calls:
+        with pytest.raises(InputError, match="invalid|required"):
+            call()
+    assert sorted(str(p.relative_to(root)) for p in root.rglob("*")) == before   # nothing written
+
+
+def test_derived_task_set_names_are_valid(root):
+    assert ws.import_task_set(root, b'{"id": "t", "prompt": "p"}\n', "we ird\n name.jsonl") == "we-ird--name"
+    assert ws.import_task_set(root, b'{"id": "t", "prompt": "p"}\n', "\x00.jsonl") == "tasks"
+    with pytest.raises(InputError, match="cannot derive a task set name"):
+        ws.import_task_set(root, b'{"id": "t", "prompt": "p"}\n', "x" * 300 + ".jsonl")
+
+
+def test_a_stray_folder_with_a_bad_name_does_not_break_listings(root):
+    (root / "rubrics" / "ok\n").mkdir()
+    (root / "rubrics" / "ok\n" / "current").write_text("0123456789ab\n")
+    (root / "tasks" / "bad name.jsonl").write_text('{"id": "t", "prompt": "p"}\n')
+    assert "ok\n" not in ws.list_rubrics(root) and "bad name" not in ws.list_task_sets(root)
+    for name in ws.list_rubrics(root):
+        ws.load_rubric_version(root, name)
+
+
+# ---------------------------------------------------------------------------- uploads
+
+
+def test_an_existing_task_set_is_never_overwritten(root):
+    first = b'{"id": "t1", "prompt": "2+2?", "reference": "4"}\n'
+    assert ws.import_task_set(root, first, "mine.jsonl") == "mine"
+    with pytest.raises(InputError, match="already exists with other content") as info:
+        ws.import_task_set(root, b'{"id": "x", "prompt": "other"}\n', "mine.tasks.jsonl")
+    assert info.value.source == "mine.tasks.jsonl"
+    assert (root / "tasks" / "mine.jsonl").read_bytes() == first
+    assert ws.import_task_set(root, first, "mine.jsonl") == "mine"          # the same content again: fine
+    assert not list((root / "tasks").glob(".*"))
+
+
+def test_the_rubric_upload_cap_is_the_rubric_load_cap(root):
+    from rcsd_core.contracts.rubric import MAX_RUBRIC_BYTES
+    from rcsd_core.files import MAX_INPUT_BYTES
+
+    head = b"name: big\ncriteria:\n  - id: a\n    weight: 1\n    description: "
+    fits = head + b"x" * (MAX_RUBRIC_BYTES - len(head) - 1) + b"\n"
+    assert len(fits) == MAX_RUBRIC_BYTES
+    rubric = ws.import_rubric(root, fits, "fits.yaml")
+    assert ws.load_rubric_version(root, "big").version == rubric.version      # whatever is accepted reloads
+    assert "big" in ws.list_rubrics(root)
+    two_mb = head + b"x" * (2 * 2**20) + b"\n"
+    with pytest.raises(InputError, match=f"above the {MAX_RUBRIC_BYTES:,}-byte limit"):
+        ws.import_rubric(root, two_mb, "two-mb.yaml")
+    assert ws.load_rubric_version(root, "big").version == rubric.version
+    assert ws.MAX_UPLOAD_BYTES <= MAX_INPUT_BYTES                             # task sets: uploads load back too
+
+
+def test_a_rubric_whose_yaml_would_not_load_back_is_not_saved(root):
+    from rcsd_core.contracts.rubric import MAX_RUBRIC_BYTES, rubric_from_data
+
+    # control characters are escaped when saved (\x01 -> "\x01"): the file would be 4x the text
+    data = {"name": "grows", "criteria": [{"id": "a", "weight": 1, "description": "\x01" * (MAX_RUBRIC_BYTES // 2)}]}
+    with pytest.raises(InputError, match="above the"):
+        ws.save_rubric_version(root, rubric_from_data(data))
+    assert "grows" not in ws.list_rubrics(root) and not (root / "rubrics" / "grows").exists()

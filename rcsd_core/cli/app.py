@@ -18,6 +18,7 @@ from pathlib import Path
 from rcsd_core.errors import InputError
 
 APP = Path(__file__).resolve().parents[2] / "app.py"
+MAX_UPLOAD_MB = 10   # = rcsd_core.studio.workspace.MAX_UPLOAD_BYTES (tests/test_cli.py checks they agree)
 
 
 def register(sub) -> None:
@@ -34,7 +35,10 @@ def cmd_app(args: argparse.Namespace) -> int:
 
 
 def app_command(address: str, port: int) -> list[str]:
-    """The Streamlit command line of the studio (no file watcher, no usage statistics, headless)."""
+    """The Streamlit command line of the studio: headless, no file watcher, no usage statistics, and the
+    safety settings of .streamlit/config.toml given explicitly (Streamlit reads that file only from the
+    working directory, and `rcsd app` may be started anywhere)."""
     return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", address, "--server.port",
             str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
-            "--browser.gatherUsageStats", "false"]
+            "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "none",
+            "--server.enableXsrfProtection", "true", "--server.maxUploadSize", str(MAX_UPLOAD_MB)]

@@ -65,6 +65,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     write_out(args.out, [r.to_record() for r in results], write_jsonl)
     print(format_table(summarize_scores(rubric, results)))
     print(f"wrote {len(results)} scores to {args.out}", file=sys.stderr)
+    if getattr(judge, "all_failed", False):
+        print(f"rcsd score: every one of {judge.attempts} judge calls failed (last: {judge.last_error}); judged "
+              "criteria are unscored", file=sys.stderr)
+        return 1
     return 0
 
 

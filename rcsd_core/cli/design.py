@@ -224,7 +224,7 @@ def cmd_lint(args: argparse.Namespace) -> int:
                 judge = make_judge(args)
             chains.append(score_chain(rubric, chain, task_references=references, task_prompts=prompts,
                                       judge=judge).to_record())
-    findings = lint_rubric(rubric, chains, judge_configured=judge_configured(args))
+    findings = lint_rubric(rubric, chains, judge_configured=judge_configured(args), judge=judge)
     if args.out:
         atomic_write_text(args.out, json.dumps([f.to_record() for f in findings], indent=2) + "\n")
     if findings:

@@ -2,13 +2,15 @@
 
     rcsd train  --config C [--runs-root runs | --run-dir D] [--preset P] [--detach]
     rcsd train  --run-dir D --resume                 # continue a stopped or failed round
-    rcsd status --run-dir D                          # queued|running|done|failed|stopped, step, error
+    rcsd status --run-dir D                          # queued|running|done|failed|stopped, step, error, lock
     rcsd eval   --run-dir D [--limit N] [--samples N] [--seed S]
 
 `rcsd train` creates the run directory (config frozen, rubric inlined) and runs the round in
 this process, so Ctrl-C stops it cleanly after the current step; `--detach` launches it in the
 background instead (what the studio does) and prints the pid. For several processes, create the
 run with `--no-start` and launch `torchrun`/`accelerate launch -m rcsd_core.training --run-dir D`.
+A run whose lock another process holds (runs.RunLock) is refused with exit 2 and who holds it;
+a foreground round holds the lock for its whole length.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         run_dir = Path(args.run_dir)
         if not (run_dir / runs.CONFIG_FILE).is_file():
             raise InputError("not a run directory (no config.yaml)", source=run_dir)
+        runs.ensure_unlocked(run_dir)
     else:
         from rcsd_core.contracts.config import load_config, preset_config
 
@@ -56,8 +59,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     from rcsd_core.training.round import train_round
 
-    (Path(run_dir) / runs.STOP_FILE).unlink(missing_ok=True)  # a stale request from an earlier process
+    lock = runs.RunLock(run_dir, purpose="rcsd train").acquire()   # RunLocked (exit 2) when in use
     try:
+        (Path(run_dir) / runs.STOP_FILE).unlink(missing_ok=True)  # a stale request from an earlier process
         result = train_round(run_dir, resume=args.resume)
     except InputError:
         raise
@@ -65,6 +69,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"rcsd train: the round failed: {type(exc).__name__}: {exc} (traceback in {run_dir / runs.LOG_FILE})",
               file=sys.stderr)
         return 1
+    finally:
+        lock.release()
     print(json.dumps({k: v for k, v in result.items() if k != "metrics"}))
     return 0
 
@@ -73,6 +79,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from rcsd_core.contracts import runs
 
     status = runs.read_status(args.run_dir)
+    status["lock"] = runs.lock_holder(args.run_dir)   # {pid, host, started, purpose} of the owner, or null
     print(json.dumps(status, indent=1))
     if args.log:
         print(runs.tail_log(args.run_dir, args.log), file=sys.stderr)

@@ -16,6 +16,10 @@ the method and the budget; everything else has a documented default (the table b
     cfg = load_config("round.yaml")              # InputError naming the file, line and key
     cfg = preset_config("cpu-demo", steps=10)    # a preset (rcsd_core/presets/*.yaml) + overrides
 
+Every numeric field is finite and bounded (NUMERIC_BOUNDS, shown in each field's description), and
+`device` is auto | cpu | cuda | cuda:N | mps; a value outside names the key and the value. Config
+YAML is parsed without aliases and capped at MAX_CONFIG_BYTES (`files.parse_yaml`).
+
 Relative paths are resolved against the config file's folder, then the working directory,
 then the repository root (where `sample_rubrics/` lives). Defaults follow what was measured on
 the embedded model (DESIGN §4 and `contexts`): full-vocabulary forward KL, a frozen teacher
@@ -25,15 +29,18 @@ the reference answer, LoRA r16 all-linear at lr 3e-4.
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from rcsd_core.contracts.rubric import rubric_from_data
 from rcsd_core.errors import InputError
-from rcsd_core.files import read_text
+from rcsd_core.files import MAX_YAML_BYTES, dump_yaml, parse_yaml, parse_yaml_document, read_text
 
 PRESET_DIR = Path(__file__).parent / "presets"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +57,50 @@ DEFAULT_MODEL = "smollm2-135m-instruct"  # the embedded default (DESIGN §4)
 TINY_RANDOM = "tiny-random"              # random weights, the embedded tokenizer: for tests and trying things fast
 
 DEFAULT_EXAMPLES = 2  # worked examples shown to the teacher as earlier turns (see modeling.contexts)
+MAX_CONFIG_BYTES = MAX_YAML_BYTES  # a frozen config inlines its rubric (itself at most 1 MiB of YAML)
+MAX_PATH_CHARS = 4096
+DEVICE_PATTERN = re.compile(r"auto|cpu|mps|cuda(:\d{1,3})?")
+
+# Inclusive bounds of every numeric field (also finite): far above any sensible round, far below
+# what would overflow a counter, exhaust memory at setup or hang a sampler. Each field's
+# description ends with its range (appended below the class). A new numeric field needs a row:
+# tests/test_config.py checks that every int/float field has one.
+NUMERIC_BOUNDS: dict[str, tuple[float, float]] = {
+    "steps": (1, 1_000_000),
+    "prompts_per_step": (1, 4096),
+    "samples_per_prompt": (1, 1024),
+    "max_new_tokens": (1, 131_072),        # the longest context of current open models
+    "seed": (0, 2**32 - 1),                # what numpy's and torch's generators all accept
+    "ema_decay": (0.0, 1.0),
+    "teacher_examples": (0, 100),
+    "tau": (1e-3, 100.0),
+    "k": (1, 1024),
+    "clip": (1e-6, 1e3),
+    "beta": (0.0, 1.0),
+    "temperature": (0.0, 10.0),
+    "top_p": (0.0, 1.0),
+    "sampling_batch_size": (1, 4096),
+    "learning_rate": (1e-9, 1.0),
+    "warmup_steps": (0, 1_000_000),
+    "min_lr_ratio": (0.0, 1.0),
+    "weight_decay": (0.0, 10.0),
+    "max_grad_norm": (1e-6, 1e6),
+    "micro_batch_size": (1, 4096),
+    "chunk_size": (1, 131_072),
+    "lora_rank": (1, 4096),
+    "lora_alpha": (1, 65_536),
+    "lora_dropout": (0.0, 1.0),
+    "eval_every": (0, 1_000_000),
+    "eval_tasks": (1, 1_000_000),
+    "eval_samples": (1, 1024),
+    "eval_seed": (0, 2**32 - 1),
+    "checkpoint_every": (0, 1_000_000),
+    "threads": (1, 1024),
+}
+
+
+def _show(value: float) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
 
 
 @dataclass(frozen=True)
@@ -161,6 +212,48 @@ class RoundConfig(BaseModel):
             raise ValueError(f"warmup_steps ({self.warmup_steps}) is longer than the round (steps={self.steps})")
         return self
 
+    @field_validator(*NUMERIC_BOUNDS, mode="after")
+    @classmethod
+    def _bounded(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            return value
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        low, high = NUMERIC_BOUNDS[info.field_name]
+        if not low <= value <= high:
+            raise ValueError(f"must be between {_show(low)} and {_show(high)}")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not DEVICE_PATTERN.fullmatch(value):
+            raise ValueError("unknown device; expected auto, cpu, cuda, cuda:N or mps")
+        return value
+
+    @field_validator("model", "tasks", "rubric")
+    @classmethod
+    def _plain_path(cls, value: Any) -> Any:
+        # a NUL or a newline in a path makes every os call raise; refuse it here, with the key
+        if isinstance(value, str):
+            if len(value) > MAX_PATH_CHARS:
+                raise ValueError(f"is longer than {MAX_PATH_CHARS} characters")
+            if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+                raise ValueError("must not contain control characters (NUL, newline, ...)")
+        return value
+
+    @field_validator("rubric")
+    @classmethod
+    def _valid_inline_rubric(cls, value: Any) -> Any:
+        # an inlined rubric (frozen configs, or written into a config) is checked when the config is,
+        # not first when a round starts: what is accepted here dumps and reloads to the same config
+        if isinstance(value, dict):
+            try:
+                rubric_from_data(value, source="rubric")
+            except InputError as exc:
+                raise ValueError(f"invalid rubric: {exc.field + ': ' if exc.field else ''}{exc.message}") from None
+        return value
+
     @field_validator("dtype")
     @classmethod
     def _known_dtype(cls, value: str) -> str:
@@ -186,7 +279,14 @@ class RoundConfig(BaseModel):
                              example_turns=self.teacher_example_turns, include_reference=self.teacher_reference)
 
     def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=100)
+        """YAML that load_config / load_run_config read back to an equal config (rubric text included)."""
+        return dump_yaml(self.model_dump(mode="json"))
+
+
+for _name, (_low, _high) in NUMERIC_BOUNDS.items():   # each field's description states its range
+    _info = RoundConfig.model_fields[_name]
+    _info.description = (f"{_info.description}; " if _info.description else "") + f"{_show(_low)} to {_show(_high)}"
+RoundConfig.model_rebuild(force=True)
 
 
 # ---------------------------------------------------------------------------- loading
@@ -194,14 +294,8 @@ class RoundConfig(BaseModel):
 
 def load_config(path: str | Path) -> RoundConfig:
     """Load and validate a round config YAML; InputError names the file, line and key."""
-    text = read_text(path)
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise InputError(f"malformed YAML: {getattr(exc, 'problem', None) or exc}", source=path,
-                         line=mark.line + 1 if mark else None) from None
+    text = read_text(path, max_bytes=MAX_CONFIG_BYTES)
+    data, node = parse_yaml_document(text, source=path, max_bytes=MAX_CONFIG_BYTES)
     if not isinstance(data, dict):
         raise InputError("a round config must be a YAML mapping (model, rubric, tasks, method, steps, ...)",
                          source=path)
@@ -212,9 +306,25 @@ def load_config(path: str | Path) -> RoundConfig:
     return resolve_paths(config, base=Path(path).resolve().parent)
 
 
+def parse_config_overrides(text: str, *, source: str = "other config keys") -> dict[str, Any]:
+    """Config keys typed as YAML (the Train page's free-form box): a mapping, {} when blank.
+
+    Parsed like every user YAML (no aliases, size-capped); the keys are validated with the rest
+    by config_from_data / preset_config.
+    """
+    if not text.strip():
+        return {}
+    data = parse_yaml(text, source=source, max_bytes=MAX_CONFIG_BYTES)
+    if not isinstance(data, dict):
+        raise InputError("must be a YAML mapping of config keys (key: value lines)", source=source)
+    return data
+
+
 def config_from_data(data: dict[str, Any], *, source: str | Path = "<config>",
                      lines: dict[str, int] | None = None) -> RoundConfig:
     """Validate a config given as a mapping; InputError names the first bad key and its value."""
+    if not isinstance(data, dict):
+        raise InputError("a round config must be a mapping (model, rubric, tasks, method, steps, ...)", source=source)
     try:
         return RoundConfig.model_validate(data)
     except ValidationError as exc:
@@ -259,7 +369,8 @@ def _explain(exc: ValidationError, data: dict, source, lines: dict[str, int]) ->
     elif err["type"] == "missing":
         message = f"required key {key!r} is missing"
     elif key in data:
-        message = f"{message} (got {data[key]!r})"
+        shown = repr(data[key])
+        message = f"{message} (got {shown if len(shown) <= 80 else shown[:60] + '…'})"
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return InputError(message, source=source, line=lines.get(key), field=field)
@@ -271,8 +382,7 @@ def _explain(exc: ValidationError, data: dict, source, lines: dict[str, int]) ->
 def _load_presets() -> dict[str, dict[str, Any]]:
     presets = {}
     for file in sorted(PRESET_DIR.glob("*.yaml")):
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-        presets[file.stem] = data
+        presets[file.stem] = parse_yaml(read_text(file), source=file)
     return presets
 
 

@@ -17,11 +17,18 @@ A rubric is a YAML file (DESIGN §2):
 criterion id and the field. Nothing in a rubric is executed: patterns are compiled by the
 `regex` engine (and run under a time limit in `checks`), everything else is plain data.
 A rubric's version is a hash of its canonical content, so two files that say the same thing
-have the same version.
+have the same version, and `dump_rubric` writes text that loads back to the same version.
+
+Untrusted rubrics are bounded before they cost anything: the YAML is capped at MAX_RUBRIC_BYTES
+(the one limit for uploads, saves and loads) and parsed without aliases (`files.parse_yaml`);
+a pattern is capped at MAX_PATTERN_CHARS and its counted repeats at MAX_PATTERN_EXPANSION
+unrolled items before the engine compiles it (`check_pattern`), since `((a{100}){100}){100}`
+would otherwise take gigabytes to compile on every keystroke of the editor.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -34,21 +41,153 @@ from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, StrictBool,
                       field_validator, model_validator)
 
 from rcsd_core.errors import InputError
-from rcsd_core.files import atomic_write_text, read_text
+from rcsd_core.files import atomic_write_text, dump_yaml, parse_yaml_document, read_text
 
 MAX_CRITERIA = 50
-MAX_RUBRIC_BYTES = 2**20  # a rubric is a page of text; anything near a megabyte is a mistake
+MAX_RUBRIC_BYTES = 2**20  # a rubric is a page of text; anything near a megabyte is a mistake. One limit for
+                          # uploads, saved versions and loads, so whatever is accepted can be read back.
+MAX_WEIGHT = 1e6          # |weight|: totals of 50 criteria stay far from overflow
+MAX_PATTERN_CHARS = 1000
+MAX_PATTERN_EXPANSION = 10_000   # items the engine unrolls ({m,n} copies its atom m times; ~300 bytes each)
+MAX_PATTERN_REPEAT = 1_000_000   # product of nested repeat upper bounds ({m,} counts m)
+MAX_PATTERN_DEPTH = 50           # nested groups (the engine's compiler recurses per level)
 DEFAULT_ANSWER_PATTERN = r"(?im)^\s*answer\s*:\s*(.+?)\s*$"
 REGEX_FLAGS = {"IGNORECASE": regex.IGNORECASE, "MULTILINE": regex.MULTILINE, "DOTALL": regex.DOTALL}
 RegexFlag = Literal["IGNORECASE", "MULTILINE", "DOTALL"]
 
 
+class PatternError(ValueError):
+    """A user pattern that is too long or unrolls too much to compile safely."""
+
+
 def compile_pattern(pattern: str, flags: list[str] | tuple[str, ...] = ()) -> regex.Pattern:
-    """Compile a user pattern (cached by the regex engine); raises regex.error when invalid."""
+    """Compile a user pattern within bounds (see check_pattern); cached.
+
+    Raises PatternError when the pattern is too large to compile safely, regex.error when invalid.
+    """
+    return _compile(pattern, tuple(flags))
+
+
+@functools.lru_cache(maxsize=1024)
+def _compile(pattern: str, flags: tuple[str, ...]) -> regex.Pattern:
+    check_pattern(pattern)
     value = 0
     for name in flags:
         value |= REGEX_FLAGS[name]
-    return regex.compile(pattern, value)
+    try:
+        return regex.compile(pattern, value)
+    except (RecursionError, OverflowError, MemoryError) as exc:
+        raise PatternError(f"too complex to compile ({type(exc).__name__})") from None
+
+
+_COUNTED = regex.compile(r"\{(\d*)(?:(,)(\d*))?\}")
+_NAMED_ESCAPE = regex.compile(r"\\[pPN]\{[\w\s:=.&-]*\}")
+# an inline flag group that sets or clears verbose mode: (?x), (?ix), (?x:...), (?i-x), (?V1x)
+_VERBOSE_FLAG = regex.compile(r"\(\?[\w-]*x[\w-]*[:)]")
+
+
+def check_pattern(pattern: str) -> None:
+    """Refuse, before compiling, a pattern whose compilation is not cheap: PatternError.
+
+    A conservative static reading of the pattern: longer than MAX_PATTERN_CHARS; groups nested
+    deeper than MAX_PATTERN_DEPTH; counted repeats that make the engine unroll more than
+    MAX_PATTERN_EXPANSION items (it copies an atom m times for {m}, {m,n} and {m,}, so nested
+    repeats multiply: `((a{100}){100}){100}` is a million items, ~300 MB); or nested repeats
+    whose upper bounds multiply past MAX_PATTERN_REPEAT. The reading may count too much, never
+    too little: a character class ends at its first `]`, the earliest end the engine could give
+    it (nested V1 sets end later), a `(?#...)` comment at its first `)` as in the engine, and an
+    unclosed class is an error the engine raises before compiling anything. Verbose mode (the
+    inline `x` flag) is refused: its `#` comments would hide text from this reading.
+    """
+    if len(pattern) > MAX_PATTERN_CHARS:
+        raise PatternError(f"is {len(pattern):,} characters, above the {MAX_PATTERN_CHARS:,}-character limit")
+    if _VERBOSE_FLAG.search(pattern):
+        raise PatternError("uses verbose mode (the inline x flag), which rubric patterns do not support; "
+                           "write the pattern without it")
+    # one frame per open group: [size of its closed alternatives, their largest repeat product,
+    #                             [(unrolled size, product of repeat upper bounds) per item so far]]
+    frames: list[list] = [[0, 0, []]]
+    i, n = 0, len(pattern)
+    while i < n:
+        ch = pattern[i]
+        items = frames[-1][2]
+        if ch == "\\":
+            named = _NAMED_ESCAPE.match(pattern, i)
+            i = named.end() if named else i + 2
+            items.append((1, 1))
+        elif ch == "[":
+            i = _class_end(pattern, i)
+            items.append((1, 1))
+        elif pattern.startswith("(?#", i):
+            end = pattern.find(")", i)
+            i = n if end < 0 else end + 1      # the engine's comment ends at the first `)`
+        elif ch == "(":
+            frames.append([0, 0, []])
+            if len(frames) - 1 > MAX_PATTERN_DEPTH:
+                raise PatternError(f"nests groups more than {MAX_PATTERN_DEPTH} deep")
+            i += 1
+        elif ch == ")" and len(frames) > 1:
+            size, upper = _close_alternative(frames.pop())
+            frames[-1][2].append((max(size, 1), max(upper, 1)))
+            i += 1
+        elif ch == "|":
+            frames[-1][0], frames[-1][1] = _close_alternative(frames[-1])
+            frames[-1][2] = []
+            i += 1
+        elif ch == "{" and (counted := _COUNTED.match(pattern, i)) and (counted.group(1) or counted.group(3)) \
+                and items:
+            low = int(counted.group(1) or 0)
+            high = int(counted.group(3)) if counted.group(3) else low   # {m} and {m,}: m; {m,n}: n
+            size, upper = items[-1]
+            items[-1] = (size * max(low, 1), upper * max(high, low, 1))
+            i = counted.end()
+        elif ch in "*+?":
+            i += 1   # no copies; a following {m,n} still applies to the item before it (a conservative reading)
+        else:
+            items.append((1, 1))
+            i += 1
+        if items and (items[-1][0] > MAX_PATTERN_EXPANSION or items[-1][1] > MAX_PATTERN_REPEAT):
+            break
+    while len(frames) > 1:   # unbalanced: the engine will refuse it, but count it first
+        size, upper = _close_alternative(frames.pop())
+        frames[-1][2].append((size, upper))
+    size, upper = _close_alternative(frames[0])
+    if size > MAX_PATTERN_EXPANSION:
+        raise PatternError(f"repeats too much: its counted repeats unroll to more than {MAX_PATTERN_EXPANSION:,} "
+                           "items ({m} and {m,n} copy their atom m times, and nested repeats multiply)")
+    if upper > MAX_PATTERN_REPEAT:
+        raise PatternError(f"repeats too much: its nested {{m,n}} bounds multiply to more than {MAX_PATTERN_REPEAT:,}")
+
+
+def _close_alternative(frame: list) -> tuple[int, int]:
+    """(unrolled size, largest repeat product) of a group: its alternatives' sizes add up."""
+    done_size, done_upper, items = frame
+    return (done_size + sum(size for size, _ in items),
+            max([done_upper, *(upper for _, upper in items)]))
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """Index after the character class opening at `start`: its first unescaped `]` after the first
+    character (the earliest end any regex version gives it), or the end of the pattern."""
+    i = start + 1
+    if i < len(pattern) and pattern[i] == "^":
+        i += 1
+    if i < len(pattern) and pattern[i] == "]":
+        i += 1
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            i += 2
+            continue
+        if pattern[i] == "]":
+            return i + 1
+        i += 1
+    return len(pattern)
+
+
+def _pattern_problem(pattern: str, exc: Exception) -> ValueError:
+    """The validator message: the pattern is shown unless it is the problem (too long)."""
+    shown = f" {pattern!r}" if len(pattern) <= 200 else f" {pattern[:60]!r}…"
+    return ValueError(f"invalid regular expression{shown}: {exc}")
 
 
 def _plain_number(value: Any) -> Any:
@@ -77,8 +216,8 @@ class RegexCheck(_Strict):
     def _compiles(self):
         try:
             compile_pattern(self.pattern, self.flags)
-        except regex.error as exc:
-            raise ValueError(f"invalid regular expression {self.pattern!r}: {exc}") from None
+        except (regex.error, PatternError) as exc:
+            raise _pattern_problem(self.pattern, exc) from None
         return self
 
 
@@ -111,14 +250,14 @@ class AnswerMatchCheck(_Strict):
     """Passes when the last `pattern` match's group equals the task's reference."""
     type: Literal["answer_match"]
     pattern: str = DEFAULT_ANSWER_PATTERN
-    tolerance: Number = Field(default=1e-6, ge=0)
+    tolerance: Number = Field(default=1e-6, ge=0, le=1, description="relative; at most 1 (100%)")
 
     @model_validator(mode="after")
     def _one_group(self):
         try:
             compiled = compile_pattern(self.pattern)
-        except regex.error as exc:
-            raise ValueError(f"invalid regular expression {self.pattern!r}: {exc}") from None
+        except (regex.error, PatternError) as exc:
+            raise _pattern_problem(self.pattern, exc) from None
         if compiled.groups != 1:
             raise ValueError(f"pattern must have exactly one capture group, found {compiled.groups}")
         return self
@@ -151,6 +290,8 @@ class Criterion(_Strict):
     def _nonzero(cls, w: float) -> float:
         if w == 0 or not math.isfinite(w):
             raise ValueError("weight must be a non-zero finite number")
+        if abs(w) > MAX_WEIGHT:
+            raise ValueError(f"weight must be between -{MAX_WEIGHT:g} and {MAX_WEIGHT:g}")
         return w
 
     @property
@@ -214,15 +355,8 @@ def load_rubric(path: str | Path) -> Rubric:
 
 
 def parse_rubric(text: str, *, source: str | Path = "<rubric>") -> Rubric:
-    """Validate rubric YAML text; `source` names it in error messages."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InputError(f"malformed YAML: {problem}", source=source,
-                         line=mark.line + 1 if mark else None) from None
+    """Validate rubric YAML text (at most MAX_RUBRIC_BYTES, no aliases); `source` names it in errors."""
+    data, node = parse_yaml_document(text, source=source, max_bytes=MAX_RUBRIC_BYTES)
     lines = _node_lines(node)
     _refuse_duplicate_keys(node, source)
     return rubric_from_data(data, source=source, lines=lines)
@@ -257,24 +391,22 @@ def dump_rubric(rubric: Rubric) -> str:
         c["weight"] = int(crit.weight) if float(crit.weight).is_integer() else crit.weight
         if crit.check is not None:
             c["check"] = {"type": crit.check.type, **{k: v for k, v in c.get("check", {}).items() if k != "type"}}
-    return yaml.dump(data, Dumper=_BlockDumper, sort_keys=False, allow_unicode=True, width=100)
+    return dump_yaml(data)
 
 
 def save_rubric(rubric: Rubric, path: str | Path) -> Path:
-    """Write the rubric as YAML atomically."""
-    return atomic_write_text(path, dump_rubric(rubric))
+    """Write the rubric as YAML atomically; refused when the YAML would be too large to load back."""
+    return atomic_write_text(path, checked_rubric_yaml(rubric))
 
 
-class _BlockDumper(yaml.SafeDumper):
-    pass
-
-
-def _str_presenter(dumper: yaml.SafeDumper, value: str):
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_BlockDumper.add_representer(str, _str_presenter)
+def checked_rubric_yaml(rubric: Rubric) -> str:
+    """dump_rubric's text, refused (InputError) above MAX_RUBRIC_BYTES: a saved rubric always loads."""
+    text = dump_rubric(rubric)
+    size = len(text.encode("utf-8"))
+    if size > MAX_RUBRIC_BYTES:
+        raise InputError(f"rubric is {size:,} bytes as YAML, above the {MAX_RUBRIC_BYTES:,}-byte limit",
+                         source=rubric.name)
+    return text
 
 
 # ---------------------------------------------------------------------------- error messages

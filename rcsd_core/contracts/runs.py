@@ -1,7 +1,9 @@
 """Run directories: create, launch, watch and stop distillation rounds (DESIGN §2).
 
     runs/<run-id>/
-      config.yaml     frozen copy of the round config, the rubric's content inlined
+      config.yaml     frozen copy of the round config, the rubric's content inlined, `tasks: tasks.jsonl`
+      tasks.jsonl     frozen copy of the task set (a changed task file never changes an old run)
+      .lock           held (flock) by the one process training the run: pid, host, start time
       status.json     {"status": queued|running|done|failed|stopped, "pid", "step", "steps", "error", "updated"}
       metrics.jsonl   one flushed JSON line per step (train/loss, criterion/<id>, eval/total, ...)
       samples.jsonl   every step's chains with their scores (kind train), and evaluation chains (kind eval)
@@ -19,6 +21,12 @@
     pid = launch_evaluation(run_dir, limit=20)   # a detached `python -m rcsd_core.evaluation` process
     read_eval_status(run_dir)                    # None, or the job's status (a dead pid reads as failed)
 
+Creation is exclusive: the run is assembled in a hidden staging folder and renamed into place,
+which fails when the run directory already exists with anything in it, so two `rcsd train
+--run-dir D` at once cannot both create D. One process owns a run at a time: the training
+process holds `RunLock(run_dir)` for the whole round (see its docstring); `launch_round` and
+`rcsd train --resume` refuse a run whose lock is held, and `lock_holder` says who holds it.
+
 Writers are the training process only (rank 0); readers never lock. Status writes are atomic;
 metric lines are appended and flushed, and readers skip a half-written last line. A status that
 says `running` while its process is gone is reported as `failed`, so a killed round never looks
@@ -28,23 +36,29 @@ alive. No torch import here: the studio's pages call these functions.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
+import fcntl
 import json
 import os
 import secrets
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
-from rcsd_core.contracts.config import RoundConfig, config_from_data
+from rcsd_core.contracts.config import MAX_CONFIG_BYTES, RoundConfig, config_from_data
+from rcsd_core.contracts.names import check_name
 from rcsd_core.errors import InputError
-from rcsd_core.files import atomic_write_text, read_jsonl, read_text, utc_now, utc_stamp
-from rcsd_core.contracts.rubric import dump_rubric, load_rubric, rubric_from_data
+from rcsd_core.files import atomic_write_text, parse_yaml, read_jsonl, read_text, utc_now, utc_stamp
+from rcsd_core.contracts.rubric import checked_rubric_yaml, load_rubric, rubric_from_data
 
 STATUSES = ("queued", "running", "done", "failed", "stopped")
 CONFIG_FILE = "config.yaml"
@@ -58,6 +72,8 @@ EVAL_FILE = "eval.json"
 EVAL_STATUS_FILE = "eval-status.json"
 EVAL_LOG_FILE = "eval-log.txt"
 EVAL_STATUSES = ("queued", "running", "done", "failed")
+TASKS_FILE = "tasks.jsonl"
+LOCK_FILE = ".lock"
 
 
 def now() -> str:
@@ -71,49 +87,268 @@ def new_run_id(config: RoundConfig) -> str:
     return f"{utc_stamp()}-{config.method.replace('_', '-')}-{secrets.token_hex(2)}"
 
 
-def freeze_config(config: RoundConfig) -> RoundConfig:
-    """The config with the rubric's content inlined and the tasks path absolute (validated)."""
+def freeze_config(config: RoundConfig, run_dir: str | Path | None = None) -> RoundConfig:
+    """The config with the rubric's content inlined and the task set validated.
+
+    With `run_dir`, the task file is copied to `<run_dir>/tasks.jsonl` and the frozen config
+    points at that copy (`tasks: tasks.jsonl`, resolved against the run directory when read back),
+    so resuming or evaluating the run never reads a task file changed since. The copy is what is
+    validated: what was checked is exactly what the run will read. Without `run_dir`, the tasks
+    path is only made absolute.
+    """
     from rcsd_core.contracts.tasks import load_tasks
 
     rubric = load_rubric(config.rubric) if isinstance(config.rubric, str) else rubric_from_data(config.rubric)
     tasks_path = Path(config.tasks).expanduser().resolve()
-    tasks = load_tasks(tasks_path)  # refuses a bad file now rather than in the background process
+    if run_dir is None:
+        tasks = load_tasks(tasks_path)  # refuses a bad file now rather than in the background process
+        frozen_tasks = str(tasks_path)
+    else:
+        copy = atomic_write_text(Path(run_dir) / TASKS_FILE, read_text(tasks_path))
+        try:
+            tasks = load_tasks(copy)
+        except InputError as exc:   # name the user's file, not the copy
+            raise InputError(exc.message, source=tasks_path, line=exc.line, field=exc.field) from None
+        frozen_tasks = TASKS_FILE
     if not any((t.split or "train") == "train" for t in tasks):
         raise InputError("no train tasks (split 'train' or no split)", source=tasks_path, field="split")
     if config.method == "opsd" and not any(t.reference for t in tasks if (t.split or "train") == "train"):
         raise InputError("method 'opsd' needs tasks with a reference answer", source=tasks_path, field="reference")
-    rubric_data = yaml.safe_load(dump_rubric(rubric))
-    return config.model_copy(update={"rubric": rubric_data, "tasks": str(tasks_path)})
+    rubric_data = parse_yaml(checked_rubric_yaml(rubric), source=f"rubric {rubric.name}")
+    return config.model_copy(update={"rubric": rubric_data, "tasks": frozen_tasks})
 
 
 def create_run(config: RoundConfig, runs_root: str | Path, run_id: str | None = None) -> Path:
-    """A new run directory with config.yaml (frozen, rubric inlined) and status `queued`."""
-    frozen = freeze_config(config)
-    run_id = run_id or new_run_id(config)
-    if not run_id or "/" in run_id or run_id.startswith("."):
-        raise InputError(f"bad run id {run_id!r}", field="run_id")
-    run_dir = Path(runs_root) / run_id
-    if (run_dir / CONFIG_FILE).exists():
+    """A new run directory with config.yaml (frozen, rubric inlined), tasks.jsonl and status `queued`.
+
+    Exclusive and atomic: everything is written to a hidden staging folder beside it, which is
+    then renamed to `<runs_root>/<run_id>`. The rename fails when that folder exists and is not
+    empty, so of two concurrent creations of one run id exactly one succeeds; the other gets
+    InputError("a run with this id already exists") and leaves nothing behind.
+    """
+    run_id = check_name(run_id or new_run_id(config), "run")
+    root = Path(runs_root)
+    run_dir = root / run_id
+    if (run_dir / CONFIG_FILE).exists() or (run_dir.exists() and not _empty_dir(run_dir)):
         raise InputError("a run with this id already exists", source=run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    rubric_source = config.rubric if isinstance(config.rubric, str) else None
-    header = (f"# rcsd round config, frozen at {now()}\n"
-              + (f"# rubric read from {rubric_source}\n" if rubric_source else ""))
-    atomic_write_text(run_dir / CONFIG_FILE, header + frozen.to_yaml())
-    write_status(run_dir, "queued", step=0, steps=config.steps, created=now())
+    root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{run_id}.", suffix=".creating", dir=root))
+    try:
+        frozen = freeze_config(config, staging)
+        rubric_source = config.rubric if isinstance(config.rubric, str) else None
+        header = (f"# rcsd round config, frozen at {now()}\n"
+                  + (f"# rubric read from {_one_line(rubric_source)}\n" if rubric_source else "")
+                  + f"# tasks copied from {_one_line(str(Path(config.tasks).expanduser().resolve()))}\n")
+        atomic_write_text(staging / CONFIG_FILE, header + frozen.to_yaml())
+        write_status(staging, "queued", step=0, steps=config.steps, created=now())
+        try:
+            os.rename(staging, run_dir)   # atomic; refuses an existing non-empty run_dir
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+                raise InputError("a run with this id already exists", source=run_dir) from None
+            raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
     return run_dir
 
 
 def load_run_config(run_dir: str | Path) -> RoundConfig:
-    """The frozen config of a run."""
-    path = Path(run_dir) / CONFIG_FILE
-    data = yaml.safe_load(read_text(path))
+    """The frozen config of a run, its task set resolved to the run's own copy.
+
+    Runs frozen before task sets were copied name an absolute tasks path: that is used as is.
+    A relative tasks path must stay inside the run directory.
+    """
+    run_dir = Path(run_dir)
+    path = run_dir / CONFIG_FILE
+    data = parse_yaml(read_text(path, max_bytes=MAX_CONFIG_BYTES), source=path, max_bytes=MAX_CONFIG_BYTES)
     if not isinstance(data, dict):
         raise InputError("not a round config", source=path)
     # A frozen config lists every field. Runs frozen before `teacher_example_turns` existed showed
     # their worked examples inside the system text: resume and evaluate them with that teacher.
     data.setdefault("teacher_example_turns", False)
-    return config_from_data(data, source=path)
+    config = config_from_data(data, source=path)
+    tasks = Path(config.tasks)
+    if not tasks.is_absolute():
+        inside = (run_dir / tasks).resolve()
+        if not inside.is_relative_to(run_dir.resolve()):
+            raise InputError(f"tasks path {config.tasks!r} points outside the run directory", source=path,
+                             field="tasks")
+        config = config.model_copy(update={"tasks": str(inside)})
+    return config
+
+
+# ---------------------------------------------------------------------------- the run lock
+
+
+class RunLocked(InputError):
+    """Another live process holds the run's lock."""
+
+
+_HELD: dict[str, list] = {}          # lock path -> [fd, depth]: RunLocks this process holds
+_HELD_GUARD = threading.Lock()
+
+
+class RunLock:
+    """The one process that owns a run directory: an exclusive `flock` on `<run>/.lock`.
+
+        with RunLock(run_dir):                 # RunLocked (an InputError) if another process holds it
+            ...                                # train: status, metrics, checkpoints
+
+        lock = RunLock(run_dir).acquire(timeout=5)   # the same without a block; lock.release() at the end
+
+    In the round (rank 0), before anything is written to the run directory:
+
+        with RunLock(run_dir, purpose="round"):
+            ...  # setup, train, checkpoint, final status
+
+    The training process takes it before it writes anything to the run (and, when it gets
+    RunLocked, exits without touching status.json: the holder owns that) and keeps it for the
+    whole round; with several processes, rank 0 holds it. The lock file records the holder's pid,
+    host, the process's start time and `purpose`, which `lock_holder` reads for `rcsd status` and
+    the studio without locking.
+
+    Stale locks: the kernel drops a flock when its process exits, however it exits (crash,
+    SIGKILL, out of memory), so the lock of a dead pid is never held and the next `acquire` simply
+    gets it and overwrites the stale record. The file is never deleted (deleting it would let two
+    processes each lock "their own" file). Within one process the lock is re-entrant (the CLI and
+    the round may both take it); the descriptor is not inherited by child processes.
+    """
+
+    def __init__(self, run_dir: str | Path, *, purpose: str = "training"):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir / LOCK_FILE
+        self.purpose = purpose
+        self._key = str(self.path.resolve())
+        self._held = False
+
+    def acquire(self, timeout: float = 1.0) -> "RunLock":
+        """Take the lock, retrying for up to `timeout` seconds; RunLocked when it stays held.
+
+        The default second rides out a reader's momentary probe (`is_locked`) and nothing more.
+        """
+        if self._held:
+            return self
+        if not (self.run_dir / CONFIG_FILE).is_file():
+            raise InputError("not a run directory (no config.yaml)", source=self.run_dir)
+        with _HELD_GUARD:
+            if self._key in _HELD:           # this process already owns the run
+                _HELD[self._key][1] += 1
+                self._held = True
+                return self
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            deadline = time.monotonic() + max(timeout, 0.0)
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        os.close(fd)
+                        raise RunLocked(_held_message(self.run_dir), source=self.run_dir) from None
+                    time.sleep(0.05)
+            record = {"pid": os.getpid(), "host": socket.gethostname(), "started": now(),
+                      "process_start": _process_start(os.getpid()), "purpose": self.purpose}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(record) + "\n").encode(), 0)
+            os.fsync(fd)
+            _HELD[self._key] = [fd, 1]
+            self._held = True
+        return self
+
+    def release(self) -> None:
+        """Give the lock back (the record is cleared); a no-op when not held."""
+        if not self._held:
+            return
+        with _HELD_GUARD:
+            entry = _HELD[self._key]
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _HELD[self._key]
+                try:
+                    os.ftruncate(entry[0], 0)
+                finally:
+                    os.close(entry[0])   # closing the last descriptor drops the flock
+            self._held = False
+
+    @property
+    def held(self) -> bool:
+        return self._held
+
+    def __enter__(self) -> "RunLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def lock_holder(run_dir: str | Path) -> dict | None:
+    """Who holds the run's lock, from its record: {pid, host, started, purpose}; None when free.
+
+    Readers never take the lock. A record whose pid is dead on this host, or now names another
+    process (its start time differs), is stale and reads as None.
+    """
+    try:
+        record = json.loads((Path(run_dir) / LOCK_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("pid"), int):
+        return None
+    if record.get("host") == socket.gethostname():
+        if not pid_alive(record["pid"]):
+            return None
+        start = _process_start(record["pid"])
+        if record.get("process_start") is not None and start is not None and start != record["process_start"]:
+            return None
+    return {k: record.get(k) for k in ("pid", "host", "started", "purpose")}
+
+
+def is_locked(run_dir: str | Path) -> bool:
+    """True when some process holds the run's flock (probed without writing or keeping it)."""
+    path = Path(run_dir) / LOCK_FILE
+    with _HELD_GUARD:
+        if str(path.resolve()) in _HELD:
+            return True
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)   # also drops the probe's shared lock
+    return False
+
+
+def ensure_unlocked(run_dir: str | Path) -> None:
+    """InputError naming the holder when another process owns the run (launching, resuming)."""
+    if is_locked(run_dir):
+        raise RunLocked(_held_message(run_dir), source=run_dir)
+
+
+def _held_message(run_dir: str | Path) -> str:
+    holder = lock_holder(run_dir)
+    who = (f"pid {holder['pid']} on {holder['host']} ({holder['purpose']}, since {holder['started']})"
+           if holder else "another process")
+    return f"the run is in use by {who}; wait for it to finish or stop it first (rcsd status --run-dir ...)"
+
+
+def _process_start(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux), to tell a reused pid apart."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _empty_dir(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\n", " ").replace("\r", " ")
 
 
 # ---------------------------------------------------------------------------- status
@@ -179,6 +414,7 @@ def launch_round(run_dir: str | Path, *, resume: bool = False, env: dict[str, st
     run_dir = Path(run_dir)
     if not (run_dir / CONFIG_FILE).exists():
         raise InputError("not a run directory (no config.yaml)", source=run_dir)
+    ensure_unlocked(run_dir)
     current = read_status(run_dir)
     if current["status"] == "running":
         raise InputError(f"the round is already running (pid {current.get('pid')})", source=run_dir)
@@ -333,13 +569,15 @@ def list_runs(runs_root: str | Path) -> pd.DataFrame:
     rows = []
     if root.is_dir():
         for run_dir in root.iterdir():
-            if not (run_dir / CONFIG_FILE).is_file():
-                continue
+            if run_dir.name.startswith(".") or not (run_dir / CONFIG_FILE).is_file():
+                continue   # hidden: a run being created (staging)
             status = read_status(run_dir)
             try:
-                config = yaml.safe_load((run_dir / CONFIG_FILE).read_text(encoding="utf-8")) or {}
-            except (OSError, yaml.YAMLError, UnicodeDecodeError):
+                config = parse_yaml(read_text(run_dir / CONFIG_FILE, max_bytes=MAX_CONFIG_BYTES),
+                                    source=run_dir / CONFIG_FILE, max_bytes=MAX_CONFIG_BYTES)
+            except InputError:
                 config = {}
+            config = config if isinstance(config, dict) else {}
             rows.append({"id": run_dir.name, "status": status.get("status"), "method": config.get("method"),
                          "model": config.get("model"), "step": status.get("step", 0),
                          "steps": status.get("steps", config.get("steps")),

@@ -27,12 +27,12 @@ import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from rcsd_core.contracts.messages import encode_messages
 from rcsd_core.modeling.contexts import draft_messages
 from rcsd_core.errors import InputError
+from rcsd_core.files import parse_yaml
 from rcsd_core.contracts.rubric import MAX_CRITERIA, Criterion, Rubric, rubric_from_data
 
 EMBEDDED_WARNING = ("Note: the embedded SmolLM2-135M model drafts poorly (it often echoes the instructions or "
@@ -266,9 +266,10 @@ def _short_title(description: str) -> str:
 
 
 def _load_yaml(text: str) -> Any:
+    # a model's reply is untrusted text like any upload: no aliases, bounded size
     try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
+        return parse_yaml(text, source="model draft")
+    except InputError:
         return None
 
 

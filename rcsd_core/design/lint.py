@@ -6,6 +6,8 @@ From the rubric alone:
 - `no-pitfall`      no negative-weight criterion (nothing names a flaw to avoid)
 - `judge-unconfigured`  criteria without a programmatic check, and no judge: they stay unscored
                     (an error when no positive-weight criterion can be scored at all)
+- `judge-failed`    a judge was configured and every call to it failed (error): its criteria
+                    were never scored, whatever the rest says
 From scored chains (e.g. a preview), once a criterion has at least `min_chains` scored chains:
 - `never-passes` / `always-passes`  the criterion does not discriminate between chains
 - `unscored`        the criterion was null on every chain (e.g. answer_match without references)
@@ -146,13 +148,26 @@ def find_correlated(rubric: Rubric, matrix: np.ndarray, threshold: float = 0.9,
 # ---------------------------------------------------------------------------- all rules
 
 
+def find_judge_failure(judge: Any) -> list[LintFinding]:
+    """An error when the judge was called and every call failed (a remote judge counts its calls)."""
+    if judge is None or not getattr(judge, "all_failed", False):
+        return []
+    return [LintFinding("judge-failed", "error", [],
+                        f"all {judge.attempts} judge calls failed (last: {judge.last_error}); judged criteria are "
+                        "unscored. Check the judge URL, its key and that the server is up")]
+
+
 def lint_rubric(rubric: Rubric, chains: Iterable[Any] | None = None, *, judge_configured: bool = False,
                 correlation_threshold: float = 0.9, similarity_threshold: float = 0.8,
-                min_chains: int = MIN_CHAINS) -> list[LintFinding]:
-    """Every finding for the rubric, and for its scores on `chains` when given; errors first."""
+                min_chains: int = MIN_CHAINS, judge: Any = None) -> list[LintFinding]:
+    """Every finding for the rubric, and for its scores on `chains` when given; errors first.
+
+    `judge`: the judge that scored `chains`, if any; every call of it failing is an error.
+    """
     findings = find_near_duplicates(rubric, similarity_threshold)
     findings += find_weight_problems(rubric)
     findings += find_unjudged(rubric, judge_configured)
+    findings += find_judge_failure(judge)
     if chains is not None:
         matrix = score_matrix(rubric, list(chains))
         if matrix.shape[0] < min_chains:

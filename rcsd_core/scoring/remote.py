@@ -18,15 +18,26 @@ The API key is read from the environment variable `api_key_env` at call time and
 in a verdict, a message or the judge's repr; without it no Authorization header is sent
 (local servers need none). HTTP goes through `requests` (a dependency of streamlit and gguf,
 so always installed with the studio).
+
+A reply is untrusted input and is bounded: it is streamed and dropped past MAX_RESPONSE_BYTES or
+past the total deadline (`timeout` for the whole call, however slowly the bytes trickle in; a
+stalled read can add at most one more `timeout`). Plain http is allowed only to a loopback
+host (127.0.0.0/8, ::1, localhost); anything else must be https, so a key and the chains never
+cross a network in clear text. Redirects are not followed. Messages never carry the key or the
+`user:pass@` of a URL, and a server's error body is cut to one short line with the key masked
+(some servers echo the request). `attempts` / `failures` count calls, so a caller can tell
+"every call failed" (`all_failed`) from "some verdicts were unclear".
 """
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import math
 import os
 import re
 import time
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlunparse
 
 import requests
 
@@ -38,6 +49,8 @@ _YES = {"yes", "y", "true", "pass", "passes", "met"}
 _NO = {"no", "n", "false", "fail", "fails", "unmet"}
 _FIRST_WORD = re.compile(r"[a-z]+")
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+MAX_RESPONSE_BYTES = 2**20     # a yes/no verdict with logprobs is a few KB
+MAX_ERROR_CHARS = 200          # of a server's error body kept in a message
 
 # ---------------------------------------------------------------------------- parsing (pure)
 
@@ -91,12 +104,21 @@ class OpenAIJudge:
     def __init__(self, base_url: str, model: str, *, api_key_env: str = "OPENAI_API_KEY", timeout: float = 30,
                  retries: int = 2, backoff: float = 0.5, max_tokens: int = 8, logprobs: bool = True,
                  name: str | None = None):
-        parsed = urlparse(base_url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise InputError(f"judge base URL must be http(s)://host[:port]/path, got {base_url!r}", field="judge_url")
+        try:
+            parsed = urlparse(base_url)
+            parsed.port  # noqa: B018 -- raises ValueError for a port that is not a number in range
+        except ValueError:
+            parsed = urlparse("")
+        if parsed.scheme not in ("http", "https") or not parsed.hostname:
+            raise InputError(f"judge base URL must be http(s)://host[:port]/path, got {scrub_url(base_url)!r}",
+                             field="judge_url")
+        if parsed.scheme == "http" and not is_loopback(parsed.hostname):
+            raise InputError(f"plain http is only allowed to this machine (localhost); use https for "
+                             f"{parsed.hostname!r}, so the key and the chains are not sent in clear text",
+                             field="judge_url")
         if not model:
             raise InputError("the remote judge needs a model name", field="judge")
-        if timeout <= 0 or retries < 0:
+        if not (timeout > 0 and math.isfinite(timeout)) or retries < 0:
             raise InputError("judge timeout must be > 0 and retries >= 0", field="judge")
         self.base_url = base_url.rstrip("/")
         self.model = model
@@ -107,10 +129,18 @@ class OpenAIJudge:
         self.max_tokens = max_tokens
         self.logprobs = logprobs
         self.name = name or f"openai:{model}"
+        self.attempts = 0        # judge() calls made
+        self.failures = 0        # of those, ones that got no reply at all (retries ran out)
+        self.last_error: str | None = None
         self._session = requests.Session()
 
     def __repr__(self) -> str:
-        return f"OpenAIJudge({self.base_url!r}, {self.model!r}, api_key_env={self.api_key_env!r})"
+        return f"OpenAIJudge({scrub_url(self.base_url)!r}, {self.model!r}, api_key_env={self.api_key_env!r})"
+
+    @property
+    def all_failed(self) -> bool:
+        """True when at least one call was made and none got a reply."""
+        return self.attempts > 0 and self.failures == self.attempts
 
     @property
     def url(self) -> str:
@@ -118,9 +148,12 @@ class OpenAIJudge:
 
     def judge(self, criterion: Criterion, *, prompt: str, text: str, reference: str | None = None) -> Verdict:
         messages = judge_messages(criterion, prompt=prompt, text=text, reference=reference)
+        self.attempts += 1
         try:
             reply = self._complete(messages)
         except _GaveUp as exc:
+            self.failures += 1
+            self.last_error = str(exc)
             return Verdict(score=None, probability=None, raw=f"error: {exc}", judge=self.name)
         return self.verdict_from_reply(reply)
 
@@ -130,7 +163,7 @@ class OpenAIJudge:
             choice = reply["choices"][0]
             content = choice["message"].get("content") or ""
         except (TypeError, KeyError, IndexError, AttributeError):
-            return Verdict(score=None, probability=None, raw=f"unexpected response: {str(reply)[:500]}",
+            return Verdict(score=None, probability=None, raw=f"unexpected response: {self._scrub(str(reply))[:500]}",
                            judge=self.name)
         score = parse_yes_no(content)
         probability = yes_probability(choice.get("logprobs"))
@@ -156,39 +189,119 @@ class OpenAIJudge:
         """POST with retries; the parsed JSON body, InputError on configuration errors, _GaveUp otherwise."""
         last = "no attempt made"
         attempt = 0
+        shown_url = scrub_url(self.url)
         while attempt <= self.retries:
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1))
             try:
-                response = self._session.post(self.url, json=self._payload(messages), headers=self._headers(),
-                                              timeout=self.timeout)
-            except requests.Timeout:
+                status, body = self._post(messages)
+            except (requests.Timeout, _Deadline):
                 last = f"timed out after {self.timeout:g}s"
+                attempt += 1
+                continue
+            except _TooLarge:
+                last = f"reply larger than {MAX_RESPONSE_BYTES:,} bytes"
                 attempt += 1
                 continue
             except requests.ConnectionError as exc:
                 last = f"connection failed: {type(exc).__name__}"
                 attempt += 1
                 continue
-            status = response.status_code
+            except requests.RequestException as exc:
+                last = f"request failed: {type(exc).__name__}"
+                attempt += 1
+                continue
+            text = body.decode("utf-8", errors="replace")
             if status == 200:
                 try:
-                    return response.json()
-                except ValueError:
-                    last = f"HTTP 200 with a body that is not JSON: {response.text[:200]!r}"
+                    return json.loads(text)
+                except (ValueError, RecursionError):
+                    last = f"HTTP 200 with a body that is not JSON: {self._short(text)!r}"
                     attempt += 1
                     continue
-            body = response.text[:300]
-            if status == 400 and self.logprobs and "logprob" in body.lower():
+            short = self._short(text)
+            if status == 400 and self.logprobs and "logprob" in text.lower():
                 self.logprobs = False  # this server does not do logprobs; ask without, from now on
                 continue
             if status in RETRY_STATUS:
-                last = f"HTTP {status}: {body}"
+                last = f"HTTP {status}: {short}"
                 attempt += 1
                 continue
-            raise InputError(f"judge endpoint {self.url} answered HTTP {status}: {body}"
+            if 300 <= status < 400:
+                raise InputError(f"judge endpoint {shown_url} answered HTTP {status} (a redirect); give the final "
+                                 "URL as --judge-url", field="judge")
+            raise InputError(f"judge endpoint {shown_url} answered HTTP {status}: {short}"
                              + (" (check the API key)" if status in (401, 403) else ""), field="judge")
         raise _GaveUp(f"{last} (after {self.retries + 1} attempts)")
+
+    def _post(self, messages: list[dict]) -> tuple[int, bytes]:
+        """(status, body) of one POST, the body streamed under the byte cap and the total deadline."""
+        deadline = time.monotonic() + self.timeout
+        with self._session.post(self.url, json=self._payload(messages), headers=self._headers(),
+                                timeout=self.timeout, stream=True, allow_redirects=False) as response:
+            declared = response.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+                raise _TooLarge()
+            body = bytearray()
+            raw = response.raw
+            while True:
+                if time.monotonic() > deadline:
+                    raise _Deadline()
+                # read1: whatever has arrived (at least one byte), so a trickle cannot hold a
+                # read past the deadline; each read still waits at most `timeout` for data
+                chunk = raw.read1(64 * 1024, decode_content=True) if hasattr(raw, "read1") else raw.read(64 * 1024)
+                if not chunk:
+                    break
+                body += chunk
+                if len(body) > MAX_RESPONSE_BYTES:
+                    raise _TooLarge()
+            if time.monotonic() > deadline:
+                raise _Deadline()
+            return response.status_code, bytes(body)
+
+    def _short(self, text: str) -> str:
+        """A server's text as one short line for a message: key masked, whitespace collapsed, cut."""
+        line = " ".join(self._scrub(text).split())
+        return line if len(line) <= MAX_ERROR_CHARS else line[:MAX_ERROR_CHARS] + "…"
+
+    def _scrub(self, text: str) -> str:
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        if key:
+            text = text.replace(key, "***")
+        parsed = urlparse(self.base_url)
+        for secret in (parsed.password, parsed.username):
+            if secret and len(secret) >= 4:
+                text = text.replace(secret, "***")
+        return re.sub(r"(?i)(bearer\s+)[\w.~+/=-]+", r"\1***", text)
+
+
+def scrub_url(url: str) -> str:
+    """The URL without `user:pass@` (what a message or a log may show)."""
+    try:
+        parsed = urlparse(url)
+    except ValueError:
+        return "<unparseable URL>"
+    if "@" not in parsed.netloc:
+        return url
+    return urlunparse(parsed._replace(netloc=parsed.netloc.rsplit("@", 1)[1]))
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower().rstrip(".") in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _Deadline(Exception):
+    """The whole call ran past its timeout."""
+
+
+class _TooLarge(Exception):
+    """The reply passed MAX_RESPONSE_BYTES."""
 
 
 class _GaveUp(Exception):

@@ -17,14 +17,21 @@ A flag's status is its latest review's decision ("open" when it has none); the h
 review in order. The database runs in WAL mode with a busy timeout, and each write is its own
 short transaction, so two reviewers (threads or processes) writing at once lose nothing.
 Rejected chains (`excluded_chain_ids()`) are left out of the Preview page's rates, totals and lint.
+
+A database that cannot be used raises InputError, never a raw sqlite3 error, so a page can show
+one line and stay usable: a damaged file ("review database is damaged: file is not a database;
+move it aside to start a new one"), one that cannot be written or opened (read-only file or
+folder, full disk), or one locked by another writer past the busy timeout. Nothing is repaired
+or rewritten in place: moving the file aside is the user's call.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 
@@ -81,10 +88,35 @@ class ReviewStore:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(_SCHEMA)
+        with self._usable():
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise sqlite3.OperationalError(f"unable to open database file ({exc.strerror})") from None
+            with closing(self._connect()) as db:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.executescript(_SCHEMA)
+
+    @contextmanager
+    def _usable(self) -> Iterator[None]:
+        """sqlite3 errors of an unusable database as one InputError naming the file and the way out."""
+        try:
+            yield
+        except sqlite3.IntegrityError:
+            raise   # a constraint we broke ourselves: a bug, keep the traceback
+        except sqlite3.DatabaseError as exc:
+            text = str(exc)
+            lowered = text.lower()
+            if "locked" in lowered or "busy" in lowered:
+                message = (f"review database is busy ({text}): another process held it for more than "
+                           f"{BUSY_TIMEOUT_S:g}s; try again")
+            elif any(w in lowered for w in ("readonly", "read-only", "unable to open", "disk i/o", "full",
+                                            "permission", "authorization")):
+                message = (f"review database cannot be opened or written ({text}); reviews need a writable file "
+                           "and folder: check the permissions and free space, or set RCSD_HOME elsewhere")
+            else:
+                message = f"review database is damaged: {text}; move it aside to start a new one"
+            raise InputError(message, source=self.path) from None
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we open transactions ourselves (BEGIN IMMEDIATE takes the write
@@ -95,18 +127,19 @@ class ReviewStore:
         return db
 
     def _insert(self, sql: str, params: tuple) -> int:
-        with closing(self._connect()) as db:
+        with self._usable(), closing(self._connect()) as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 cursor = db.execute(sql, params)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
             return int(cursor.lastrowid)
 
     def _rows(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
-        with closing(self._connect()) as db:
+        with self._usable(), closing(self._connect()) as db:
             return db.execute(sql, params).fetchall()
 
     # ------------------------------------------------------------------------ writes

@@ -18,7 +18,10 @@ Layout under the root:
 
 Every function takes the workspace root explicitly; pages get it from `workspace_root()` once
 and never build paths themselves. Uploads go through `import_rubric` / `import_task_set`, which
-refuse oversized, non-UTF-8 or invalid files with an InputError and change nothing then.
+refuse oversized, non-UTF-8 or invalid files with an InputError and change nothing then. Every
+name that becomes a path (rubric, task set, chain set, run) passes `contracts.names.check_name`.
+A rubric upload is capped at MAX_RUBRIC_BYTES, the same constant that caps saving and loading
+a rubric, so an accepted upload always loads back; an upload never replaces an existing task set.
 The helpers that turn a rubric into editor rows and back live at the end of this module.
 """
 
@@ -36,15 +39,14 @@ from typing import Any
 from rcsd_core.errors import InputError
 from rcsd_core.files import (append_jsonl, atomic_write_text, decode_utf8, read_jsonl, read_text, utc_now, utc_stamp,
                              write_jsonl)
-from rcsd_core.contracts.rubric import CHECK_TYPES, Rubric, dump_rubric, load_rubric, parse_rubric, rubric_errors
+from rcsd_core.contracts.names import check_name
+from rcsd_core.contracts.rubric import (CHECK_TYPES, MAX_RUBRIC_BYTES, Rubric, checked_rubric_yaml, load_rubric,
+                                        parse_rubric, rubric_errors)
 from rcsd_core.contracts.tasks import Task, load_tasks
 
 DEFAULT_HOME = Path("~/rcsd-workspace")
 MAX_UPLOAD_BYTES = 10 * 2**20     # the studio refuses larger uploads (matches .streamlit/config.toml)
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "sample_rubrics"
-_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-_TASK_SET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
-_CHAIN_SET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,119}$")
 
 
 # ---------------------------------------------------------------------------- the root
@@ -92,19 +94,17 @@ def store_path(root: str | Path) -> Path:
 
 
 def run_dir(root: str | Path, run_id: str) -> Path:
-    if not _CHAIN_SET.match(run_id):
-        raise InputError(f"invalid run id {run_id!r}", field="run")
-    return runs_root(root) / run_id
+    return runs_root(root) / check_name(run_id, "run", field="run")
 
 
 # ---------------------------------------------------------------------------- rubrics
 
 def list_rubrics(root: str | Path) -> list[str]:
-    """Names of the rubrics in the workspace, sorted."""
+    """Names of the rubrics in the workspace, sorted (a stray folder with an invalid name is left out)."""
     base = Path(root) / "rubrics"
     if not base.is_dir():
         return []
-    return sorted(p.name for p in base.iterdir() if p.is_dir() and (p / "current").is_file())
+    return sorted(p.name for p in base.iterdir() if p.is_dir() and (p / "current").is_file() and _valid(p.name, "rubric"))
 
 
 def rubric_versions(root: str | Path, name: str) -> list[dict]:
@@ -146,11 +146,12 @@ def save_rubric_version(root: str | Path, rubric: Rubric, *, note: str = "") -> 
     only moves the `current` pointer (and logs it).
     """
     folder = _rubric_dir(root, rubric.name)
+    text = checked_rubric_yaml(rubric)   # refused before anything is written when it could not load back
     folder.mkdir(parents=True, exist_ok=True)
     version = rubric.version
     path = folder / f"{version}.yaml"
     if not path.exists():
-        atomic_write_text(path, dump_rubric(rubric))
+        atomic_write_text(path, text)
     parent = read_text(folder / "current").strip() if (folder / "current").is_file() else None
     if parent != version:
         append_jsonl(folder / "history.jsonl", {"version": version, "time": utc_now(), "note": note, "parent": parent})
@@ -186,8 +187,12 @@ def create_rubric(root: str | Path, name: str, description: str = "") -> str:
 
 
 def import_rubric(root: str | Path, data: bytes, filename: str = "upload.yaml") -> Rubric:
-    """Validate an uploaded rubric YAML and save it as a new version of its rubric."""
-    _check_size(data, filename)
+    """Validate an uploaded rubric YAML and save it as a new version of its rubric.
+
+    Capped at the rubric limit (MAX_RUBRIC_BYTES), not the general upload limit: a version the
+    workspace could not load back would break every page that lists rubrics.
+    """
+    _check_size(data, filename, limit=min(MAX_UPLOAD_BYTES, MAX_RUBRIC_BYTES))
     rubric = parse_rubric(decode_utf8(data, source=filename), source=filename)
     save_rubric_version(root, rubric, note=f"imported {Path(filename).name}")
     return rubric
@@ -211,22 +216,18 @@ def suggested_task_set(root: str | Path, name: str) -> str | None:
 
 
 def _rubric_dir(root: str | Path, name: str) -> Path:
-    if not _NAME.match(name or ""):
-        raise InputError(f"invalid rubric name {name!r}: use lowercase letters, digits and '-'", field="name")
-    return Path(root) / "rubrics" / name
+    return Path(root) / "rubrics" / check_name(name, "rubric")
 
 
 # ---------------------------------------------------------------------------- task sets
 
 def list_task_sets(root: str | Path) -> list[str]:
     base = Path(root) / "tasks"
-    return sorted(p.stem for p in base.glob("*.jsonl")) if base.is_dir() else []
+    return sorted(p.stem for p in base.glob("*.jsonl") if _valid(p.stem, "task set")) if base.is_dir() else []
 
 
 def task_set_path(root: str | Path, name: str) -> Path:
-    if not _TASK_SET.match(name or ""):
-        raise InputError(f"invalid task set name {name!r}", field="tasks")
-    path = Path(root) / "tasks" / f"{name}.jsonl"
+    path = Path(root) / "tasks" / f"{check_name(name, 'task set')}.jsonl"
     if not path.is_file():
         raise InputError(f"no task set named {name!r} in the workspace", field="tasks")
     return path
@@ -240,14 +241,24 @@ def import_task_set(root: str | Path, data: bytes, filename: str) -> str:
     """Validate an uploaded tasks JSONL and store it as tasks/<stem>.jsonl; returns the set's name.
 
     The upload is validated from a staging file; an invalid one leaves the workspace unchanged.
+    A task set already named so is never replaced (runs and previews refer to it by name): the
+    same content again is accepted as it is, other content is refused, to be uploaded under
+    another file name. The new file is linked into place, which fails if another upload of the
+    same name got there first.
     """
     _check_size(data, filename)
     name = re.sub(r"[^A-Za-z0-9._-]", "-", Path(filename).name.removesuffix(".jsonl").removesuffix(".tasks"))
     name = name.strip("-.") or "tasks"
-    if not _TASK_SET.match(name):
-        raise InputError(f"cannot derive a task set name from {filename!r}", source=filename)
+    try:
+        check_name(name, "task set")
+    except InputError as exc:
+        raise InputError(f"cannot derive a task set name from the file name: {exc.message}", source=filename,
+                         field="tasks") from None
     text = decode_utf8(data, source=filename)
     target = Path(root) / "tasks" / f"{name}.jsonl"
+    if target.exists():
+        _refuse_other_task_set(target, text, name, filename)
+        return name
     staging = target.with_name(f".{name}.{secrets.token_hex(4)}.upload")
     atomic_write_text(staging, text)
     try:
@@ -255,10 +266,19 @@ def import_task_set(root: str | Path, data: bytes, filename: str) -> str:
             load_tasks(staging)
         except InputError as exc:   # name the upload, not the staging file
             raise InputError(exc.message, source=filename, line=exc.line, field=exc.field) from None
-        os.replace(staging, target)
+        try:
+            os.link(staging, target)     # exclusive: never replaces a file that appeared meanwhile
+        except FileExistsError:
+            _refuse_other_task_set(target, text, name, filename)
     finally:
         staging.unlink(missing_ok=True)
     return name
+
+
+def _refuse_other_task_set(target: Path, text: str, name: str, filename: str) -> None:
+    if read_text(target) != text:
+        raise InputError(f"a task set named {name!r} already exists with other content; rename the file to "
+                         "upload it as a new set", source=filename, field="tasks")
 
 
 # ---------------------------------------------------------------------------- previewed chains
@@ -291,15 +311,11 @@ def list_chain_sets(root: str | Path) -> list[dict]:
 
 
 def load_chain_set(root: str | Path, set_id: str) -> list[dict]:
-    if not _CHAIN_SET.match(set_id or ""):
-        raise InputError(f"invalid chain set id {set_id!r}", field="chains")
-    return read_jsonl(Path(root) / "chains" / f"{set_id}.jsonl")
+    return read_jsonl(Path(root) / "chains" / f"{check_name(set_id, 'chain set')}.jsonl")
 
 
 def chain_set_meta(root: str | Path, set_id: str) -> dict:
-    if not _CHAIN_SET.match(set_id or ""):
-        raise InputError(f"invalid chain set id {set_id!r}", field="chains")
-    return json.loads(read_text(Path(root) / "chains" / f"{set_id}.meta.json"))
+    return json.loads(read_text(Path(root) / "chains" / f"{check_name(set_id, 'chain set')}.meta.json"))
 
 
 def save_signal_report(root: str | Path, report: dict) -> str:
@@ -416,9 +432,18 @@ def _validated(data: dict, what: str) -> Rubric:
 
 # ---------------------------------------------------------------------------- helpers
 
-def _check_size(data: bytes, filename: str) -> None:
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise InputError(f"upload is {len(data):,} bytes, above the {MAX_UPLOAD_BYTES:,}-byte limit", source=filename)
+def _valid(name: str, kind: str) -> bool:
+    try:
+        check_name(name, kind)
+        return True
+    except InputError:
+        return False
+
+
+def _check_size(data: bytes, filename: str, limit: int | None = None) -> None:
+    limit = MAX_UPLOAD_BYTES if limit is None else limit
+    if len(data) > limit:
+        raise InputError(f"upload is {len(data):,} bytes, above the {limit:,}-byte limit", source=filename)
     if not data.strip():
         raise InputError("upload is empty", source=filename)
 
