@@ -139,7 +139,8 @@ def test_user_yaml_is_read_only_through_the_safe_helper():
     """No module but files.py calls a YAML loader itself, so every user YAML gets the bounds."""
     loader = re.compile(r"yaml\.(safe_load|load|full_load|unsafe_load|compose|compose_all|load_all|safe_load_all|"
                         r"parse)\b|SafeLoader\(")
-    offenders = [f"{path.relative_to(ROOT)}:{n}" for path in [ROOT / "app.py", *(ROOT / "rcsd_core").rglob("*.py")]
+    sources = [ROOT / "app.py", *(ROOT / "pages").glob("*.py"), *(ROOT / "rcsd_core").rglob("*.py")]
+    offenders = [f"{path.relative_to(ROOT)}:{n}" for path in sources
                  if path.name != "files.py" or path.parent.name != "rcsd_core"
                  for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if loader.search(line)]
     assert offenders == []

@@ -15,11 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 
 from rcsd_core.contracts import runs
-from rcsd_core.contracts.config import preset_config
-from rcsd_core.errors import InputError
+from rcsd_core.contracts.config import parse_config_overrides, preset_config
 from rcsd_core.studio import workspace as ws
 
 ACTIVE = ("queued", "running")
@@ -30,12 +28,7 @@ ACTIVE = ("queued", "running")
 
 def start_round(root: str | Path, preset: str, fields: dict[str, Any], extra_yaml: str = "") -> str:
     """Create a run from a preset, the form's fields and extra config keys (YAML), and launch it; its id."""
-    try:
-        extra = yaml.safe_load(extra_yaml) if extra_yaml.strip() else {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"other config keys are not valid YAML: {exc}", field="config") from None
-    if not isinstance(extra, dict):
-        raise InputError("other config keys must be a YAML mapping", field="config")
+    extra = parse_config_overrides(extra_yaml)  # safe YAML: no aliases, size-capped
     config = preset_config(preset, **{**fields, **extra})
     run_dir = runs.create_run(config, ws.runs_root(root))
     runs.launch_round(run_dir)

@@ -45,6 +45,7 @@ them in torchtune's manner: setup (a list of `_setup_*` steps), train, save_chec
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -333,6 +334,14 @@ def train_round(run_dir: str | Path, *, resume: bool = False) -> dict:
 
     A failure sets status `failed` with the error (traceback in log.txt) and re-raises.
     """
+    # Rank 0 owns the run directory for the whole round (torchrun and accelerate set RANK). Another
+    # process holding it raises RunLocked here, before anything is written: its status stays its own.
+    owner = runs.RunLock(run_dir, purpose="round") if os.environ.get("RANK", "0") == "0" else contextlib.nullcontext()
+    with owner:
+        return _run_round(run_dir, resume=resume)
+
+
+def _run_round(run_dir: str | Path, *, resume: bool) -> dict:
     round_ = Round(run_dir, resume=resume)
     try:
         round_.setup()
