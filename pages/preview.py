@@ -75,7 +75,11 @@ if picked and st.session_state.get("grid-pick") != (set_id, picked[0]):
     st.session_state["grid-pick"] = (set_id, picked[0])
     st.session_state[f"chain-{set_id}"] = chain_ids[picked[0]]
 # chains a reviewer rejected stay visible in the grid but leave every rate, total and lint below
-rejected = ReviewStore(ws.store_path(root)).excluded_chain_ids()
+try:
+    rejected = ReviewStore(ws.store_path(root)).excluded_chain_ids()
+except InputError as exc:  # a damaged review database: show the chains, say why reviews are left out
+    state.show_error(exc)
+    rejected = set()
 kept = [r for r in records if r["id"] not in rejected]
 kept_grid = grid[[r["id"] not in rejected for r in records]]
 chart_col, metric_col = st.columns([3, 1])

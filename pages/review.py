@@ -10,12 +10,16 @@ from rcsd_core.studio import workspace as ws
 from rcsd_core.studio.store import DECISIONS, STATUSES, ReviewStore, disagreements
 
 root = ws.ensure_workspace(ws.workspace_root())
-store = ReviewStore(ws.store_path(root))
 VERDICT_CHOICES = {"—": None, "pass": 1.0, "fail": 0.0}
 VERDICT_LABEL = {None: "—", 1.0: "pass", 0.0: "fail"}
 
 st.title("Review")
-everything = store.queue()
+try:
+    store = ReviewStore(ws.store_path(root))
+    everything = store.queue()
+except InputError as exc:  # a damaged or unreadable review database: say so, keep the studio usable
+    state.show_error(exc)
+    st.stop()
 if everything.empty:
     st.info("Nothing flagged yet. Open a chain on the Preview page and flag it for review.")
     st.stop()

@@ -386,3 +386,19 @@ def test_review_page_shows_user_text_as_plain_text(home):
     assert not [m for m in markdown if "http://x" in m or "**eve**" in m or "**bold**" in m]
     shown = "\n".join(str(e.value) for e in [*at.text, *at.code])
     assert "see ![img](http://x/i.png)" in shown and "Flagged by **eve**" in shown and "**bold** chain" in shown
+
+
+def test_a_damaged_review_database_is_said_and_the_pages_stay_usable(home):
+    at = open_page("pages/preview.py", rubric="grade-school-math")
+    by_label(at.selectbox, "Model").set_value("tiny-random")
+    by_label(at.number_input, "Tasks (first N of the train split)").set_value(1)
+    by_label(at.number_input, "Samples per task").set_value(1)
+    by_label(at.number_input, "Max new tokens").set_value(4)
+    by_label(at.button, "Sample chains").click().run()
+    ws.store_path(home).write_bytes(b"this is not a sqlite database" * 100)   # damaged on disk
+
+    at = open_page("pages/review.py")                      # no exception: the page says what is wrong
+    assert "review database" in "\n".join(e.value for e in at.error) and "damaged" in texts(at)
+    at = open_page("pages/preview.py", rubric="grade-school-math")
+    assert "review database" in "\n".join(e.value for e in at.error)
+    assert len(frame_with(at, "chain")) == 2                # the chains are still shown
