@@ -92,7 +92,8 @@ def recover_checkpoint(run_dir: str | Path) -> int | None:
     """Make adapter/ the newest complete checkpoint among adapter/, .adapter.tmp and .adapter.old.
 
     Needed after a save was interrupted between its two renames. Returns the step of adapter/
-    afterwards, or None when there is no complete checkpoint. On a tie adapter/ stays.
+    afterwards, or None when there is no complete checkpoint. On a tie adapter/ stays. The other
+    two folders are removed once adapter/ holds the newest.
     """
     run_dir = Path(run_dir)
     target = run_dir / runs.ADAPTER_DIR
@@ -107,6 +108,8 @@ def recover_checkpoint(run_dir: str | Path) -> int | None:
         shutil.rmtree(target, ignore_errors=True)
         os.replace(best, target)
         log.warning("recovered the checkpoint of step %d from %s (a save had been interrupted)", step, best.name)
+    for leftover in (run_dir / STAGING_DIR, run_dir / OLD_DIR):  # older, equal or incomplete: adapter/ holds it
+        shutil.rmtree(leftover, ignore_errors=True)
     return step
 
 
