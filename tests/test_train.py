@@ -408,3 +408,15 @@ def test_metrics_writer_lines_and_truncation(tmp_path):
     assert list(runs.read_metrics(run_dir)["step"]) == [0, 1]
     assert format_metrics({"step": 3, "train/loss": 0.123456, "eval/total": 0.5, "time/step_s": None}) == \
         "step 3 loss=0.1235 eval/total=0.5"
+
+
+def test_a_round_longer_than_the_models_context_fails_before_sampling(tmp_path, monkeypatch):
+    """tiny-random has 4096 positions: 4,000 new tokens after a ~400-token teacher prompt do not fit."""
+    import rcsd_core.training.rollouts as rollouts
+
+    monkeypatch.setattr(rollouts, "sample_chains", lambda *a, **k: pytest.fail("sampled before the check"))
+    run_dir = make_run(tmp_path, max_new_tokens=4000)
+    with pytest.raises(InputError, match=r"exceeds the model's context of 4096 tokens; lower max_new_tokens"):
+        train_round(run_dir)
+    status = runs.read_status(run_dir)
+    assert status["status"] == "failed" and "max_new_tokens" in status["error"]

@@ -160,6 +160,7 @@ class Round:
 
     def _setup_teacher(self) -> None:
         self.teacher = Teacher(self.model, self.tokenizer, self.rubric, self.config)
+        check_context(self.model, self.config, [self.teacher.prompt(t) for t in self.train_tasks + self.eval_tasks])
         self.rollouts = Rollouts(self.model, self.tokenizer, self.rubric, self.config, self.teacher,
                                  interrupt=self.stop.interrupt_point)
 
@@ -324,6 +325,28 @@ class Round:
         self.accelerator.wait_for_everyone()
         self.checkpoint_step = self.step
         self.stop.saving = False
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def check_context(model, config, teacher_prompts: list[list[int]]) -> None:
+    """Refuse a round whose longest teacher prompt plus `max_new_tokens` exceeds the model's context.
+
+    Checked once the model is loaded, before any sampling, so such a round fails in seconds with the
+    numbers, not minutes later with a traceback. (The teacher prompt is the longer context: rubric,
+    worked examples and the task; a teacher analysis note adds up to ANALYSIS_TOKENS more.)
+    """
+    from rcsd_core.training.teacher import ANALYSIS_TOKENS
+
+    limit = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+    if not limit or not teacher_prompts:
+        return
+    longest = max(len(p) for p in teacher_prompts) + (ANALYSIS_TOKENS if config.teacher_analysis else 0)
+    if longest + config.max_new_tokens > limit:
+        raise InputError(f"the longest teacher prompt ({longest} tokens) plus max_new_tokens "
+                         f"({config.max_new_tokens}) exceeds the model's context of {limit} tokens; "
+                         f"lower max_new_tokens to at most {max(limit - longest, 0)}", field="max_new_tokens")
 
 
 # ---------------------------------------------------------------------------- entry point
