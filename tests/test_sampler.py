@@ -226,6 +226,23 @@ def test_min_new_tokens_holds_back_end_of_turn(peaked, prompts):
     assert all(stopping.eos_token_id not in s.completion_ids[:4] and s.n_tokens >= 4 for s in held)
 
 
+def test_other_architectures_qwen3_runs_and_sliding_windows_are_refused(tokenizer, prompts):
+    from transformers import AutoModelForCausalLM, MistralConfig, Qwen3Config
+
+    small = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=len(tokenizer), initializer_range=0.2)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        qwen3 = AutoModelForCausalLM.from_config(Qwen3Config(head_dim=16, **small)).eval()   # head_dim != 32 / 4
+        mistral = AutoModelForCausalLM.from_config(MistralConfig(sliding_window=4, **small)).eval()
+    ref, _ = sample_chains(qwen3, tokenizer, prompts, max_new_tokens=6, temperature=0, batch_size=3)
+    got, _ = Sampler(qwen3, tokenizer).sample(prompts, max_new_tokens=6, temperature=0, batch_size=3)
+    assert [s.completion_ids for s in got] == [s.completion_ids for s in ref]
+    assert_logprobs_match(qwen3, got, tokenizer.pad_token_id)
+    with pytest.raises(NotImplementedError, match="sliding-window"):
+        Sampler(mistral, tokenizer).sample(prompts, max_new_tokens=2)
+
+
 # ---------------------------------------------------------------------------- seeds and log-probs
 
 def test_same_seed_same_chains_other_seed_other_chains(peaked, prompts):
@@ -304,6 +321,26 @@ def test_the_decode_step_traces_as_one_graph(peaked, prompts):
         decoder.column.fill_(4)
         explanation = torch._dynamo.explain(decoder.step)()
     assert explanation.graph_count == 1 and explanation.graph_break_count == 0, explanation.break_reasons
+
+
+def test_rehearsed_steps_leave_the_batch_where_it_was(peaked, prompts):
+    # What CUDA-graph warm-up and capture do in the middle of a batch, checked here on a CPU: if a
+    # buffer the step changes were not put back, the chains would come out shifted.
+    model, tokenizer = peaked
+    lora = with_adapter(model)
+    plain, _ = Sampler(lora, tokenizer).sample(prompts, max_new_tokens=6, seed=5, batch_size=3)
+    rehearsed = Sampler(lora, tokenizer)
+    original = Decoder.decode
+
+    def decode_after_rehearsal(self, **kw):
+        self.rehearse(3)
+        return original(self, **kw)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Decoder, "decode", decode_after_rehearsal)
+        got, _ = rehearsed.sample(prompts, max_new_tokens=6, seed=5, batch_size=3)
+    assert [s.completion_ids for s in got] == [s.completion_ids for s in plain]
+    assert [s.logprobs for s in got] == [s.logprobs for s in plain]
 
 
 # ---------------------------------------------------------------------------- the embedded model

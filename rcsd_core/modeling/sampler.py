@@ -13,15 +13,21 @@ Here one decode step is one function of preallocated tensors:
 - a transformers `StaticCache` of fixed width: [shared prefix S | each row's rest, left-padded to W |
   max_new_tokens - 1 decode columns]; visible key columns kept in a (B, L) mask, positions counted
   from real tokens only (as generate() and `batching.Batch.positions` count them);
-- sampling on the device from uniforms drawn per batch with a seeded `torch.Generator` (inverse CDF,
-  top-p over the sorted distribution), end-of-turn and `min_new_tokens` handled with a finished mask,
-  tokens and log-probs written into (B, N) tensors; the host looks at the finished mask every
+- sampling on the device from uniforms drawn per batch with a seeded `torch.Generator` on the
+  model's device (inverse CDF, top-p over the sorted distribution; the same seed, device and batch
+  size give the same chains), end-of-turn and `min_new_tokens` handled with a finished mask, tokens
+  and log-probs written into (B, N) tensors; the host looks at the finished mask every
   `check_every` steps only;
-- attention through a registered attention function that runs grouped-query models on the cache as
-  it is (query heads folded into the query axis), never repeating keys/values per query head;
+- attention through a function registered in transformers' attention interface, so the model's
+  own code runs unchanged; it reads grouped-query caches as they are (query heads folded into the
+  query axis, or SDPA's enable_gqa on a CPU), never repeating keys/values per query head. The
+  model's attention implementation is switched to it for the length of a call and back after it;
 - the adapter stays unmerged: the step reads the weights where they live, so an in-place optimizer
   update is seen by the next call. On CUDA the step is captured once as a CUDA graph per shape (and
   optionally torch.compile'd first) and replayed per token; on a CPU it runs eagerly.
+
+Models whose cache has sliding-window or linear-attention layers are refused (NotImplementedError):
+use `sample_chains` for those.
 
 Tests: tests/test_sampler.py. Throughput against sample_chains: bench/sampler_throughput.py.
 """
@@ -285,21 +291,29 @@ class Decoder:
             self.graphs[key] = self._capture()
         return self.graphs[key].replay
 
-    def _capture(self) -> "torch.cuda.CUDAGraph":
-        # Warm-up runs (allocator, cuBLAS handles, torch.compile) on a side stream, then one captured
-        # step; the state is put back after each, so the batch in flight goes on where it was.
+    def rehearse(self, runs: int) -> Callable[[], None]:
+        """Run the step `runs` times, putting the state back after each; returns the putting back.
+
+        Warm-up and capture run real steps in the middle of a batch: afterwards the batch must go on
+        where it was (tests/test_sampler.py checks this on a CPU)."""
         saved = [(tensor, tensor.clone()) for tensor in self._state()]
 
         def restore() -> None:
             for tensor, copy in saved:
                 tensor.copy_(copy)
 
+        for _ in range(runs):
+            self.step_fn()
+            restore()
+        return restore
+
+    def _capture(self) -> "torch.cuda.CUDAGraph":
+        # Warm-up runs (allocator, cuBLAS handles, torch.compile) on a side stream, then one captured
+        # step (capture records kernels without running them; the state is put back all the same).
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
-            for _ in range(3):
-                self.step_fn()
-                restore()
+            restore = self.rehearse(3)
         torch.cuda.current_stream().wait_stream(stream)
         if self.pool is None:
             self.pool = torch.cuda.graph_pool_handle()
