@@ -31,6 +31,7 @@ class Sample:
     completion_ids: list[int]   # up to and including the end-of-turn token when it was produced
     text: str
     finished: bool              # produced end-of-turn before max_new_tokens
+    logprobs: list[float] | None = None   # log pi(token) at temperature 1, one per completion token (sampler.py)
 
     @property
     def n_tokens(self) -> int:

@@ -1,0 +1,438 @@
+"""Sampler: chains decoded with a static key/value cache and the whole decode step on the device.
+
+    sampler = Sampler(model, tokenizer)                       # keep one per model: its caches are reused
+    samples, stats = sampler.sample([ids_a, ids_b], n=4, max_new_tokens=64, seed=0)
+    samples[0].logprobs                                       # log pi(token) at temperature 1, per token
+    samples, stats = sample_chains_on_device(model, tokenizer, prompts, n=4)   # same contract as sample_chains
+
+Same contract as `generation.sample_chains` (which stays the reference path, `model.generate`), plus
+per-token log-probs. Why a second path: `generate` is launch-bound on a GPU (~5,000 host operations per
+decode step with an unmerged peft LoRA adapter, DESIGN.md §5) and pays per-token bookkeeping on a CPU.
+Here one decode step is one function of preallocated tensors:
+
+- a transformers `StaticCache` of fixed width: [shared prefix S | each row's rest, left-padded to W |
+  max_new_tokens - 1 decode columns]; visible key columns kept in a (B, L) mask, positions counted
+  from real tokens only (as generate() and `batching.Batch.positions` count them);
+- sampling on the device from uniforms drawn per batch with a seeded `torch.Generator` on the
+  model's device (inverse CDF, top-p over the sorted distribution; the same seed, device and batch
+  size give the same chains), end-of-turn and `min_new_tokens` handled with a finished mask, tokens
+  and log-probs written into (B, N) tensors; the host looks at the finished mask every
+  `check_every` steps only;
+- attention through a function registered in transformers' attention interface, so the model's
+  own code runs unchanged; it reads grouped-query caches as they are (query heads folded into the
+  query axis, or SDPA's enable_gqa on a CPU), never repeating keys/values per query head. The
+  model's attention implementation is switched to it for the length of a call and back after it;
+- the adapter stays unmerged: the step reads the weights where they live, so an in-place optimizer
+  update is seen by the next call. On CUDA the step is captured once as a CUDA graph per shape (and
+  optionally torch.compile'd first) and replayed per token; on a CPU it runs eagerly.
+
+Models whose cache has sliding-window or linear-attention layers are refused (NotImplementedError):
+use `sample_chains` for those.
+
+Tests: tests/test_sampler.py. Throughput against sample_chains: bench/sampler_throughput.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from rcsd_core.modeling.batching import left_pad
+from rcsd_core.modeling.generation import (MIN_SHARED_PREFIX, Sample, SamplingStats, cache_keyword, cut_at_eos,
+                                           shared_prefix_length)
+
+Prefix = list[tuple[torch.Tensor, torch.Tensor]]   # per layer, keys and values (1, Hkv, S, D) of a shared prefix
+CHECK_EVERY = 8          # decode steps between looks at "all chains finished" (one host sync each)
+CUDA_WIDTH_STEP = 64     # on CUDA, prompt width rounded up so later calls reuse the captured graph
+
+
+# ---------------------------------------------------------------------------- attention
+# transformers' SDPA path repeats keys and values per query head (`repeat_kv`) whenever there is a
+# mask, i.e. always with left padding (transformers >= 5.2x spares an eager decode step, but not a
+# traced one): 2-3 copies of the cache per layer per step on grouped-query models. Two ways around:
+# - fold the G query heads of a key/value head into the query axis: query (B, H, T, D) ->
+#   (B, Hkv, G*T, D), the (B, 1, T, L) mask tiled G times; for a decode step (T = 1) a view. Any
+#   SDPA kernel that takes a mask then reads the cache as it is (CUDA's memory-efficient one too);
+# - `enable_gqa=True`: on a CPU the fused kernel takes grouped heads itself (measured with
+#   bench/grouped_attention.py: no copy; the fold copies the query and tiles the mask). On CUDA a
+#   mask sends enable_gqa to the math kernel, which repeats the cache, so CUDA folds.
+
+ATTENTION = "rcsd_grouped_sdpa"
+
+
+def grouped_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                      attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                      is_causal: bool | None = None, **kwargs) -> tuple[torch.Tensor, None]:
+    """transformers attention interface: query (B, H, T, D), key/value (B, Hkv, L, D) -> (B, T, H, D)."""
+    T = query.shape[2]
+    groups = query.shape[1] // key.shape[1]
+    causal = attention_mask is None and T > 1 and bool(getattr(module, "is_causal", True) if is_causal is None
+                                                       else is_causal)
+    shared_mask = attention_mask is not None and attention_mask.shape[1] == 1       # one mask for every head
+    if groups > 1 and shared_mask and (T == 1 or query.device.type != "cpu"):
+        out = folded_attention(query, key, value, attention_mask, dropout=dropout, scale=scaling)
+    else:
+        out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout,
+                                             scale=scaling, is_causal=causal, enable_gqa=groups > 1)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def folded_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor, *,
+                     dropout: float = 0.0, scale: float | None = None) -> torch.Tensor:
+    """SDPA with the query heads of each key/value group on the query axis: (B, H, T, D) out, no cache copy."""
+    B, H, T, D = query.shape
+    groups = H // key.shape[1]
+    query = query.reshape(B, key.shape[1], groups * T, D)                      # (B, Hkv, G*T, D)
+    if T > 1:
+        mask = mask.repeat(1, 1, groups, 1)                                    # (B, 1, G*T, L)
+    out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scale)
+    return out.reshape(B, H, T, value.shape[-1])
+
+
+def _register_attention() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
+
+    AttentionInterface.register(ATTENTION, grouped_attention)
+    AttentionMaskInterface.register(ATTENTION, sdpa_mask)    # masks built the way "sdpa" builds them
+
+
+@contextlib.contextmanager
+def attention_implementation(model, name: str = ATTENTION):
+    """Run the model with attention `name` inside the block, and with its own again after it."""
+    _register_attention()
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    before = base.config._attn_implementation
+    if before != name:
+        base.set_attn_implementation(name)
+    try:
+        yield
+    finally:
+        if before != name:
+            base.set_attn_implementation(before)
+
+
+# ---------------------------------------------------------------------------- choosing tokens (pure)
+
+def pick_tokens(scores: torch.Tensor, uniforms: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, *,
+                greedy: bool, nucleus: bool) -> torch.Tensor:
+    """Next tokens (B,) from scores (B, V) float32, by inverse CDF on uniforms (B,) in [0, 1).
+
+    Greedy takes the argmax (first of ties, as generate does). Otherwise softmax(scores / temperature),
+    restricted with `nucleus` to the smallest top set whose mass reaches top_p (a token is kept when
+    the mass ranked above it is below top_p, so the first always is). The draw is the first token
+    whose cumulative mass exceeds u * total, so a token of zero probability is never drawn. No host
+    sync and no random-number generation inside: the caller draws the uniforms.
+    """
+    if greedy:
+        return scores.argmax(-1)
+    probs = torch.softmax(scores / temperature, dim=-1)
+    order = None
+    if nucleus:
+        probs, order = probs.sort(dim=-1, descending=True)
+        above = probs.cumsum(-1) - probs
+        probs = probs.masked_fill(above >= top_p, 0.0)
+    cumulative = probs.cumsum(-1)                                              # (B, V)
+    target = uniforms.unsqueeze(-1) * cumulative[:, -1:]                       # (B, 1)
+    index = torch.searchsorted(cumulative, target, right=True).clamp(max=scores.shape[-1] - 1)
+    if order is not None:
+        index = order.gather(-1, index)
+    return index.squeeze(-1)
+
+
+# ---------------------------------------------------------------------------- the decoder
+# One decoder per shape (rows B, prompt width C = S + W, new tokens N): its cache and buffers are
+# allocated once and reused for every batch of that shape, so a CUDA graph captured on them stays
+# valid. Column layout of the cache: [0, C) prompt, C - 1 + t the token fed at decode step t.
+# Greedy or not, top-p or not change the step's code: one graph each, on the same buffers.
+
+@dataclass(frozen=True)
+class Shape:
+    rows: int
+    width: int          # C: shared prefix plus the padded rest of each prompt
+    new_tokens: int     # N
+
+
+class Decoder:
+    """Static cache, decode-state buffers and the decode step for one Shape."""
+
+    def __init__(self, model, shape: Shape, *, eos: int, pad: int, compile: bool | str = False):
+        from transformers import StaticCache
+
+        self.model, self.shape, self.eos, self.pad = model, shape, eos, pad
+        parameter = next(model.parameters())
+        device, dtype = parameter.device, parameter.dtype
+        B, C, N = shape.rows, shape.width, shape.new_tokens
+        self.length = L = C + N - 1                                    # the last token is never fed back
+        config = model.config.get_text_config(decoder=True)
+        self.cache = StaticCache(config=config, max_cache_len=L)
+        if any(getattr(layer, "is_sliding", False) or not hasattr(layer, "cumulative_length")
+               for layer in self.cache.layers):
+            raise NotImplementedError("sliding-window or linear-attention layers: use generation.sample_chains")
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.cache.early_initialization(B, heads, head_dim, dtype, device)
+        self.keyword = cache_keyword(model)
+        on = dict(device=device)
+        self.valid = torch.zeros(B, L, dtype=torch.bool, **on)          # (B, L) key columns a query may see
+        self.position = torch.zeros(B, dtype=torch.long, **on)          # (B,) position of the token fed next
+        self.last = torch.full((B,), pad, dtype=torch.long, **on)       # (B,) token fed next
+        self.finished = torch.zeros(B, dtype=torch.bool, **on)          # (B,) produced end-of-turn
+        self.step_index = torch.zeros((), dtype=torch.long, **on)       # t: next completion index
+        self.column = torch.zeros((), dtype=torch.long, **on)           # cache column of the token fed next
+        self.tokens = torch.full((B, N), pad, dtype=torch.long, **on)   # (B, N) chosen tokens, pad after the end
+        self.logprobs = torch.zeros(B, N, dtype=torch.float32, **on)    # (B, N) their log-probs, 0 after the end
+        self.uniforms = torch.zeros(N, B, dtype=torch.float32, **on)    # (N, B) one draw per token
+        self.temperature = torch.ones((), **on)
+        self.top_p = torch.ones((), **on)
+        self.min_new_tokens = torch.zeros((), dtype=torch.long, **on)
+        self.greedy, self.nucleus = True, False
+        backend = "inductor" if compile is True else compile
+        self.step_fn = torch.compile(self.step, backend=backend, fullgraph=True, dynamic=False) if backend \
+            else self.step
+        self.graphs: dict[tuple, torch.cuda.CUDAGraph] = {}
+        self.pool = None
+
+    # ------------------------------------------------------------------ one token, on the device
+
+    def step(self) -> None:
+        """Feed the last tokens (B,) at column C - 1 + t, choose token t, record it. No host sync."""
+        B, L = self.shape.rows, self.length
+        self.valid.index_fill_(1, self.column.view(1), True)
+        out = self.model(input_ids=self.last.view(B, 1), attention_mask=self.valid.view(B, 1, 1, L),
+                         position_ids=self.position.view(B, 1), use_cache=True, **{self.keyword: self.cache})
+        self.position.add_(1)
+        self.column.add_(1)
+        self.record(out.logits[:, -1])
+
+    def record(self, logits: torch.Tensor) -> None:
+        """Choose token t from logits (B, V); write it and its log-prob; mark rows that finish."""
+        t = self.step_index.view(1)
+        scores = logits.float()
+        logp = torch.log_softmax(scores, dim=-1)                                    # (B, V) at temperature 1
+        hold = (self.step_index < self.min_new_tokens).expand(scores.shape[0])    # end-of-turn not yet allowed
+        scores[:, self.eos] = torch.where(hold, float("-inf"), scores[:, self.eos])  # after logp: it stays whole
+        token = pick_tokens(scores, self.uniforms.index_select(0, t).view(-1), self.temperature, self.top_p,
+                            greedy=self.greedy, nucleus=self.nucleus)
+        token = torch.where(self.finished, self.pad, token)
+        chosen = torch.where(self.finished, 0.0, logp.gather(1, token.unsqueeze(1)).squeeze(1))
+        self.tokens.index_copy_(1, t, token.unsqueeze(1))
+        self.logprobs.index_copy_(1, t, chosen.unsqueeze(1))
+        self.finished.logical_or_(token == self.eos)
+        self.last.copy_(token)
+        self.step_index.add_(1)
+
+    # ------------------------------------------------------------------ one batch
+
+    def prefill(self, rest: torch.Tensor, rest_mask: torch.Tensor, prefix: Prefix | None,
+                *, temperature: float, top_p: float, min_new_tokens: int,
+                generator: torch.Generator | None) -> None:
+        """Reset the state for a batch, copy the shared prefix into every row, run the rest, choose token 0.
+
+        rest, rest_mask (B, W): each row's prompt after the shared prefix, left-padded; the prefix
+        (S = C - W columns) comes as one (1, Hkv, S, D) key and value pair per layer, or None when S = 0.
+        """
+        B, C, L = self.shape.rows, self.shape.width, self.length
+        S = C - rest.shape[1]
+        for i, layer in enumerate(self.cache.layers):
+            if prefix is not None:
+                layer.keys[:, :, :S].copy_(prefix[i][0])      # broadcast over the rows
+                layer.values[:, :, :S].copy_(prefix[i][1])
+            layer.cumulative_length.fill_(S)                  # StaticCache writes the next update there
+        self.valid.zero_()
+        self.valid[:, :S] = True
+        self.valid[:, S:C] = rest_mask.bool()
+        positions = (S + rest_mask.cumsum(-1) - 1).clamp(min=0)                   # (B, W) real tokens only
+        columns = torch.arange(L, device=rest.device)
+        queries = torch.arange(S, C, device=rest.device)
+        see = self.valid[:, None, :] & (columns[None, :] <= queries[:, None])     # (B, W, L) causal, no padding
+        see |= columns[None, :] == queries[:, None]    # a padding query sees itself: no all-masked softmax row
+        self.greedy, self.nucleus = temperature <= 0, temperature > 0 and top_p < 1
+        self.temperature.fill_(max(temperature, 1e-6))
+        self.top_p.fill_(top_p)
+        self.min_new_tokens.fill_(min_new_tokens)
+        self.finished.zero_()
+        self.step_index.zero_()
+        self.tokens.fill_(self.pad)
+        self.logprobs.zero_()
+        if generator is not None:
+            self.uniforms.uniform_(generator=generator)
+        out = self.model(input_ids=rest, attention_mask=see.unsqueeze(1), position_ids=positions, use_cache=True,
+                         logits_to_keep=1, **{self.keyword: self.cache})
+        self.position.copy_(S + rest_mask.sum(-1))
+        self.column.fill_(C)
+        self.record(out.logits[:, -1])
+
+    def decode(self, *, check_every: int = CHECK_EVERY, graph: bool = False) -> None:
+        """Decode steps until N tokens are chosen or every row has finished (looked at every k steps)."""
+        step = self._replay() if graph else self.step_fn
+        for t in range(1, self.shape.new_tokens):
+            step()
+            if t % check_every == 0 and bool(self.finished.all()):
+                break
+
+    # ------------------------------------------------------------------ CUDA graph
+
+    def _state(self) -> list[torch.Tensor]:
+        """Every buffer a step changes (besides cache columns it will write again)."""
+        lengths = [layer.cumulative_length for layer in self.cache.layers]
+        return [self.valid, self.position, self.last, self.finished, self.step_index, self.column, self.tokens,
+                self.logprobs, *lengths]
+
+    def _replay(self) -> Callable[[], None]:
+        """The step as a CUDA graph over this decoder's buffers, captured once per weights key."""
+        key = (self.greedy, self.nucleus, weights_key(self.model))
+        if key not in self.graphs:
+            self.graphs[key] = self._capture()
+        return self.graphs[key].replay
+
+    def rehearse(self, runs: int) -> Callable[[], None]:
+        """Run the step `runs` times, putting the state back after each; returns the putting back.
+
+        Warm-up and capture run real steps in the middle of a batch: afterwards the batch must go on
+        where it was (tests/test_sampler.py checks this on a CPU)."""
+        saved = [(tensor, tensor.clone()) for tensor in self._state()]
+
+        def restore() -> None:
+            for tensor, copy in saved:
+                tensor.copy_(copy)
+
+        for _ in range(runs):
+            self.step_fn()
+            restore()
+        return restore
+
+    def _capture(self) -> "torch.cuda.CUDAGraph":
+        # Warm-up runs (allocator, cuBLAS handles, torch.compile) on a side stream, then one captured
+        # step (capture records kernels without running them; the state is put back all the same).
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            restore = self.rehearse(3)
+        torch.cuda.current_stream().wait_stream(stream)
+        if self.pool is None:
+            self.pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            self.step_fn()
+        restore()
+        return graph
+
+
+def weights_key(model) -> tuple:
+    """What a captured step depends on besides its buffers: where each weight lives, which adapters run.
+
+    An in-place update (an optimizer step) keeps the key; a reloaded adapter, `disable_adapter()`,
+    a merge or train mode changes it, and the step is captured again for it."""
+    addresses = tuple(p.data_ptr() for p in model.parameters())
+    switches = tuple((bool(m.disable_adapters), tuple(m.active_adapters), bool(getattr(m, "merged", False)))
+                     for m in model.modules() if hasattr(m, "base_layer") and hasattr(m, "active_adapters"))
+    return addresses, switches, model.training
+
+
+def run_prefix(model, prefix: list[int]) -> Prefix:
+    """Keys and values (1, Hkv, S, D) per layer of one run of the shared prefix (positions 0 .. S-1)."""
+    from transformers import DynamicCache
+
+    device = next(model.parameters()).device
+    S = len(prefix)
+    cache = DynamicCache(config=model.config)
+    causal = torch.ones(S, S, dtype=torch.bool, device=device).tril()[None, None]      # (1, 1, S, S)
+    model(input_ids=torch.tensor([prefix], device=device), attention_mask=causal,
+          position_ids=torch.arange(S, device=device)[None], use_cache=True, logits_to_keep=1,
+          **{cache_keyword(model): cache})
+    return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+# ---------------------------------------------------------------------------- the sampler
+
+class Sampler:
+    """Samples chains from one model; keeps a Decoder (cache, buffers, CUDA graphs) per shape between calls.
+
+    `cuda_graph` replays the step as a CUDA graph on a GPU (ignored on a CPU); `compile` wraps the
+    step in torch.compile (fullgraph; True for inductor, or a backend name) first. `release()` frees
+    the caches."""
+
+    def __init__(self, model, tokenizer, *, check_every: int = CHECK_EVERY, cuda_graph: bool = True,
+                 compile: bool | str = False):
+        if cache_keyword(model) is None:
+            raise NotImplementedError("this model's forward takes no cache: use generation.sample_chains")
+        self.model, self.tokenizer = model, tokenizer
+        self.check_every, self.cuda_graph, self.compile = check_every, cuda_graph, compile
+        self.decoders: dict[Shape, Decoder] = {}
+
+    def release(self) -> None:
+        self.decoders.clear()
+
+    def decoder(self, shape: Shape) -> Decoder:
+        if shape not in self.decoders:
+            eos = self.tokenizer.eos_token_id
+            pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
+            self.decoders[shape] = Decoder(self.model, shape, eos=eos, pad=pad, compile=self.compile)
+        return self.decoders[shape]
+
+    def sample(self, prompts: list[list[int]], *, n: int = 1, max_new_tokens: int = 128, temperature: float = 1.0,
+               top_p: float = 1.0, seed: int = 0, batch_size: int = 8, min_new_tokens: int = 0,
+               share_prefix: bool = True,
+               progress: Callable[[int, int], None] | None = None) -> tuple[list[Sample], SamplingStats]:
+        """n completions of each prompt (token ids), as `generation.sample_chains`, with per-token log-probs."""
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        start = time.perf_counter()
+        jobs = [(p, s) for p in range(len(prompts)) for s in range(n)]
+        if not jobs:
+            return [], SamplingStats(tokens=0, seconds=time.perf_counter() - start)
+        device = next(self.model.parameters()).device
+        graphs = self.cuda_graph and device.type == "cuda"
+        shared = shared_prefix_length(prompts) if share_prefix else 0
+        shared = shared if shared >= MIN_SHARED_PREFIX else 0
+        rests = [p[shared:] for p in prompts]
+        step = CUDA_WIDTH_STEP if graphs else 1
+        width = -(-(shared + max(len(r) for r in rests)) // step) * step          # C, the same for every batch
+        generator = None
+        if temperature > 0:
+            generator = torch.Generator(device=device)
+            generator.manual_seed(seed)
+        samples: list[Sample] = []
+        with torch.no_grad(), attention_implementation(self.model):
+            prefix = run_prefix(self.model, prompts[0][:shared]) if shared else None
+            for b in range(0, len(jobs), batch_size):
+                batch = jobs[b:b + batch_size]
+                decoder = self.decoder(Shape(batch_size if graphs else len(batch), width, max_new_tokens))
+                ids = [rests[p] for p, _ in batch]
+                ids += [ids[-1]] * (decoder.shape.rows - len(ids))     # CUDA: a full batch keeps one graph
+                rest, rest_mask = left_pad(ids, decoder.pad, device, width=width - shared)
+                decoder.prefill(rest, rest_mask, prefix, temperature=temperature, top_p=top_p,
+                                min_new_tokens=min_new_tokens, generator=generator)
+                decoder.decode(check_every=self.check_every, graph=graphs)
+                samples += self._collect(batch, prompts, decoder)
+                if progress:
+                    progress(min(b + batch_size, len(jobs)), len(jobs))
+        tokens = sum(s.n_tokens for s in samples)
+        return samples, SamplingStats(tokens=tokens, seconds=time.perf_counter() - start)
+
+    def _collect(self, batch: list[tuple[int, int]], prompts: list[list[int]], decoder: Decoder) -> list[Sample]:
+        rows = len(batch)
+        tokens, logprobs = decoder.tokens[:rows].tolist(), decoder.logprobs[:rows].tolist()   # the one sync
+        out = []
+        for (p, s), ids, lps in zip(batch, tokens, logprobs):
+            completion, finished = cut_at_eos(ids, decoder.eos)
+            text = self.tokenizer.decode(completion, skip_special_tokens=True)
+            out.append(Sample(p, s, prompts[p], completion, text, finished, logprobs=lps[:len(completion)]))
+        return out
+
+
+def sample_chains_on_device(model, tokenizer, prompts: list[list[int]], *, n: int = 1, max_new_tokens: int = 128,
+                            temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 8,
+                            min_new_tokens: int = 0, share_prefix: bool = True,
+                            progress: Callable[[int, int], None] | None = None) -> tuple[list[Sample], SamplingStats]:
+    """`generation.sample_chains`' contract on a one-call Sampler (keep a Sampler to reuse its caches)."""
+    return Sampler(model, tokenizer).sample(prompts, n=n, max_new_tokens=max_new_tokens, temperature=temperature,
+                                            top_p=top_p, seed=seed, batch_size=batch_size,
+                                            min_new_tokens=min_new_tokens, share_prefix=share_prefix,
+                                            progress=progress)
