@@ -420,3 +420,16 @@ def test_a_round_longer_than_the_models_context_fails_before_sampling(tmp_path, 
         train_round(run_dir)
     status = runs.read_status(run_dir)
     assert status["status"] == "failed" and "max_new_tokens" in status["error"]
+
+
+def test_a_round_with_the_static_sampler_gives_the_reference_losses_when_greedy(tmp_path):
+    """temperature 0: the static-cache sampler draws the chains generate() draws, so every loss matches."""
+    results = {}
+    for sampler in ("generate", "static"):
+        run_dir = make_run(tmp_path, run_id=sampler, sampler=sampler, temperature=0, steps=2, eval_every=0)
+        assert train_round(run_dir)["status"] == "done"
+        metrics = runs.read_metrics(run_dir)
+        results[sampler] = (list(metrics["train/loss"].dropna()), [r["text"] for r in runs.read_samples(run_dir)])
+    (loss_g, texts_g), (loss_s, texts_s) = results["generate"], results["static"]
+    assert texts_s == texts_g and len(texts_g) > 0
+    assert loss_s == pytest.approx(loss_g, rel=1e-5, abs=1e-7)

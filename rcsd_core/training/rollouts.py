@@ -5,13 +5,15 @@
     records = rollouts.score(tasks, samples, step=step, kind="train", prefix=f"{step}:")
     prompts = rollouts.teacher_prompts(tasks, samples)      # one per sample, in sample order
 
-The student sees the task prompt alone and samples with the current adapter, in eval mode. A stop
-request is answered between sampling batches (`interrupt`, see distributed.StopRequest).
+The student sees the task prompt alone and samples with the current adapter, in eval mode, through
+`generate` or the static-cache sampler (config `sampler`). A stop request is answered between
+sampling batches (`interrupt`, see distributed.StopRequest).
 """
 
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Callable
 
 from rcsd_core.contracts.config import RoundConfig
@@ -35,6 +37,18 @@ class Rollouts:
         self.config = config
         self.teacher = teacher
         self.interrupt = interrupt
+        self.sample_fn = self._sampler()
+
+    def _sampler(self):
+        """`sample_chains` (generate), or one kept Sampler (its static cache and CUDA graphs are reused)."""
+        kind = self.config.sampler
+        if kind == "auto":
+            kind = "static" if next(self.model.parameters()).device.type == "cuda" else "generate"
+        if kind == "generate":
+            return partial(sample_chains, self.model, self.tokenizer)
+        from rcsd_core.modeling.sampler import Sampler
+
+        return Sampler(self.model, self.tokenizer).sample
 
     def sample(self, tasks: list[Task], *, n: int, seed: int, report: bool = False) -> list[Sample]:
         """n chains per task from the student; `report` logs each sampling batch's progress."""
@@ -46,9 +60,9 @@ class Rollouts:
         config = self.config
         prompts = [student_prompt_ids(self.tokenizer, t) for t in tasks]
         self.model.eval()
-        samples, _ = sample_chains(self.model, self.tokenizer, prompts, n=n, max_new_tokens=config.max_new_tokens,
-                                   temperature=config.temperature, top_p=config.top_p, seed=seed,
-                                   batch_size=config.sampling_batch_size, progress=progress)
+        samples, _ = self.sample_fn(prompts, n=n, max_new_tokens=config.max_new_tokens,
+                                    temperature=config.temperature, top_p=config.top_p, seed=seed,
+                                    batch_size=config.sampling_batch_size, progress=progress)
         return samples
 
     def score(self, tasks: list[Task], samples: list[Sample], *, step: int, kind: str, prefix: str) -> list[dict]:
