@@ -105,3 +105,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+class EosAs:
+    """The tokenizer with another token standing in as end-of-turn (to make a random model stop)."""
+
+    def __init__(self, tokenizer, eos_id: int):
+        self._tokenizer = tokenizer
+        self.eos_token_id = eos_id
+        self.pad_token_id = tokenizer.pad_token_id
+
+    def decode(self, ids, **kw):
+        return self._tokenizer.decode(ids, **kw)
+
+
+@pytest.fixture
+def eos_as():
+    """eos_as(tokenizer, token_id): the tokenizer with `token_id` as end-of-turn (a random model then stops)."""
+    return EosAs

@@ -30,18 +30,6 @@ def prompts(tiny):
     return ids
 
 
-class EosAs:
-    """The tokenizer with another token standing in as end-of-turn (to make a random model stop)."""
-
-    def __init__(self, tokenizer, eos_id: int):
-        self._tokenizer = tokenizer
-        self.eos_token_id = eos_id
-        self.pad_token_id = tokenizer.pad_token_id
-
-    def decode(self, ids, **kw):
-        return self._tokenizer.decode(ids, **kw)
-
-
 def test_left_pad():
     ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0, device="cpu")
     assert ids.tolist() == [[5, 6, 7], [0, 0, 8]]
@@ -126,28 +114,28 @@ def test_greedy_samples_of_one_prompt_are_identical(peaked, prompts):
     assert samples[0].completion_ids == samples[1].completion_ids == samples[2].completion_ids
 
 
-def test_stops_at_end_of_turn(peaked, prompts):
+def test_stops_at_end_of_turn(eos_as, peaked, prompts):
     model, tokenizer = peaked
     free, _ = sample_chains(model, tokenizer, prompts[:1], n=1, max_new_tokens=6, temperature=0)
     ids = free[0].completion_ids
     stop = ids[3]                                                  # make the 4th greedy token the end-of-turn
     first = ids.index(stop)
     assert first == 3
-    cut, _ = sample_chains(model, EosAs(tokenizer, stop), prompts[:1], n=1, max_new_tokens=6, temperature=0)
+    cut, _ = sample_chains(model, eos_as(tokenizer, stop), prompts[:1], n=1, max_new_tokens=6, temperature=0)
     assert cut[0].completion_ids == ids[:first + 1]
     assert cut[0].finished and cut[0].n_tokens == first + 1
     # in a batch, a finished row stops while the others go on
-    both, _ = sample_chains(model, EosAs(tokenizer, stop), [prompts[0], prompts[2]], n=1, max_new_tokens=6,
+    both, _ = sample_chains(model, eos_as(tokenizer, stop), [prompts[0], prompts[2]], n=1, max_new_tokens=6,
                             temperature=0)
     assert both[0].completion_ids == ids[:first + 1]
     assert stop not in both[1].completion_ids[:-1]
 
 
-def test_min_new_tokens_holds_back_end_of_turn(peaked, prompts):
+def test_min_new_tokens_holds_back_end_of_turn(eos_as, peaked, prompts):
     model, tokenizer = peaked
     free, _ = sample_chains(model, tokenizer, prompts[:1], n=1, max_new_tokens=4, temperature=0)
     stop = free[0].completion_ids[0]
-    held, _ = sample_chains(model, EosAs(tokenizer, stop), prompts[:1], n=1, max_new_tokens=4, temperature=0,
+    held, _ = sample_chains(model, eos_as(tokenizer, stop), prompts[:1], n=1, max_new_tokens=4, temperature=0,
                             min_new_tokens=3)
     assert stop not in held[0].completion_ids[:3]
     assert held[0].n_tokens >= 3

@@ -53,18 +53,6 @@ def prompts(tiny):
     return ids
 
 
-class EosAs:
-    """The tokenizer with another token standing in as end-of-turn (to make a random model stop)."""
-
-    def __init__(self, tokenizer, eos_id: int):
-        self._tokenizer = tokenizer
-        self.eos_token_id = eos_id
-        self.pad_token_id = tokenizer.pad_token_id
-
-    def decode(self, ids, **kw):
-        return self._tokenizer.decode(ids, **kw)
-
-
 def plain_logprobs(model, samples, pad_id: int) -> list[list[float]]:
     """log pi(token) of each completion token from one ordinary forward over [prompt + completion]."""
     batch = pack_batch([s.prompt_ids for s in samples], [s.completion_ids for s in samples], pad_id)
@@ -192,12 +180,12 @@ def test_greedy_tokens_equal_sample_chains(peaked, prompts, share_prefix):
     assert model.config._attn_implementation == "sdpa"                          # switched back after the call
 
 
-def test_end_of_turn_inside_the_budget_ends_a_chain_as_generate_does(peaked, prompts):
+def test_end_of_turn_inside_the_budget_ends_a_chain_as_generate_does(eos_as, peaked, prompts):
     model, tokenizer = peaked
     free, _ = sample_chains(model, tokenizer, prompts[:1], n=1, max_new_tokens=6, temperature=0)
     stop = free[0].completion_ids[3]                              # make the 4th greedy token the end-of-turn
     assert free[0].completion_ids.index(stop) == 3
-    stopping = EosAs(tokenizer, stop)
+    stopping = eos_as(tokenizer, stop)
     pair = [prompts[0], prompts[2]]
     ref, _ = sample_chains(model, stopping, pair, n=1, max_new_tokens=6, temperature=0)
     got, _ = Sampler(model, stopping).sample(pair, n=1, max_new_tokens=6, temperature=0)
@@ -208,10 +196,10 @@ def test_end_of_turn_inside_the_budget_ends_a_chain_as_generate_does(peaked, pro
     assert_logprobs_match(model, got, tokenizer.pad_token_id)
 
 
-def test_min_new_tokens_holds_back_end_of_turn(peaked, prompts):
+def test_min_new_tokens_holds_back_end_of_turn(eos_as, peaked, prompts):
     model, tokenizer = peaked
     free, _ = sample_chains(model, tokenizer, prompts[:1], n=1, max_new_tokens=4, temperature=0)
-    stopping = EosAs(tokenizer, free[0].completion_ids[0])       # greedy would stop at once
+    stopping = eos_as(tokenizer, free[0].completion_ids[0])       # greedy would stop at once
     early, _ = Sampler(model, stopping).sample(prompts[:1], max_new_tokens=4, temperature=0)
     assert early[0].completion_ids == free[0].completion_ids[:1] and early[0].finished
     ref, _ = sample_chains(model, stopping, prompts[:1], max_new_tokens=6, temperature=0, min_new_tokens=3)
