@@ -356,13 +356,22 @@ def _one_line(text: str) -> str:
 
 def write_status(run_dir: str | Path, status: str, **fields: Any) -> dict:
     """Atomically replace status.json, keeping fields of the previous status not given here."""
-    if status not in STATUSES:
-        raise ValueError(f"unknown status {status!r}")
-    path = Path(run_dir) / STATUS_FILE
-    previous = _read_json(path) or {}
-    record = {**previous, **fields, "status": status, "updated": now()}
+    return _update_status(Path(run_dir) / STATUS_FILE, status, STATUSES, fields)
+
+
+def _update_status(path: Path, status: str, allowed: tuple[str, ...], fields: dict[str, Any]) -> dict:
+    """A job's status file (a round's or an evaluation's) replaced atomically, earlier fields kept."""
+    if status not in allowed:
+        raise ValueError(f"unknown status {status!r} for {path.name}")
+    record = {**(_read_json(path) or {}), **fields, "status": status, "updated": now()}
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     return record
+
+
+def _gone(record: dict) -> bool:
+    """Whether a queued or running job's process has ended without saying so (killed or crashed)."""
+    pid = record.get("pid")
+    return record.get("status") in ("queued", "running") and bool(pid) and not pid_alive(pid)
 
 
 def read_status(run_dir: str | Path) -> dict:
@@ -374,11 +383,11 @@ def read_status(run_dir: str | Path) -> dict:
                 "error": "no status.json", "updated": None}
     record.setdefault("error", None)
     record.setdefault("step", 0)
-    pid = record.get("pid")
-    if record.get("status") in ("running", "queued") and pid and not pid_alive(pid):
+    if _gone(record):
         reason = "process exited before starting the round" if record["status"] == "queued" else \
             "process is gone (killed or crashed)"
-        record["error"] = f"{reason}; pid {pid}" + (f"; last error: {record['error']}" if record["error"] else "")
+        record["error"] = f"{reason}; pid {record['pid']}" + (f"; last error: {record['error']}" if record["error"]
+                                                              else "")
         record["status"] = "failed"
     return record
 
@@ -467,12 +476,7 @@ def request_stop(run_dir: str | Path) -> bool:
 
 def write_eval_status(run_dir: str | Path, status: str, **fields: Any) -> dict:
     """Atomically replace eval-status.json, keeping fields of the previous status not given here."""
-    if status not in EVAL_STATUSES:
-        raise ValueError(f"unknown evaluation status {status!r}")
-    path = Path(run_dir) / EVAL_STATUS_FILE
-    record = {**(_read_json(path) or {}), **fields, "status": status, "updated": now()}
-    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
-    return record
+    return _update_status(Path(run_dir) / EVAL_STATUS_FILE, status, EVAL_STATUSES, fields)
 
 
 def read_eval_status(run_dir: str | Path) -> dict | None:
@@ -481,9 +485,8 @@ def read_eval_status(run_dir: str | Path) -> dict | None:
     if record is None:
         return None
     record.setdefault("error", None)
-    pid = record.get("pid")
-    if record.get("status") in ("queued", "running") and pid and not pid_alive(pid):
-        record["error"] = f"the evaluation process is gone (killed or crashed); pid {pid}"
+    if _gone(record):
+        record["error"] = f"the evaluation process is gone (killed or crashed); pid {record['pid']}"
         record["status"] = "failed"
     return record
 

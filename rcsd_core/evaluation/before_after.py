@@ -127,10 +127,10 @@ def evaluate_run(run_dir: str | Path, *, tasks: int | Sequence[Task] | None = No
     after_samples, after = sample_student(model, tokenizer, rubric, eval_tasks, **common)
     divergence = held_out_divergence(model, tokenizer, config, rubric, eval_tasks, before_samples, after_samples)
 
-    rows = strict_json(compare_eval(before, after, rubric, seed=seed).to_dict(orient="records"))
+    rows = compare_eval(before, after, rubric, seed=seed).to_dict(orient="records")
     checkpoint = json.loads((adapter_dir / "checkpoint.json").read_text()) \
         if (adapter_dir / "checkpoint.json").is_file() else {}
-    result = {
+    result = strict_json({  # pandas' NaN as null, numpy scalars as Python ones: callers and eval.json alike
         "run_id": run_dir.name, "model": config.model, "method": config.method,
         "adapter_step": checkpoint.get("step"), "eval_prompts": len(eval_tasks), "samples": samples, "seed": seed,
         "max_new_tokens": config.max_new_tokens, "temperature": config.temperature,
@@ -141,8 +141,8 @@ def evaluate_run(run_dir: str | Path, *, tasks: int | Sequence[Task] | None = No
                         "after": mean_or_none([r["n_tokens"] for r in after])},
         "seconds": round(time.perf_counter() - started, 1),
         "prompts": prompt_pairs(eval_tasks, before, after),
-    }
-    atomic_write_text(run_dir / EVAL_FILE, json.dumps(strict_json(result), indent=1, allow_nan=False) + "\n")
+    })
+    atomic_write_text(run_dir / EVAL_FILE, json.dumps(result, indent=1, allow_nan=False) + "\n")
     return result
 
 
