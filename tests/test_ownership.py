@@ -60,3 +60,12 @@ def test_the_lock_is_free_again_after_a_round(tmp_path):
     run_dir = runs.create_run(resolve_paths(config_from_data(BASE)), tmp_path / "runs", run_id="free")
     assert train_round(run_dir)["status"] == "done"
     assert not runs.is_locked(run_dir)
+
+
+def test_rcsd_eval_is_refused_while_another_process_owns_the_run(held_run, capsys):
+    from rcsd_core.cli import main
+
+    assert main(["eval", "--run-dir", str(held_run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "test holder" in err
+    assert not (held_run / runs.EVAL_FILE).exists()

@@ -17,7 +17,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from rcsd_core.contracts.runs import CONFIG_FILE, RunLock, write_eval_status
+from rcsd_core.contracts.runs import CONFIG_FILE, write_eval_status
 from rcsd_core.errors import InputError
 
 
@@ -45,20 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (run_dir / CONFIG_FILE).is_file():
         print(f"rcsd eval: error: {run_dir}: not a run directory (no config.yaml)", file=sys.stderr)
         return 2
-    try:  # the job owns the run while it reads the adapter: no round resumes under it
-        lock = RunLock(run_dir, purpose="evaluation").acquire()
-    except InputError as exc:
-        write_eval_status(run_dir, "failed", error=str(exc))
-        print(f"rcsd eval: error: {exc}", file=sys.stderr)
-        return 2
-    try:
-        return run_job(run_dir, args)
-    finally:
-        lock.release()
+    return run_job(run_dir, args)
 
 
 def run_job(run_dir: Path, args: argparse.Namespace) -> int:
-    """evaluate_run with eval-status.json kept current; the exit code."""
+    """evaluate_run (which holds the run's lock) with eval-status.json kept current; the exit code."""
     write_eval_status(run_dir, "running", pid=os.getpid(), error=None)
     try:
         from rcsd_core.evaluation.before_after import evaluate_run  # torch loads here, after the status

@@ -98,14 +98,22 @@ def evaluate_run(run_dir: str | Path, *, tasks: int | Sequence[Task] | None = No
 
     tasks: how many eval prompts (the first N of the eval split), or the tasks themselves;
     default the run's eval_tasks. samples: chains per prompt (default the run's eval_samples).
+    The evaluation owns the run while it reads the adapter (its lock: no round resumes under it,
+    and a running round's run is refused with who holds it), from `rcsd eval` and the studio's job alike.
     """
+    from rcsd_core.contracts.runs import RunLock
+
+    with RunLock(run_dir, purpose="evaluation"):
+        return _evaluate(Path(run_dir), tasks=tasks, samples=samples, seed=seed)
+
+
+def _evaluate(run_dir: Path, *, tasks: int | Sequence[Task] | None, samples: int | None, seed: int) -> dict:
     from rcsd_core.contracts.rubric import rubric_from_data
     from rcsd_core.contracts.runs import ADAPTER_DIR, EVAL_FILE, load_run_config
     from rcsd_core.errors import InputError
     from rcsd_core.files import atomic_write_text, strict_json
     from rcsd_core.modeling.models import load_adapter, load_model
 
-    run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     adapter_dir = run_dir / ADAPTER_DIR
     if not (adapter_dir / "adapter_config.json").is_file():
