@@ -284,6 +284,7 @@ class Criterion(_Strict):
     description: str = Field(min_length=1)
     weight: Number
     check: Check | None = None
+    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=16)
 
     @field_validator("weight")
     @classmethod
@@ -341,9 +342,19 @@ class Rubric(_Strict):
         raise KeyError(criterion_id)
 
 
+# criterion fields added after versions were first saved: left out of the hash while at their
+# default, so a rubric that does not use them keeps the version it always had
+_LATER_FIELDS = {"tags": []}
+
+
 def rubric_version(rubric: Rubric) -> str:
     """Hash of the canonical content: 12 hex digits, equal for equal rubrics whatever the YAML."""
-    canonical = json.dumps(rubric.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    data = rubric.model_dump(mode="json")
+    for criterion in data["criteria"]:
+        for key, default in _LATER_FIELDS.items():
+            if criterion.get(key) == default:
+                criterion.pop(key, None)
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
 
 

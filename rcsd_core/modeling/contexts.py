@@ -28,7 +28,7 @@ from typing import Literal
 from rcsd_core.contracts.config import DEFAULT_EXAMPLES, TeacherLayout
 from rcsd_core.contracts.messages import Messages, encode_messages
 from rcsd_core.contracts.rubric import Rubric
-from rcsd_core.contracts.tasks import Task
+from rcsd_core.contracts.tasks import Task, rubric_for_task
 
 TeacherMethod = Literal["rcsd", "opsd"]
 Context = Literal["student", "teacher"]
@@ -95,7 +95,10 @@ def student_prompt_ids(tokenizer, task: Task) -> list[int]:
 
 def teacher_prompt_ids(tokenizer, task: Task, rubric: Rubric | None, layout: TeacherLayout = TeacherLayout(), *,
                        analysis: str | None = None) -> list[int]:
-    """The teacher's prompt for a task under a layout (a round's `config.teacher_layout()`)."""
+    """The teacher's prompt for a task under a layout (a round's `config.teacher_layout()`); a task
+    with its own criteria or examples is taught with them (`contracts.tasks.rubric_for_task`)."""
+    if rubric is not None:
+        rubric = rubric_for_task(rubric, task)
     messages = teacher_messages(task.prompt, rubric, reference=task.reference, method=layout.method,
                                 examples=layout.examples, example_turns=layout.example_turns,
                                 include_reference=layout.include_reference, analysis=analysis)

@@ -17,7 +17,7 @@ import pandas as pd
 from rcsd_core.scoring.checks import run_check
 from rcsd_core.scoring.judges import Judge, Verdict
 from rcsd_core.contracts.rubric import Rubric
-from rcsd_core.contracts.tasks import Task
+from rcsd_core.contracts.tasks import Task, rubric_for_task
 
 
 @dataclass
@@ -88,10 +88,11 @@ def score_samples(rubric: Rubric, tasks: Sequence[Task], samples: Sequence, **ex
     records = []
     for s in samples:
         task = tasks[s.prompt_index]
-        scores, _ = score_text(rubric, s.text, reference=task.reference, prompt=task.prompt)
+        task_rubric = rubric_for_task(rubric, task)
+        scores, _ = score_text(task_rubric, s.text, reference=task.reference, prompt=task.prompt)
         records.append({"id": f"{task.id}:{s.sample_index}", "task_id": task.id, "sample": s.sample_index,
                         "text": s.text, "n_tokens": s.n_tokens, "finished": s.finished, **extra,
-                        "scores": scores, "total": total_score(rubric, scores)})
+                        "scores": scores, "total": total_score(task_rubric, scores)})
     return records
 
 
