@@ -97,3 +97,11 @@ def test_cli_calibrate(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "rcsd_core.cli", "calibrate", "--scores", str(tmp_path / "none.jsonl"),
                           "--reviews", str(reviews)], env=env, capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "none.jsonl" in bad.stderr and "file not found" in bad.stderr
+
+
+def test_nan_from_a_table_is_skipped_not_a_fail():
+    # a judged criterion with no judge is unscored; read from a pandas table it arrives as NaN
+    table = calibrate([("tone", float("nan"), 0.0), ("tone", 1.0, 1.0), ("tone", 0.0, float("nan"))])
+    row = table.iloc[0]
+    assert (row["n"], row["skipped"], row["both_fail"]) == (1, 2, 0)
+    assert row["accuracy"] == 1.0

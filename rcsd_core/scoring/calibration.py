@@ -6,7 +6,7 @@ by chance), with the 2×2 counts so a reader can see *how* they disagree.
 
     table = calibrate([("final-answer-line", 1.0, 1.0), ("final-answer-line", 0.0, 1.0), ...])
 
-Scores are binarised at 0.5 (pass = 1.0). Pairs where either side is None are counted as
+Scores are binarised at 0.5 (pass = 1.0). Pairs where either side is None (or NaN) are counted as
 `skipped`, not as disagreement. Kappa is undefined when both raters put every chain in the same
 class (chance agreement is 1): it is None then, with a note, never a made-up 0 or 1.
 
@@ -18,6 +18,7 @@ exports this shape). Reviews are appended, never overwritten, so the last row fo
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -65,7 +66,7 @@ def calibrate(pairs: Iterable[Any]) -> pd.DataFrame:
         else:
             cid, auto, human = row
         c = cells.setdefault(cid, {"both_pass": 0, "auto_only": 0, "human_only": 0, "both_fail": 0, "skipped": 0})
-        if auto is None or human is None:
+        if _missing(auto) or _missing(human):
             c["skipped"] += 1
             continue
         a, h = float(auto) >= 0.5, float(human) >= 0.5
@@ -82,6 +83,11 @@ def calibrate(pairs: Iterable[Any]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=COLUMNS)
     # keep None (not NaN) for undefined values, so JSON and the page show "undefined", not nan
     return frame.astype({"accuracy": object, "kappa": object}).where(frame.notna(), None)
+
+
+def _missing(value: Any) -> bool:
+    """An unscored verdict: None, or the NaN pandas puts in its place in a table of scores."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def review_pairs(scores: dict[str, dict[str, float | None]],
