@@ -21,13 +21,9 @@ if not names or not task_sets:
     st.stop()
 
 # ---------------------------------------------------------------------------- settings
+name, version, task_set = state.rubric_picker(root, "preview")
 with st.form("preview-settings"):
-    a, b, c = st.columns(3)
-    name = state.remembered_select("Rubric", names, "rubric", container=a)
-    current = ws.current_version(root, name)
-    versions = [h["version"] for h in ws.rubric_versions(root, name)][::-1] or [current]
-    version = a.selectbox("Version", versions, index=state.index_of(versions, current))
-    task_set = b.selectbox("Task set", task_sets, index=state.index_of(task_sets, ws.suggested_task_set(root, name)))
+    b, c = st.columns(2)
     limit = b.number_input("Tasks (first N of the train split)", 1, 200, 4)
     model_choice = c.selectbox("Model", MODELS, help="tiny-random has random weights: for trying the studio fast")
     model_path = c.text_input("Model path / id (when 'local path' is chosen)")
@@ -48,6 +44,7 @@ if submitted:
             progress=lambda done, total: bar.progress(done / total, text=f"Sampled {done}/{total} chains"))
         bar.progress(1.0, text=f"{stats.tokens} tokens · {stats.tokens_per_s:.0f} tokens/s")
         st.session_state["chain_set"] = set_id
+        ws.remember_task_set(root, name, task_set)
     except InputError as exc:
         bar.empty()
         state.show_error(exc)

@@ -21,13 +21,11 @@ with st.expander("New round", expanded=runs.list_runs(runs_root).empty):
     preset = st.selectbox("Preset", list(PRESETS), help="; ".join(f"{k}: {v.get('model')}, {v.get('steps')} steps"
                                                                   for k, v in PRESETS.items()))
     base = PRESETS[preset]
-    names, task_sets = ws.list_rubrics(root), ws.list_task_sets(root)
+    rubric_name, _, task_set = state.rubric_picker(root, "train", with_version=False)
+    st.caption("A round trains on the rubric's current version.")
     with st.form(f"round-{preset}"):
         a, b, c = st.columns(3)
-        rubric_name = state.remembered_select("Rubric (current version)", names, "rubric", container=a)
-        task_set = a.selectbox("Task set", task_sets,
-                               index=state.index_of(task_sets, ws.suggested_task_set(root, rubric_name)))
-        model = b.selectbox("Model", list(dict.fromkeys([base["model"], DEFAULT_MODEL, TINY_RANDOM])) + ["other…"])
+        model = a.selectbox("Model", list(dict.fromkeys([base["model"], DEFAULT_MODEL, TINY_RANDOM])) + ["other…"])
         other_model = b.text_input("Other model (local folder or cached hub id)")
         method = c.selectbox("Method", METHODS, index=state.index_of(METHODS, base.get("method", "rcsd")))
         teacher = c.selectbox("Teacher", TEACHER_KINDS, index=state.index_of(TEACHER_KINDS, base.get("teacher")))
@@ -58,26 +56,37 @@ with st.expander("New round", expanded=runs.list_runs(runs_root).empty):
                 "prompts_per_step": int(prompts), "samples_per_prompt": int(samples), "max_new_tokens": int(tokens),
                 "learning_rate": float(lr), "lora_rank": int(rank), "eval_every": int(eval_every),
                 "eval_tasks": int(eval_tasks), "seed": int(seed), "device": device}, extra)
+            ws.remember_task_set(root, rubric_name, task_set)
             st.toast(f"Launched {st.session_state['run_id']}")
         except InputError as exc:
             state.show_error(exc)
 
 # ---------------------------------------------------------------------------- runs
-table = runs.list_runs(runs_root)
+table = jobs.runs_table(root)
 if table.empty:
     st.info("No runs yet. Launch a round above (the `cpu-demo` preset with `tiny-random` takes seconds).")
     st.stop()
 st.subheader("Runs")
-st.dataframe(table, hide_index=True, width="stretch", height=min(36 * (len(table) + 1) + 2, 260))
-active_ids = list(table.loc[table["status"].isin(jobs.ACTIVE), "id"])
+
+
+def runs_view() -> None:
+    """The runs table, redrawn every 2 s while a round is active, so its status and step stay current."""
+    now = jobs.runs_table(root)
+    st.dataframe(now, hide_index=True, width="stretch", height=min(36 * (len(now) + 1) + 2, 260))
+
+
+any_active = table["status"].isin([*jobs.ACTIVE, "stopping…"]).any()
+st.fragment(run_every=2 if any_active else None)(runs_view)()
+active_ids = list(table.loc[table["status"].isin([*jobs.ACTIVE, "stopping…"]), "id"])
 run_id = state.remembered_select("Run", list(table["id"]), "run_id", fallback=active_ids[0] if active_ids else None)
 run_dir = ws.run_dir(root, run_id)
 status = jobs.round_status(run_dir)
 
 stop_col, resume_col, _ = st.columns([1, 1, 4])
-if stop_col.button("Stop", disabled=status["status"] not in jobs.ACTIVE):
+if stop_col.button("Stop", disabled=status["status"] not in jobs.ACTIVE or status["stopping"]):
     jobs.stop_round(run_dir)
-    st.toast("Stop requested: the round finishes its step, saves a checkpoint and stops.")
+    st.toast("Stop requested: the round drops its unfinished step, saves a checkpoint of the last one and stops.")
+    st.rerun()
 if resume_col.button("Resume", disabled=status["status"] not in ("failed", "stopped")):
     try:
         jobs.resume_round(run_dir)
@@ -93,7 +102,7 @@ def live_view(started_active: bool) -> None:
         st.rerun()  # the round ended: redraw the whole page (buttons, table) once, then stop polling
     steps = status.get("steps") or "?"
     a, b, c, d = st.columns(4)
-    a.metric("status", status["status"])
+    a.metric("status", jobs.shown_status(status))
     b.metric("step", f"{status.get('step', 0)} / {steps}")
     metrics = runs.read_metrics(run_dir)
     last = metrics.iloc[-1] if len(metrics) else None

@@ -46,8 +46,25 @@ def stop_round(run_dir: str | Path) -> bool:
 
 
 def round_status(run_dir: str | Path) -> dict:
-    """status.json of a run; a round whose process is gone reads as failed."""
-    return runs.read_status(run_dir)
+    """status.json of a run; a round whose process is gone reads as failed. An active round asked to
+    stop carries `stopping: True` until it ends (its STOP file is still there)."""
+    status = runs.read_status(run_dir)
+    status["stopping"] = status.get("status") in ACTIVE and (Path(run_dir) / runs.STOP_FILE).exists()
+    return status
+
+
+def shown_status(status: dict) -> str:
+    """The status word a page shows: "stopping…" between Stop and the round's end."""
+    return "stopping…" if status.get("stopping") else str(status.get("status"))
+
+
+def runs_table(root: str | Path):
+    """runs.list_runs of the workspace, with "stopping…" for rounds asked to stop."""
+    table = runs.list_runs(ws.runs_root(root))
+    for i, run_id in enumerate(table["id"]):
+        if table.at[i, "status"] in ACTIVE and (ws.run_dir(root, run_id) / runs.STOP_FILE).exists():
+            table.at[i, "status"] = "stopping…"
+    return table
 
 
 # ---------------------------------------------------------------------------- evaluations

@@ -19,6 +19,8 @@ from typing import Any, Sequence
 
 import streamlit as st
 
+from rcsd_core.studio import workspace as ws
+
 MODEL_CACHE_ENTRIES = 2  # two models side by side at most (e.g. tiny-random and the embedded default)
 
 
@@ -46,6 +48,47 @@ def remembered_select(label: str, options: Sequence[Any], key: str, *, container
     choice = (container or st).selectbox(label, options, index=index_of(options, default), **selectbox)
     st.session_state[key] = choice
     return choice
+
+
+def keyed_select(label: str, options: Sequence[Any], key: str, default: Any = None, *, container: Any = None,
+                 **selectbox: Any) -> Any:
+    """A selectbox whose identity is its key alone, so a change of its options (another rubric's
+    versions) or of its default never resets what the user chose; opens on `default` when nothing
+    valid is chosen yet."""
+    options = list(options)
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = default if default in options else (options[0] if options else None)
+    return (container or st).selectbox(label, options, key=key, **selectbox)
+
+
+def rubric_picker(root: Any, page: str, *, columns: Sequence[Any] | None = None,
+                  with_version: bool = True) -> tuple[str, str | None, str]:
+    """Rubric, version and task set selectors drawn outside a form: (name, version, task set).
+
+    Choosing a rubric updates the version list and opens the task set the rubric was last tried
+    on before anything is submitted; a task set the user then picks is theirs until they change
+    the rubric again. The rubric is remembered across pages (under "rubric").
+    """
+    names, task_sets = ws.list_rubrics(root), ws.list_task_sets(root)
+    a, b, c = columns or st.columns(3)
+    rubric_key, version_key, tasks_key = f"{page}-rubric", f"{page}-version", f"{page}-task-set"
+
+    def follow_rubric():
+        chosen = st.session_state[rubric_key]
+        st.session_state["rubric"] = chosen
+        st.session_state.pop(version_key, None)
+        st.session_state[tasks_key] = ws.suggested_task_set(root, chosen) or st.session_state.get(tasks_key)
+
+    name = keyed_select("Rubric", names, rubric_key, remembered("rubric", names), container=a, on_change=follow_rubric)
+    st.session_state["rubric"] = name
+    version = None
+    if with_version:
+        current = ws.current_version(root, name)
+        versions = [h["version"] for h in ws.rubric_versions(root, name)][::-1] or [current]
+        version = keyed_select("Version", versions, version_key, current, container=b,
+                               format_func=lambda v: f"{v} (current)" if v == current else v)
+    task_set = keyed_select("Task set", task_sets, tasks_key, ws.suggested_task_set(root, name), container=c)
+    return name, version, task_set
 
 
 def index_of(options: Sequence[Any], value: Any) -> int:

@@ -206,13 +206,19 @@ def rubric_diff(root: str | Path, name: str, old: str, new: str) -> str:
 
 
 def suggested_task_set(root: str | Path, name: str) -> str | None:
-    """The task set a rubric is usually tried on (the sample pairing), when one is recorded."""
+    """The task set a rubric was last tried on (at first the sample pairing), when one is recorded."""
     path = _rubric_dir(root, name) / "tasks"
     if path.is_file():
         value = read_text(path).strip()
         if value in list_task_sets(root):
             return value
     return None
+
+
+def remember_task_set(root: str | Path, name: str, task_set: str) -> None:
+    """Record `task_set` as the one `name` is tried on: Preview and Train open on it next time."""
+    if task_set in list_task_sets(root) and _rubric_dir(root, name).is_dir():
+        atomic_write_text(_rubric_dir(root, name) / "tasks", task_set + "\n")
 
 
 def _rubric_dir(root: str | Path, name: str) -> Path:

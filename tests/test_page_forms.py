@@ -1,0 +1,82 @@
+"""The studio's forms never overwrite what the user chose, and its tables stay current (AppTest).
+
+Dependent selectors (rubric → version and task set) sit outside the forms: choosing a rubric
+updates the version list and opens its remembered task set before anything is submitted, and a
+task set picked after that is the one sampled. The Train page's runs table redraws while a round
+is active and says "stopping…" between Stop and the round's end.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from test_pages import by_label, frame_with, home, open_page  # noqa: F401  (home is a fixture)
+
+from rcsd_core.contracts import runs
+from rcsd_core.contracts.config import preset_config
+from rcsd_core.studio import workspace as ws
+
+
+def test_changing_rubric_updates_versions_and_task_set_before_submit(home):
+    names = ws.list_rubrics(home)
+    other = next(n for n in names if n != "grade-school-math")
+    at = open_page("pages/preview.py", rubric="grade-school-math")
+    assert at.selectbox(key="preview-task-set").value == "arithmetic"
+    at.selectbox(key="preview-rubric").set_value(other).run()
+    assert not at.exception, [e.value for e in at.exception]
+    versions = at.selectbox(key="preview-version").options
+    assert versions == [f"{v} (current)" if v == ws.current_version(home, other) else v
+                        for v in [h["version"] for h in ws.rubric_versions(home, other)][::-1]]
+    assert at.selectbox(key="preview-task-set").value == ws.suggested_task_set(home, other)
+
+
+def test_preview_samples_the_task_set_the_user_chose(home):
+    at = open_page("pages/preview.py", rubric="grade-school-math")
+    at.selectbox(key="preview-rubric").set_value("grade-school-math").run()
+    at.selectbox(key="preview-task-set").set_value("science").run()
+    by_label(at.selectbox, "Model").set_value("tiny-random")
+    by_label(at.number_input, "Tasks (first N of the train split)").set_value(1)
+    by_label(at.number_input, "Samples per task").set_value(1)
+    by_label(at.number_input, "Max new tokens").set_value(4)
+    by_label(at.radio, "Context").set_value("student")
+    by_label(at.button, "Sample chains").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="preview-task-set").value == "science"     # the submit did not re-choose it
+    (chain_set,) = ws.list_chain_sets(home)
+    assert ws.chain_set_meta(home, chain_set["id"])["tasks"] == "science"
+    first_science = ws.load_task_set(home, "science")[0].id
+    assert {r["task_id"] for r in ws.load_chain_set(home, chain_set["id"])} == {first_science}
+    # the rubric now remembers its task set: a new session opens on it
+    assert ws.suggested_task_set(home, "grade-school-math") == "science"
+    at = open_page("pages/preview.py", rubric="grade-school-math")
+    assert at.selectbox(key="preview-task-set").value == "science"
+
+
+def test_train_runs_table_shows_the_live_step_and_stopping(home):
+    config = preset_config("cpu-demo", model="tiny-random", steps=5, rubric=str(ws.rubric_path(home, "grade-school-math")),
+                           tasks=str(ws.task_set_path(home, "arithmetic")))
+    run_dir = runs.create_run(config, ws.runs_root(home), run_id="live-run")
+    # the round's process: a stand-in that, like a round, does not die of the first SIGTERM
+    stand_in = subprocess.Popen([sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, "
+                                 "signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"],
+                                stdout=subprocess.PIPE, text=True)
+    assert stand_in.stdout.readline().strip() == "ready"
+    runs.write_status(run_dir, "running", step=2, steps=5, pid=stand_in.pid)
+    try:
+        _stop_and_watch(home, run_dir)
+    finally:
+        stand_in.kill()
+        stand_in.wait()
+
+
+def _stop_and_watch(home, run_dir):
+    at = open_page("pages/train.py")
+    table = frame_with(at, "steps")
+    assert list(table["status"]) == ["running"] and list(table["step"]) == [2]
+    by_label(at.button, "Stop").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert (run_dir / runs.STOP_FILE).exists()
+    assert list(frame_with(at, "steps")["status"]) == ["stopping…"]
+    assert [m.value for m in at.metric][0] == "stopping…"
+    assert by_label(at.button, "Stop").disabled
