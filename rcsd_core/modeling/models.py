@@ -14,10 +14,12 @@ and ten times faster to load), and the tiny random model uses it too.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -197,14 +199,25 @@ def attach_lora(model: PreTrainedModel, *, rank: int = 16, alpha: int = 32, targ
     from peft import LoraConfig, get_peft_model
 
     config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, task_type="CAUSAL_LM")
-    return get_peft_model(model, config)
+    with _peft_reads_old_names():
+        return get_peft_model(model, config)
 
 
 def load_adapter(model: PreTrainedModel, adapter_dir: str | Path, *, trainable: bool = False):
     """Wrap the model with a saved peft adapter."""
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+    with _peft_reads_old_names():
+        return PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=trainable)
+
+
+@contextlib.contextmanager
+def _peft_reads_old_names():
+    """peft asks a model `is_gradient_checkpointing`, a name newer transformers deprecate with a
+    FutureWarning on every wrap; that warning is about peft, not about anything a user can change."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated", category=FutureWarning)
+        yield
 
 
 # ---------------------------------------------------------------------------- activation checkpointing
