@@ -205,12 +205,34 @@ def test_streamlit_config_hides_error_details_from_the_browser():
 
 
 def test_rcsd_app_passes_the_safety_settings_wherever_it_starts(monkeypatch, tmp_path):
-    import subprocess as sp
+    from rcsd_core.cli import app
 
     seen = {}
-    monkeypatch.setattr(sp, "call", lambda command, **kw: seen.setdefault("command", command) and 0)
+    monkeypatch.setattr(app, "serve", lambda command, **kw: seen.setdefault("command", command) and 0)
     monkeypatch.chdir(tmp_path)                                  # no .streamlit/config.toml here
     assert main(["app", "--port", "8599"]) == 0
     command = " ".join(seen["command"])
     assert "--client.showErrorDetails none" in command and "--server.address 127.0.0.1" in command
     assert "--server.enableXsrfProtection true" in command and "--server.maxUploadSize 10" in command
+
+
+def test_stopping_rcsd_app_stops_the_server_it_started(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    # a parent that serves a stand-in server (prints its pid, then sleeps) the way `rcsd app` serves Streamlit
+    pid_file = tmp_path / "child.pid"
+    child = f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    parent = subprocess.Popen([sys.executable, "-c", "import sys; from rcsd_core.cli.app import serve; "
+                               f"sys.exit(serve([sys.executable, '-c', {child!r}]))"], cwd=REPO)
+    deadline = time.monotonic() + 60
+    while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    child_pid = int(pid_file.read_text())
+    parent.send_signal(signal.SIGTERM)
+    assert parent.wait(timeout=30) != 0                  # the server died of the forwarded SIGTERM
+    time.sleep(0.2)
+    with pytest.raises(ProcessLookupError):
+        os.kill(child_pid, 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,7 +32,27 @@ def register(sub) -> None:
 def cmd_app(args: argparse.Namespace) -> int:
     if not APP.is_file():
         raise InputError(f"the studio's app.py is not next to the package ({APP}); install with pip install -e .")
-    return subprocess.call(app_command(args.address, args.port), env=os.environ.copy())
+    return serve(app_command(args.address, args.port), env=os.environ.copy())
+
+
+def serve(command: list[str], env: dict[str, str] | None = None) -> int:
+    """Run the server as a child and pass it SIGTERM, SIGINT and SIGHUP: stopping `rcsd app` (a service
+    manager's SIGTERM, Ctrl-C) stops Streamlit too instead of leaving it running; its exit code."""
+    child = subprocess.Popen(command, env=env)
+    forwarded = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, lambda signum, frame: child.send_signal(signum)) for sig in forwarded}
+    try:
+        while True:
+            try:
+                return child.wait()
+            except KeyboardInterrupt:   # a handler installed before ours; the child got the signal too
+                continue
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if child.poll() is None:
+            child.kill()
+            child.wait()
 
 
 def app_command(address: str, port: int) -> list[str]:
