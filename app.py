@@ -1,7 +1,9 @@
 """The rcsd studio: author rubrics, preview chains, review them, run rounds and show results.
 
-    streamlit run app.py            # or: rcsd app
-    RCSD_HOME=/data/rcsd streamlit run app.py
+    rcsd app                        # or scripts/studio.sh; RCSD_HOME=/data/rcsd rcsd app
+
+(`streamlit run app.py` works too, but a fresh server's first visitor arriving by a bookmark such
+as /preview then gets Streamlit's file-based sidebar: see rcsd_core/cli/studio_server.py.)
 
 The workspace (rubrics, task sets, chains, runs, reviews) lives under $RCSD_HOME, default
 ~/rcsd-workspace; the sample rubrics are copied in on first start. Each page is a short script

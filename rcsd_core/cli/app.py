@@ -56,10 +56,11 @@ def serve(command: list[str], env: dict[str, str] | None = None) -> int:
 
 
 def app_command(address: str, port: int) -> list[str]:
-    """The Streamlit command line of the studio: headless, no file watcher, no usage statistics, and the
+    """The Streamlit command line of the studio (cli/studio_server.py: Streamlit with the pages routed through
+    app.py from the first visit): headless, no file watcher, no usage statistics, and the
     safety settings of .streamlit/config.toml given explicitly (Streamlit reads that file only from the
     working directory, and `rcsd app` may be started anywhere)."""
-    return [sys.executable, "-m", "streamlit", "run", str(APP), "--server.address", address, "--server.port",
+    return [sys.executable, "-m", "rcsd_core.cli.studio_server", "run", str(APP), "--server.address", address, "--server.port",
             str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
             "--browser.gatherUsageStats", "false", "--client.showErrorDetails", "none",
             "--server.enableXsrfProtection", "true", "--server.maxUploadSize", str(MAX_UPLOAD_MB)]
