@@ -100,9 +100,8 @@ with edit_tab:
     st.markdown("**Criteria** — one row each. A negative weight makes a pitfall (passes when the flaw is present). "
                 "Without a check a judge model decides. List fields (flags, terms) are comma-separated.")
     table = pd.DataFrame(ws.criteria_rows(rubric), columns=ws.EDITOR_COLUMNS)
-    table.index = range(1, len(table) + 1)      # row numbers as the validation messages count them
     edited = st.data_editor(
-        table, key=f"criteria-{name}-{current}", num_rows="dynamic", hide_index=False, width="stretch",
+        table, key=f"criteria-{name}-{current}", num_rows="dynamic", hide_index=True, width="stretch",
         column_config={
             "id": st.column_config.TextColumn("id", help="[a-z0-9-]+, unique", required=True),
             "title": st.column_config.TextColumn("title"),
@@ -123,11 +122,12 @@ with edit_tab:
                               column_config={"prompt": st.column_config.TextColumn("worked example: prompt",
                                                                                    width="large"),
                                              "answer": st.column_config.TextColumn("strong answer", width="large")})
-    data = ws.rubric_data_from_rows(name, description, edited.to_dict("records"), examples.to_dict("records"))
-    problems = ws.row_problems(data)
+    rows = edited.to_dict("records")
+    data = ws.rubric_data_from_rows(name, description, rows, examples.to_dict("records"))
+    problems = ws.row_problems(data, ws.row_positions(rows))
     if problems:
         st.error(f"{len(problems)} problem{'s' if len(problems) > 1 else ''} to fix before saving "
-                 "(row = the editor's row number):")
+                 "(row = the row's position in the table, counting from 1 at the top):")
         st.dataframe(pd.DataFrame(problems), hide_index=True, width="stretch", key="problems")
         draft = None
     else:

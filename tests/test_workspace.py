@@ -209,3 +209,15 @@ def test_a_rubric_whose_yaml_would_not_load_back_is_not_saved(root):
     with pytest.raises(InputError, match="above the"):
         ws.save_rubric_version(root, rubric_from_data(data))
     assert "grows" not in ws.list_rubrics(root) and not (root / "rubrics" / "grows").exists()
+
+
+def test_a_row_with_content_but_no_id_is_reported_at_its_table_position(root):
+    rubric = ws.load_rubric_version(root, "science-explainer")
+    rows = ws.criteria_rows(rubric)
+    blank = {k: None for k in ws.EDITOR_COLUMNS} | {"check": "none (judge)", "case_sensitive": False}
+    filled = dict(blank, description="Cites a source.", weight=2.0)         # the id left empty
+    rows = rows[:1] + [blank] + rows[1:] + [filled]                          # an untouched row in between
+    data = ws.rubric_data_from_rows(rubric.name, rubric.description, rows)
+    assert len(data["criteria"]) == len(rubric.criteria) + 1               # kept, not dropped
+    problems = ws.row_problems(data, ws.row_positions(rows))
+    assert [(p["row"], p["field"]) for p in problems] == [(len(rows), "id")]

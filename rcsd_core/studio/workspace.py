@@ -371,7 +371,7 @@ def rubric_data_from_rows(name: str, description: str, rows: list[dict],
     """Plain rubric data from editor rows; validation is left to `rubric_errors`."""
     criteria = []
     for row in rows:
-        if all(_blank(row.get(k)) for k in ("id", "title", "description", "weight")):
+        if _untouched(row):
             continue   # an added row the user has not filled in yet
         crit: dict[str, Any] = {"id": _text(row.get("id")), "title": _text(row.get("title")),
                                 "description": _text(row.get("description")), "weight": _number(row.get("weight"))}
@@ -405,28 +405,44 @@ def rubric_data_from_rows(name: str, description: str, rows: list[dict],
     return data
 
 
-def row_problems(data: dict) -> list[dict]:
+def _untouched(row: dict) -> bool:
+    """A row with nothing typed into it: every cell blank or at the editor's default. A row with
+    anything in it (a pattern, a weight) is validated, so a missing id is reported, never dropped."""
+    defaults = {"check": "none (judge)", "case_sensitive": False}
+    return all(_blank(v) or (k in defaults and v == defaults[k]) for k, v in row.items())
+
+
+def row_positions(rows: list[dict]) -> list[int]:
+    """The 1-based table positions of the rows rubric_data_from_rows keeps (for row_problems)."""
+    return [i for i, row in enumerate(rows, start=1) if not _untouched(row)]
+
+
+def row_problems(data: dict, positions: list[int] | None = None) -> list[dict]:
     """Validation problems of editor data, each tied to its row: {row, criterion, field, message}.
+
+    `row` is the position in the editor's table (`positions`, from row_positions), or the
+    criterion's position when not given.
 
     Each row is validated on its own (so a message lands beside the right row even when ids are
     missing or repeated), then the whole rubric for the name, duplicates and limits.
     """
     problems = []
     criteria = data.get("criteria") or []
+    at = positions or list(range(1, len(criteria) + 1))
     for i, crit in enumerate(criteria):
         single = {"name": data.get("name") or "x", "criteria": [crit]}
         for _, field, message in rubric_errors(single):
             if field.startswith("name"):
                 continue
-            problems.append({"row": i + 1, "criterion": crit.get("id") or "", "field": field, "message": message})
+            problems.append({"row": at[i], "criterion": crit.get("id") or "", "field": field, "message": message})
     ids = [c.get("id") for c in criteria]
     for i, cid in enumerate(ids):
         if cid and ids.index(cid) != i:
-            problems.append({"row": i + 1, "criterion": cid, "field": "id",
-                             "message": f"duplicate criterion id (first on row {ids.index(cid) + 1})"})
+            problems.append({"row": at[i], "criterion": cid, "field": "id",
+                             "message": f"duplicate criterion id (first on row {at[ids.index(cid)]})"})
     if not problems:
         for cid, field, message in rubric_errors(data):
-            row = ids.index(cid) + 1 if cid in ids else None
+            row = at[ids.index(cid)] if cid in ids else None
             problems.append({"row": row, "criterion": cid or "", "field": field or "rubric", "message": message})
     return problems
 
