@@ -61,24 +61,29 @@ meta, records, rubric = actions.chain_set(root, set_id)
 # ---------------------------------------------------------------------------- overview
 st.subheader("Chains × criteria")
 st.caption("✓ pass · ✗ fail · · unscored (judged criteria without a judge). Pitfall cells are green when the "
-           "flaw is absent. Click a row to open its chain below.")
-grid = charts.score_grid(records, rubric)
-picked = st.dataframe(charts.style_score_grid(grid, rubric), hide_index=True, width="stretch",
-                      height=min(36 * (len(grid) + 1) + 2, 360), on_select="rerun", selection_mode="single-row",
-                      key=f"grid-{set_id}").selection.rows
-chain_ids = [r["id"] for r in records]
-if picked and st.session_state.get("grid-pick") != (set_id, picked[0]):
-    # a row clicked in the grid opens that chain below (set before the selectbox is drawn)
-    st.session_state["grid-pick"] = (set_id, picked[0])
-    st.session_state[f"chain-{set_id}"] = chain_ids[picked[0]]
-# chains a reviewer rejected stay visible in the grid but leave every rate, total and lint below
+           "flaw is absent. The review column shows a flagged chain's status. Click a row to open its chain below.")
 try:
-    rejected = ReviewStore(ws.store_path(root)).excluded_chain_ids()
+    store = ReviewStore(ws.store_path(root))
+    rejected, marks = store.excluded_chain_ids(), actions.review_marks(store)
 except InputError as exc:  # a damaged review database: show the chains, say why reviews are left out
     state.show_error(exc)
-    rejected = set()
+    rejected, marks = set(), {}
+query = st.text_input("Search chains", key=f"search-{set_id}", placeholder="words in the chain, its prompt or task id")
+shown = actions.search_chains(records, query)
+if query:
+    st.caption(state.plain(f"{len(shown)} of {len(records)} chains match “{query.strip()}”"))
+grid = charts.score_grid(shown, rubric, review=marks)
+picked = st.dataframe(charts.style_score_grid(grid, rubric), hide_index=True, width="stretch",
+                      height=min(36 * (len(grid) + 1) + 2, 360), on_select="rerun", selection_mode="single-row",
+                      key=f"grid-{set_id}-{query}").selection.rows
+chain_ids = [r["id"] for r in shown] or [r["id"] for r in records]
+if picked and st.session_state.get("grid-pick") != (set_id, query, picked[0]):
+    # a row clicked in the grid opens that chain below (set before the selectbox is drawn)
+    st.session_state["grid-pick"] = (set_id, query, picked[0])
+    st.session_state[f"chain-{set_id}"] = chain_ids[picked[0]]
+# chains a reviewer rejected stay visible in the grid but leave every rate, total and lint below
 kept = [r for r in records if r["id"] not in rejected]
-kept_grid = grid[[r["id"] not in rejected for r in records]]
+kept_grid = charts.score_grid(kept, rubric)
 chart_col, metric_col = st.columns([3, 1])
 chart_col.plotly_chart(charts.pass_rate_figure(kept, rubric), width="stretch")
 for ctx, value in kept_grid.groupby("context")["total"].mean().items():
@@ -90,6 +95,8 @@ if len(kept) < len(records):
 
 # ---------------------------------------------------------------------------- one chain
 st.subheader("Open a chain")
+if st.session_state.get(f"chain-{set_id}") not in chain_ids:
+    st.session_state.pop(f"chain-{set_id}", None)   # the open chain is outside the search: open the first match
 chain_id = st.selectbox("Chain", chain_ids, key=f"chain-{set_id}")
 chain = next(r for r in records if r["id"] == chain_id)
 text_col, score_col = st.columns([3, 2])
@@ -146,8 +153,8 @@ with st.expander("Signal per criterion: will this rubric teach this model anythi
     if report:
         st.text(f"{report.get('model')} · {report.get('tasks')} tasks × {report.get('samples')} samples · "
                 f"mean divergence {report['divergence'].get('mean') or 0:.3f}")
-        st.dataframe(actions.signal_rows(report), hide_index=True, width="stretch")
+        st.dataframe(actions.signal_rows(report), hide_index=True, width="stretch", column_config=state.SIGNAL_COLUMNS)
 
 findings = actions.lint_table(rubric, kept)
 with st.expander(f"Rubric lint on these chains: {len(findings)} finding{'s' if len(findings) != 1 else ''}"):
-    st.dataframe(findings, hide_index=True, width="stretch")
+    st.table(findings.set_index("severity"))      # a table wraps long messages; a grid would cut them

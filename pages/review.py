@@ -107,8 +107,8 @@ else:
 # ---------------------------------------------------------------------------- export and calibration
 st.subheader("Export and calibration")
 excluded = store.excluded_chain_ids()
-st.caption(f"{len(excluded)} rejected chain{'s' if len(excluded) != 1 else ''} "
-           "are left out of the Preview page's pass rates, totals and lint; the export keeps each chain's status.")
+st.caption(f"{len(excluded)} rejected chain{' is' if len(excluded) == 1 else 's are'} left out of the Preview "
+           "page's pass rates, totals and lint; the export keeps each chain's status.")
 st.download_button("Export reviewed chains (JSONL)", store.export_jsonl(), file_name="reviewed-chains.jsonl",
                    mime="application/jsonl")
 calibration = actions.calibration_table(store, None if rubric_filter == "(all)" else rubric_filter)

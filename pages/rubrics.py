@@ -144,7 +144,7 @@ with edit_tab:
     findings = actions.lint_table(draft or rubric)
     with st.expander(f"Lint: {len(findings)} finding{'s' if len(findings) != 1 else ''} "
                      "(preview chains on the Preview page to lint discrimination too)"):
-        st.dataframe(findings, hide_index=True, width="stretch")
+        st.table(findings.set_index("severity"))  # a table wraps long messages; a grid would cut them
 
 # ---------------------------------------------------------------------------- teacher context
 with context_tab:

@@ -80,3 +80,33 @@ def _stop_and_watch(home, run_dir):
     assert list(frame_with(at, "steps")["status"]) == ["stopping…"]
     assert [m.value for m in at.metric][0] == "stopping…"
     assert by_label(at.button, "Stop").disabled
+
+
+def test_preview_grid_marks_flagged_chains_and_searches_text(home):
+    from rcsd_core.studio.store import ReviewStore
+    from test_pages import texts
+
+    at = open_page("pages/preview.py", rubric="grade-school-math")
+    by_label(at.selectbox, "Model").set_value("tiny-random")
+    by_label(at.number_input, "Tasks (first N of the train split)").set_value(2)
+    by_label(at.number_input, "Samples per task").set_value(1)
+    by_label(at.number_input, "Max new tokens").set_value(4)
+    by_label(at.radio, "Context").set_value("student")
+    by_label(at.button, "Sample chains").click().run()
+    (chain_set,) = ws.list_chain_sets(home)
+    first, second = ws.load_chain_set(home, chain_set["id"])
+    store = ReviewStore(ws.store_path(home))
+    flag = store.add_flag(first, rubric_name="grade-school-math", rubric_version="v", reason="odd", flagged_by="ana")
+    store.add_review(flag, reviewer="ben", decision="reject", note="", verdicts={})
+    at = open_page("pages/preview.py", rubric="grade-school-math")
+    grid = frame_with(at, "review")
+    assert list(grid["review"]) == ["reject", ""]
+    by_label(at.text_input, "Search chains").input(second["task_id"]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    grid = frame_with(at, "review")
+    assert list(grid["task"]) == [second["task_id"]]
+    assert "1 of 2 chains match" in texts(at)
+    assert by_label(at.selectbox, "Chain").value == second["id"]
+
+    at = open_page("pages/review.py")
+    assert "1 rejected chain is left out" in texts(at)

@@ -36,7 +36,8 @@ from rcsd_core.studio.state import cached_model
 from rcsd_core.studio.store import ReviewStore
 
 __all__ = ["EMBEDDED_WARNING", "sample_preview", "chain_set", "guidance_html", "measure_chain_set_signal",
-           "signal_rows", "lint_table", "draft_new_rubric", "teacher_view", "calibration_table"]
+           "signal_rows", "lint_table", "draft_new_rubric", "teacher_view", "review_marks", "search_chains",
+           "calibration_table"]
 
 Progress = Callable[[int, int], None]
 
@@ -154,6 +155,22 @@ def teacher_view(rubric: Rubric, prompt: str, reference: str | None = None, *,
                  include_reference: bool = False) -> list[dict]:
     """The messages the teacher reads for `prompt`: the rubric, its worked examples as turns, the prompt."""
     return teacher_messages(prompt, rubric, reference=reference, include_reference=include_reference)
+
+
+# ---------------------------------------------------------------------------- chains on the Preview page
+
+
+def review_marks(store: ReviewStore) -> dict[str, str]:
+    """{chain id: the status of its newest flag}: open, accept, reject or rubric-needs-work."""
+    queue = store.queue()                     # newest first: iterate oldest first so the newest wins
+    return dict(zip(queue["chain_id"][::-1], queue["status"][::-1]))
+
+
+def search_chains(records: list[dict], query: str) -> list[dict]:
+    """The chains whose text, prompt or task id contains every word of `query` (any case); all when empty."""
+    words = query.lower().split()
+    return [r for r in records
+            if all(w in f"{r.get('text', '')}\n{r.get('prompt', '')}\n{r.get('task_id', '')}".lower() for w in words)]
 
 
 # ---------------------------------------------------------------------------- calibration

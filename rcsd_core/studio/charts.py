@@ -28,18 +28,23 @@ _LAYOUT = dict(template="plotly_white", margin=dict(l=40, r=20, t=48, b=40), hei
 
 # ---------------------------------------------------------------------------- previewed chains
 
-def score_grid(records: list[dict], rubric: Rubric) -> pd.DataFrame:
+def score_grid(records: list[dict], rubric: Rubric, *, review: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per chain (id, task, context, total) and one column per criterion id (1.0/0.0/None).
 
     The chain column drops the chain set prefix ('<set id>/'), which is the same on every row.
+    With `review` ({chain id: flag status}), a `review` column marks flagged chains (open, accept,
+    reject, rubric-needs-work; empty when never flagged).
     """
     rows = []
     for r in records:
         row = {"chain": r["id"].rsplit("/", 1)[-1], "task": r.get("task_id"), "context": r.get("context"), "total": r.get("total")}
+        if review is not None:
+            row["review"] = review.get(r["id"], "")
         for c in rubric.criteria:
             row[c.id] = (r.get("scores") or {}).get(c.id)
         rows.append(row)
-    columns = ["chain", "task", "context", "total", *[c.id for c in rubric.criteria]]
+    columns = ["chain", "task", "context", *(["review"] if review is not None else []), "total",
+               *[c.id for c in rubric.criteria]]
     return pd.DataFrame(rows, columns=columns)
 
 

@@ -97,6 +97,21 @@ def index_of(options: Sequence[Any], value: Any) -> int:
     return options.index(value) if value in options else 0
 
 
+# ---------------------------------------------------------------------------- column labels
+
+# the signal table's columns (design.signals.signal_table) as a reader names them
+SIGNAL_COLUMNS = {
+    "student": st.column_config.NumberColumn("student pass rate", format="%.2f"),
+    "teacher": st.column_config.NumberColumn("teacher pass rate", format="%.2f"),
+    "gap": st.column_config.NumberColumn("gap (teacher − student)", format="%+.2f"),
+    "ci_low": st.column_config.NumberColumn("95% CI low", format="%+.2f"),
+    "ci_high": st.column_config.NumberColumn("95% CI high", format="%+.2f"),
+    "n": st.column_config.TextColumn("chains (student/teacher)"),
+    "div_pass": st.column_config.NumberColumn("divergence · passing chains", format="%.3f"),
+    "div_fail": st.column_config.NumberColumn("divergence · failing chains", format="%.3f"),
+}
+
+
 # ---------------------------------------------------------------------------- the model cache
 
 
