@@ -11,6 +11,7 @@ import streamlit as st
 from rcsd_core.contracts import runs
 from rcsd_core.errors import InputError
 from rcsd_core.studio import charts, jobs, state
+from rcsd_core.studio.evaluations import evaluation_notes
 from rcsd_core.studio import workspace as ws
 from rcsd_core.studio.report import render_report
 
@@ -62,8 +63,8 @@ else:
         state.show_error(f"The last evaluation failed: {job.get('error') or 'no reason given'}")
         with st.expander("Evaluation log (last 40 lines)"):
             st.code(jobs.evaluation_log(run_dir, 40) or "(empty)", language=None)
-    if evaluation is None:
-        st.info("This run has no before/after evaluation yet." +
+    if evaluation is None and metrics.get("eval/total", pd.Series(dtype=float)).dropna().empty:
+        st.info("This run has no evaluation yet." +
                 ("" if status["status"] in ("done", "stopped") else " It can be evaluated once the round is done."))
     if status["status"] in ("done", "stopped"):
         with st.expander("Evaluate again", expanded=False) if evaluation else st.container():
@@ -77,6 +78,8 @@ else:
                     state.show_error(exc)
 
 # ---------------------------------------------------------------------------- headline and criteria
+for note in evaluation_notes(evaluation, metrics, config):
+    st.caption(state.plain(note))
 rows = charts.before_after_rows(evaluation) if evaluation else pd.DataFrame()
 if not rows.empty:
     total = rows[rows["criterion"] == "total"]
@@ -84,9 +87,12 @@ if not rows.empty:
         t = total.iloc[0]
         a, b, c = st.columns(3)
         a.metric("eval total · before", fmt(t["before"]))
-        b.metric("eval total · after", fmt(t["after"]),
-                 delta=None if t["delta"] is None or pd.isna(t["delta"]) else f"{t['delta']:+.3f}")
         ci = t["delta_ci"]
+        noise = not ci or ci[0] <= 0 <= ci[1]
+        b.metric("eval total · after", fmt(t["after"]),
+                 delta=None if t["delta"] is None or pd.isna(t["delta"]) else f"{t['delta']:+.3f}",
+                 delta_color="off" if noise else "normal",   # grey unless the interval excludes zero
+                 help="Grey when the 95% interval includes zero.")
         c.metric("95% CI of the change", "—" if not ci else f"[{ci[0]:+.3f}, {ci[1]:+.3f}]",
                  help="Bootstrap interval; when it includes zero the change is not distinguishable from noise.")
     criteria_rows = rows[rows["criterion"] != "total"]

@@ -304,7 +304,7 @@ def test_results_page_launches_an_evaluation_job_and_shows_its_result(home):
     run_id = _trained_run(home)
     run_dir = ws.run_dir(home, run_id)
     at = open_page("pages/results.py")
-    assert "no before/after evaluation yet" in texts(at)
+    assert "No before/after evaluation of the adapter yet" in texts(at)        # the round evaluated itself at steps 0, 1
     by_label(at.number_input, "Eval prompts").set_value(2)
     by_label(at.button, "Evaluate base vs adapter now").click().run()
     assert not at.exception, [e.value for e in at.exception]
