@@ -6,7 +6,7 @@ import streamlit as st
 
 from rcsd_core.contracts.config import DEFAULT_MODEL, TINY_RANDOM
 from rcsd_core.errors import InputError
-from rcsd_core.studio import actions, charts, state
+from rcsd_core.studio import actions, charts, judging, state
 from rcsd_core.studio import workspace as ws
 from rcsd_core.studio.store import ReviewStore
 
@@ -32,14 +32,27 @@ with st.form("preview-settings"):
     max_new_tokens = e.number_input("Max new tokens", 8, 1024, 48)
     context = f.radio("Context", ["both", "student", "teacher"], horizontal=True)
     seed = g.number_input("Seed", 0, 2**31 - 1, 0)
+    remembered_judge = judging.load_choice(root, name)
+    h, i, j, k = st.columns(4)
+    judge_kind = h.selectbox("Judge for criteria without a check", list(judging.KINDS), format_func=judging.KINDS.get,
+                             index=list(judging.KINDS).index(remembered_judge.kind), key=f"judge-kind-{name}",
+                             help="Remembered for this rubric. Without a judge, judged criteria stay unscored.")
+    judge_model = i.text_input("Judge model", remembered_judge.model, key=f"judge-model-{name}",
+                               help="another local model: a folder or cached hub id; an endpoint: its model name")
+    judge_url = j.text_input("Endpoint URL", remembered_judge.url, key=f"judge-url-{name}",
+                             placeholder="https://api.openai.com/v1 or http://127.0.0.1:8000/v1")
+    judge_key_env = k.text_input("Key from environment variable", remembered_judge.key_env, key=f"judge-env-{name}",
+                                 help="The key is read from this variable of the studio's process, never stored.")
     submitted = st.form_submit_button("Sample chains", type="primary")
 
 if submitted:
     bar = st.progress(0.0, text="Sampling…")
     try:
+        model_name = model_path if model_choice == MODELS[2] else model_choice
+        choice = judging.save_choice(root, name, judging.JudgeChoice(judge_kind, judge_model, judge_url, judge_key_env))
         set_id, stats = actions.sample_preview(
             root, rubric_name=name, version=version, task_set=task_set, limit=int(limit),
-            model_name=model_path if model_choice == MODELS[2] else model_choice, samples=int(samples),
+            model_name=model_name, samples=int(samples), judge=choice,
             max_new_tokens=int(max_new_tokens), context=context, seed=int(seed),
             progress=lambda done, total: bar.progress(done / total, text=f"Sampled {done}/{total} chains"))
         bar.progress(1.0, text=f"{stats.tokens} tokens · {stats.tokens_per_s:.0f} tokens/s")
@@ -155,6 +168,6 @@ with st.expander("Signal per criterion: will this rubric teach this model anythi
                 f"mean divergence {report['divergence'].get('mean') or 0:.3f}")
         st.dataframe(actions.signal_rows(report), hide_index=True, width="stretch", column_config=state.SIGNAL_COLUMNS)
 
-findings = actions.lint_table(rubric, kept)
+findings = actions.lint_table(rubric, kept, judge_configured=judging.load_choice(root, rubric.name).kind != "none")
 with st.expander(f"Rubric lint on these chains: {len(findings)} finding{'s' if len(findings) != 1 else ''}"):
     st.table(findings.set_index("severity"))      # a table wraps long messages; a grid would cut them

@@ -7,7 +7,7 @@ import streamlit as st
 from rcsd_core.contracts.config import DEFAULT_MODEL
 from rcsd_core.contracts.rubric import dump_rubric, rubric_from_data
 from rcsd_core.errors import InputError
-from rcsd_core.studio import actions, state
+from rcsd_core.studio import actions, judging, state
 from rcsd_core.studio import workspace as ws
 
 root = ws.ensure_workspace(ws.workspace_root())
@@ -141,7 +141,7 @@ with edit_tab:
                 version = ws.save_rubric_version(root, draft, note=note)
                 st.toast(f"Saved {name} version {version}")
                 st.rerun()
-    findings = actions.lint_table(draft or rubric)
+    findings = actions.lint_table(draft or rubric, judge_configured=judging.load_choice(root, name).kind != "none")
     with st.expander(f"Lint: {len(findings)} finding{'s' if len(findings) != 1 else ''} "
                      "(preview chains on the Preview page to lint discrimination too)"):
         st.table(findings.set_index("severity"))  # a table wraps long messages; a grid would cut them

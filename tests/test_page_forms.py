@@ -38,7 +38,7 @@ def test_preview_samples_the_task_set_the_user_chose(home):
     by_label(at.selectbox, "Model").set_value("tiny-random")
     by_label(at.number_input, "Tasks (first N of the train split)").set_value(1)
     by_label(at.number_input, "Samples per task").set_value(1)
-    by_label(at.number_input, "Max new tokens").set_value(4)
+    by_label(at.number_input, "Max new tokens").set_value(8)
     by_label(at.radio, "Context").set_value("student")
     by_label(at.button, "Sample chains").click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -90,7 +90,7 @@ def test_preview_grid_marks_flagged_chains_and_searches_text(home):
     by_label(at.selectbox, "Model").set_value("tiny-random")
     by_label(at.number_input, "Tasks (first N of the train split)").set_value(2)
     by_label(at.number_input, "Samples per task").set_value(1)
-    by_label(at.number_input, "Max new tokens").set_value(4)
+    by_label(at.number_input, "Max new tokens").set_value(8)
     by_label(at.radio, "Context").set_value("student")
     by_label(at.button, "Sample chains").click().run()
     (chain_set,) = ws.list_chain_sets(home)

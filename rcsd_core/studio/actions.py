@@ -31,7 +31,9 @@ from rcsd_core.design.lint import findings_table, lint_rubric
 from rcsd_core.errors import InputError
 from rcsd_core.modeling.contexts import teacher_messages
 from rcsd_core.scoring.calibration import calibrate
+from rcsd_core.studio import judging
 from rcsd_core.studio import workspace as ws
+from rcsd_core.studio.judging import JudgeChoice
 from rcsd_core.studio.state import cached_model
 from rcsd_core.studio.store import ReviewStore
 
@@ -47,8 +49,11 @@ Progress = Callable[[int, int], None]
 
 def sample_preview(root: str | Path, *, rubric_name: str, version: str | None, task_set: str, limit: int,
                    model_name: str, samples: int, max_new_tokens: int, context: str, seed: int,
-                   progress: Progress | None = None) -> tuple[str, Any]:
-    """Sample and score chains on the first `limit` train tasks, save them as a chain set: (set id, stats)."""
+                   judge: JudgeChoice | None = None, progress: Progress | None = None) -> tuple[str, Any]:
+    """Sample and score chains on the first `limit` train tasks, save them as a chain set: (set id, stats).
+
+    `judge` scores the criteria without a check (none: they stay unscored); the chain set records which.
+    """
     from rcsd_core.design.preview import preview_chains
 
     model_name = model_name.strip()
@@ -57,11 +62,14 @@ def sample_preview(root: str | Path, *, rubric_name: str, version: str | None, t
     rubric = ws.load_rubric_version(root, rubric_name, version)
     tasks = ws.load_task_set(root, task_set, split="train")[: int(limit)]
     model, tokenizer = cached_model(model_name)
+    choice = (judge or JudgeChoice()).checked()
+    scorer = judging.build_judge(choice, preview_model=model_name)
     records, stats = preview_chains(rubric, tasks, model=model, tokenizer=tokenizer, model_name=model_name,
                                     samples=int(samples), max_new_tokens=int(max_new_tokens), context=context,
-                                    seed=int(seed), progress=progress)
+                                    seed=int(seed), judge=scorer, progress=progress)
     set_id = ws.save_chain_set(root, records, {
         "rubric": rubric_name, "rubric_version": rubric.version, "tasks": task_set, "model": model_name,
+        "judge": choice.label,
         "context": context, "samples": int(samples), "max_new_tokens": int(max_new_tokens), "seed": int(seed),
         "tokens_per_s": round(stats.tokens_per_s, 1)})
     return set_id, stats
@@ -98,7 +106,8 @@ def guidance_html(root: str | Path, set_id: str, chain: dict) -> str:
 def measure_chain_set_signal(root: str | Path, set_id: str, progress: Progress | None = None) -> dict:
     """Measure the signal with a chain set's rubric, model and settings on its train tasks; saved and returned.
 
-    Uses at least 4 tasks (more when the chain set covered more), fresh chains in both contexts.
+    Uses at least 4 tasks (more when the chain set covered more), fresh chains in both contexts, and
+    the judge remembered for the rubric (judging.load_choice) for criteria without a check.
     """
     from rcsd_core.design.signals import measure_signal
 
@@ -106,9 +115,10 @@ def measure_chain_set_signal(root: str | Path, set_id: str, progress: Progress |
     count = max(4, len({r["task_id"] for r in records}))
     tasks = ws.load_task_set(root, meta["tasks"], split="train")[:count]
     model, tokenizer = cached_model(meta["model"])
+    judge = judging.build_judge(judging.load_choice(root, meta["rubric"]), preview_model=meta["model"])
     report = measure_signal(rubric, tasks, model=model, tokenizer=tokenizer, model_name=meta["model"],
                             samples=int(meta.get("samples", 2)), max_new_tokens=int(meta.get("max_new_tokens", 48)),
-                            seed=int(meta.get("seed", 0)), progress=progress)
+                            seed=int(meta.get("seed", 0)), judge=judge, progress=progress)
     ws.save_signal_report(root, report)
     return report
 
@@ -120,9 +130,11 @@ def signal_rows(report: dict) -> pd.DataFrame:
     return signal_table(report)
 
 
-def lint_table(rubric: Rubric, chains: Iterable[dict] | None = None) -> pd.DataFrame:
-    """Rubric lint findings as rows (weights, duplicates; with chains, discrimination and correlation too)."""
-    return findings_table(lint_rubric(rubric, chains=list(chains) if chains is not None else None))
+def lint_table(rubric: Rubric, chains: Iterable[dict] | None = None, *, judge_configured: bool = False) -> pd.DataFrame:
+    """Rubric lint findings as rows (weights, duplicates; with chains, discrimination and correlation too);
+    `judge_configured`: a judge is chosen for the rubric, so judged criteria are not reported as unscored."""
+    return findings_table(lint_rubric(rubric, chains=list(chains) if chains is not None else None,
+                                      judge_configured=judge_configured))
 
 
 # ---------------------------------------------------------------------------- drafting and the teacher's view

@@ -221,6 +221,11 @@ def remember_task_set(root: str | Path, name: str, task_set: str) -> None:
         atomic_write_text(_rubric_dir(root, name) / "tasks", task_set + "\n")
 
 
+def rubric_dir(root: str | Path, name: str) -> Path:
+    """The folder of a rubric's versions and what the studio remembers for it (task set, judge)."""
+    return _rubric_dir(root, name)
+
+
 def _rubric_dir(root: str | Path, name: str) -> Path:
     return Path(root) / "rubrics" / check_name(name, "rubric")
 
