@@ -96,12 +96,14 @@ edit_tab, context_tab, history_tab, export_tab = st.tabs(["Edit criteria", "Teac
 
 # ---------------------------------------------------------------------------- edit
 with edit_tab:
-    description = st.text_area("Description", rubric.description, key=f"desc-{name}-{current}", height=80)
+    desc_key, rows_key, examples_key = (f"{kind}-{name}-{current}" for kind in ("desc", "criteria", "examples"))
+    description = st.text_area("Description", state.draft_base(desc_key, rubric.description), key=desc_key, height=80)
+    state.keep_draft(desc_key, description)
     st.markdown("**Criteria** — one row each. A negative weight makes a pitfall (passes when the flaw is present). "
                 "Without a check a judge model decides. List fields (flags, terms) are comma-separated.")
-    table = pd.DataFrame(ws.criteria_rows(rubric), columns=ws.EDITOR_COLUMNS)
+    table = pd.DataFrame(state.draft_base(rows_key, ws.criteria_rows(rubric)), columns=ws.EDITOR_COLUMNS)
     edited = st.data_editor(
-        table, key=f"criteria-{name}-{current}", num_rows="dynamic", hide_index=True, width="stretch",
+        table, key=rows_key, num_rows="dynamic", hide_index=True, width="stretch",
         column_config={
             "id": st.column_config.TextColumn("id", help="[a-z0-9-]+, unique", required=True),
             "title": st.column_config.TextColumn("title"),
@@ -117,12 +119,15 @@ with edit_tab:
             "limit": st.column_config.NumberColumn("limit", help="max_words / min_words", step=1),
             "tolerance": st.column_config.NumberColumn("tolerance", help="answer_match, relative", format="%g"),
         })
-    examples = st.data_editor(pd.DataFrame([e.model_dump() for e in rubric.examples], columns=["prompt", "answer"]),
-                              key=f"examples-{name}-{current}", num_rows="dynamic", width="stretch",
+    examples = st.data_editor(pd.DataFrame(state.draft_base(examples_key, [e.model_dump() for e in rubric.examples]),
+                                           columns=["prompt", "answer"]),
+                              key=examples_key, num_rows="dynamic", width="stretch",
                               column_config={"prompt": st.column_config.TextColumn("worked example: prompt",
                                                                                    width="large"),
                                              "answer": st.column_config.TextColumn("strong answer", width="large")})
     rows = edited.to_dict("records")
+    state.keep_draft(rows_key, rows)                      # unsaved edits survive a visit to another page
+    state.keep_draft(examples_key, examples.to_dict("records"))
     data = ws.rubric_data_from_rows(name, description, rows, examples.to_dict("records"))
     problems = ws.row_problems(data, ws.row_positions(rows))
     if problems:
@@ -139,8 +144,14 @@ with edit_tab:
             note = st.text_input("Note for this version", key=f"note-{name}-{current}")
             if st.button("Save as new version", type="primary"):
                 version = ws.save_rubric_version(root, draft, note=note)
+                state.drop_draft(desc_key, rows_key, examples_key)
                 st.toast(f"Saved {name} version {version}")
                 st.rerun()
+    if draft is None or draft.version != current:
+        st.caption("Unsaved edits are kept while you visit other pages, until you save or discard them.")
+        if st.button("Discard unsaved edits"):
+            state.drop_draft(desc_key, rows_key, examples_key)
+            st.rerun()
     findings = actions.lint_table(draft or rubric, judge_configured=judging.load_choice(root, name).kind != "none")
     with st.expander(f"Lint: {len(findings)} finding{'s' if len(findings) != 1 else ''} "
                      "(preview chains on the Preview page to lint discrimination too)"):

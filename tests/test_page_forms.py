@@ -110,3 +110,20 @@ def test_preview_grid_marks_flagged_chains_and_searches_text(home):
 
     at = open_page("pages/review.py")
     assert "1 rejected chain is left out" in texts(at)
+
+
+def test_unsaved_rubric_edits_survive_a_visit_to_another_page(home):
+    from test_pages import texts
+
+    at = open_page("pages/rubrics.py", rubric="grade-school-math")
+    by_label(at.text_area, "Description").input("Solve arithmetic word problems, showing the equation.").run()
+    assert "saving creates version" in texts(at)
+    at.switch_page("pages/preview.py").run()
+    at.switch_page("pages/rubrics.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert by_label(at.text_area, "Description").value == "Solve arithmetic word problems, showing the equation."
+    assert "saving creates version" in texts(at)
+    by_label(at.button, "Discard unsaved edits").click().run()
+    rubric = ws.load_rubric_version(home, "grade-school-math")
+    assert by_label(at.text_area, "Description").value == rubric.description
+    assert "no changes from the current version" in texts(at)

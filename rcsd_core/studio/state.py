@@ -97,6 +97,36 @@ def index_of(options: Sequence[Any], value: Any) -> int:
     return options.index(value) if value in options else 0
 
 
+# ---------------------------------------------------------------------------- unsaved drafts
+
+
+def draft_base(widget_key: str, initial: Any) -> Any:
+    """The data an editor widget opens on: the unsaved draft kept by keep_draft on an earlier visit of
+    the page, else `initial`.
+
+    Streamlit forgets a widget's state when a page that does not draw it runs, so unsaved edits
+    would vanish on a page change. The draft lives under its own keys instead; it becomes the
+    widget's starting data when the page is drawn again, and stays fixed while the widget is live
+    (its edits apply on top of the data it was first drawn with).
+    """
+    base_key, draft_key = f"{widget_key}::base", f"{widget_key}::draft"
+    if widget_key not in st.session_state or base_key not in st.session_state:
+        st.session_state[base_key] = st.session_state.get(draft_key, initial)
+    return st.session_state[base_key]
+
+
+def keep_draft(widget_key: str, value: Any) -> None:
+    """Remember what an editor shows now, for draft_base on the next visit."""
+    st.session_state[f"{widget_key}::draft"] = value
+
+
+def drop_draft(*widget_keys: str) -> None:
+    """Forget the drafts (and the widgets' states) of these editors: they reopen on the saved data."""
+    for key in widget_keys:
+        for k in (key, f"{key}::base", f"{key}::draft"):
+            st.session_state.pop(k, None)
+
+
 # ---------------------------------------------------------------------------- column labels
 
 # the signal table's columns (design.signals.signal_table) as a reader names them
