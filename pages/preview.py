@@ -6,7 +6,7 @@ import streamlit as st
 
 from rcsd_core.contracts.config import DEFAULT_MODEL, TINY_RANDOM
 from rcsd_core.errors import InputError
-from rcsd_core.studio import actions, charts, judging, state
+from rcsd_core.studio import actions, background, charts, judging, state
 from rcsd_core.studio import workspace as ws
 from rcsd_core.studio.store import ReviewStore
 
@@ -46,21 +46,29 @@ with st.form("preview-settings"):
     submitted = st.form_submit_button("Sample chains", type="primary")
 
 if submitted:
-    bar = st.progress(0.0, text="Sampling…")
     try:
         model_name = model_path if model_choice == MODELS[2] else model_choice
         choice = judging.save_choice(root, name, judging.JudgeChoice(judge_kind, judge_model, judge_url, judge_key_env))
-        set_id, stats = actions.sample_preview(
-            root, rubric_name=name, version=version, task_set=task_set, limit=int(limit),
-            model_name=model_name, samples=int(samples), judge=choice,
-            max_new_tokens=int(max_new_tokens), context=context, seed=int(seed),
-            progress=lambda done, total: bar.progress(done / total, text=f"Sampled {done}/{total} chains"))
-        bar.progress(1.0, text=f"{stats.tokens} tokens · {stats.tokens_per_s:.0f} tokens/s")
-        st.session_state["chain_set"] = set_id
         ws.remember_task_set(root, name, task_set)
+        chains = int(limit) * int(samples) * (2 if context == "both" else 1)
+        background.start(root, "preview", f"Sampling {chains} chains", actions.sample_preview, root,
+                         rubric_name=name, version=version, task_set=task_set, limit=int(limit),
+                         model_name=model_name, samples=int(samples), judge=choice,
+                         max_new_tokens=int(max_new_tokens), context=context, seed=int(seed))
     except InputError as exc:
-        bar.empty()
         state.show_error(exc)
+finished = background.show(root, "preview")       # progress, ETA and Cancel while it runs (after a reload too)
+if finished is not None:
+    background.forget(root, "preview", finished)
+    if finished.status == "done":
+        set_id, stats = finished.result
+        st.session_state["chain_set"] = set_id
+        st.success(f"{stats.tokens} tokens in {background.format_seconds(finished.elapsed_s)} · "
+                   f"{stats.tokens_per_s:.0f} tokens/s")
+    elif finished.status == "cancelled":
+        st.info("Sampling cancelled: nothing was saved.")
+    else:
+        state.show_error(f"Sampling failed: {finished.error}")
 
 # ---------------------------------------------------------------------------- which chain set
 sets = ws.list_chain_sets(root)
@@ -157,12 +165,19 @@ with st.expander("Signal per criterion: will this rubric teach this model anythi
                "with a 95% bootstrap interval. A criterion whose gap includes zero gives this model no signal.")
     report = ws.latest_signal_report(root, rubric.name, rubric.version)
     if st.button("Measure signal", key="signal"):
-        bar = st.progress(0.0, text="Measuring signal…")
         try:
-            report = actions.measure_chain_set_signal(
-                root, set_id, progress=lambda d, t: bar.progress(min(d / t, 1.0), text=f"{d}/{t}"))
+            background.start(root, "signal", "Measuring signal", actions.measure_chain_set_signal, root, set_id)
         except InputError as exc:
             state.show_error(exc)
+    measured = background.show(root, "signal")
+    if measured is not None:
+        background.forget(root, "signal", measured)
+        if measured.status == "done":
+            report = measured.result
+        elif measured.status == "cancelled":
+            st.info("Signal measurement cancelled: nothing was saved.")
+        else:
+            state.show_error(f"Signal measurement failed: {measured.error}")
     if report:
         st.text(f"{report.get('model')} · {report.get('tasks')} tasks × {report.get('samples')} samples · "
                 f"mean divergence {report['divergence'].get('mean') or 0:.3f}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_pages import by_label, frame_with, home, open_page  # noqa: F401  (home is a fixture)
+from test_pages import by_label, frame_with, home, open_page, settle  # noqa: F401  (home is a fixture)
 
 from rcsd_core.errors import InputError
 from rcsd_core.studio import judging
@@ -48,6 +48,7 @@ def test_preview_with_the_preview_model_as_judge_scores_judged_criteria(home):
     by_label(at.radio, "Context").set_value("student")
     by_label(at.selectbox, "Judge for criteria without a check").set_value("preview")
     by_label(at.button, "Sample chains").click().run()
+    settle(at)
     assert not at.exception, [e.value for e in at.exception]
     rubric = ws.load_rubric_version(home, "science-explainer")
     judged = [c.id for c in rubric.criteria if c.is_judged]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from test_pages import by_label, frame_with, home, open_page  # noqa: F401  (home is a fixture)
+from test_pages import by_label, frame_with, home, open_page, settle  # noqa: F401  (home is a fixture)
 
 from rcsd_core.contracts import runs
 from rcsd_core.contracts.config import preset_config
@@ -41,6 +41,7 @@ def test_preview_samples_the_task_set_the_user_chose(home):
     by_label(at.number_input, "Max new tokens").set_value(8)
     by_label(at.radio, "Context").set_value("student")
     by_label(at.button, "Sample chains").click().run()
+    settle(at)
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="preview-task-set").value == "science"     # the submit did not re-choose it
     (chain_set,) = ws.list_chain_sets(home)
@@ -93,6 +94,7 @@ def test_preview_grid_marks_flagged_chains_and_searches_text(home):
     by_label(at.number_input, "Max new tokens").set_value(8)
     by_label(at.radio, "Context").set_value("student")
     by_label(at.button, "Sample chains").click().run()
+    settle(at)
     (chain_set,) = ws.list_chain_sets(home)
     first, second = ws.load_chain_set(home, chain_set["id"])
     store = ReviewStore(ws.store_path(home))

@@ -42,6 +42,22 @@ def open_page(page: str, **state) -> AppTest:
     return at
 
 
+def settle(at: AppTest, timeout: float = TIMEOUT) -> AppTest:
+    """Wait for the studio's background jobs (Sample chains, Measure signal start one), then rerun the
+    page once, as its polling would when the job ends."""
+    from rcsd_core.studio import background
+
+    root = ws.workspace_root()
+    deadline = time.time() + timeout
+    while any((job := background.latest(root, kind)) is not None and job.status in background.ACTIVE
+              for kind in ("preview", "signal")):
+        assert time.time() < deadline, "a studio job did not finish in time"
+        time.sleep(0.2)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def texts(at: AppTest) -> str:
     """All markdown, captions, info/success/error/warning text on the page, joined."""
     parts = []
@@ -152,6 +168,7 @@ def test_preview_tiny_random_grid_flag_then_review_decision(home):
     by_label(at.number_input, "Samples per task").set_value(1)
     by_label(at.number_input, "Max new tokens").set_value(8)
     by_label(at.button, "Sample chains").click().run()
+    settle(at)
     assert not at.exception, [e.value for e in at.exception]
     grid = frame_with(at, "chain")
     assert len(grid) == 4                                   # 2 tasks × 1 sample × (student, teacher)
@@ -198,11 +215,13 @@ def test_preview_guidance_map_and_signal_panel(home):
     by_label(at.number_input, "Max new tokens").set_value(6)
     by_label(at.radio, "Context").set_value("student")
     by_label(at.button, "Sample chains").click().run()
+    settle(at)
     assert len(frame_with(at, "chain")) == 1
     by_label(at.button, "Compute guidance map").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("rcsd-guidance" in str(h.proto.body) for h in at.get("html"))
     by_label(at.button, "Measure signal").click().run()
+    settle(at)
     assert not at.exception, [e.value for e in at.exception]
     table = frame_with(at, "gap")
     assert list(table["criterion"]) == ["final-answer-line", "correct-answer", "shows-equation", "concise",
@@ -395,6 +414,7 @@ def test_a_damaged_review_database_is_said_and_the_pages_stay_usable(home):
     by_label(at.number_input, "Samples per task").set_value(1)
     by_label(at.number_input, "Max new tokens").set_value(4)
     by_label(at.button, "Sample chains").click().run()
+    settle(at)
     ws.store_path(home).write_bytes(b"this is not a sqlite database" * 100)   # damaged on disk
 
     at = open_page("pages/review.py")                      # no exception: the page says what is wrong
