@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
-import urllib.request
 
 import pytest
-from test_browser_e2e import BROWSER_ARGS, CHROMIUM, REPO, free_port, idle
+from test_browser_e2e import BROWSER_ARGS, CHROMIUM, REPO, free_port, idle, wait_healthy
 
 from rcsd_core.cli.app import app_command
 
@@ -33,15 +31,7 @@ def test_first_visit_by_bookmark_gets_the_studio_navigation(tmp_path):
                                   stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            assert time.time() < deadline and server.poll() is None, (tmp_path / "server.log").read_text()
-            time.sleep(0.5)
+        wait_healthy(url, server, tmp_path / "server.log")
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS, headless=True)
             page = browser.new_page(viewport={"width": 1280, "height": 900})

@@ -38,6 +38,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90) -> None:
+    """Until the Streamlit server at `url` answers its health check; RuntimeError with its log if it dies."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                return
+        except OSError:
+            pass
+        if time.time() > deadline or proc.poll() is not None:
+            raise RuntimeError("streamlit did not start:\n" + log.read_text())
+        time.sleep(0.5)
+
+
 @pytest.fixture()
 def studio(tmp_path):
     """`streamlit run app.py` on a free localhost port with a fresh workspace; yields its URL."""
@@ -50,16 +64,7 @@ def studio(tmp_path):
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if time.time() > deadline or proc.poll() is not None:
-                raise RuntimeError("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text())
-            time.sleep(0.5)
+        wait_healthy(url, proc, tmp_path / "streamlit.log")
         yield url
     finally:
         proc.terminate()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_pages import by_label, frame_with, home, open_page, settle  # noqa: F401  (home is a fixture)
+from test_pages import by_label, frame_with, home, open_page, sample_tiny  # noqa: F401  (home is a fixture)
 
 from rcsd_core.errors import InputError
 from rcsd_core.studio import judging
@@ -41,14 +41,7 @@ def test_a_choice_that_cannot_work_names_its_field(choice, field):
 def test_preview_with_the_preview_model_as_judge_scores_judged_criteria(home):
     at = open_page("pages/preview.py", rubric="science-explainer")
     assert by_label(at.selectbox, "Judge for criteria without a check").value == "none"
-    by_label(at.selectbox, "Model").set_value("tiny-random")
-    by_label(at.number_input, "Tasks (first N of the train split)").set_value(1)
-    by_label(at.number_input, "Samples per task").set_value(1)
-    by_label(at.number_input, "Max new tokens").set_value(8)
-    by_label(at.radio, "Context").set_value("student")
-    by_label(at.selectbox, "Judge for criteria without a check").set_value("preview")
-    by_label(at.button, "Sample chains").click().run()
-    settle(at)
+    sample_tiny(at, **{"Judge for criteria without a check": "preview"})
     assert not at.exception, [e.value for e in at.exception]
     rubric = ws.load_rubric_version(home, "science-explainer")
     judged = [c.id for c in rubric.criteria if c.is_judged]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from test_pages import by_label, frame_with, home, open_page, settle  # noqa: F401  (home is a fixture)
+from test_pages import by_label, frame_with, home, open_page, sample_tiny  # noqa: F401  (home is a fixture)
 
 from rcsd_core.contracts import runs
 from rcsd_core.contracts.config import preset_config
@@ -35,13 +35,7 @@ def test_preview_samples_the_task_set_the_user_chose(home):
     at = open_page("pages/preview.py", rubric="grade-school-math")
     at.selectbox(key="preview-rubric").set_value("grade-school-math").run()
     at.selectbox(key="preview-task-set").set_value("science").run()
-    by_label(at.selectbox, "Model").set_value("tiny-random")
-    by_label(at.number_input, "Tasks (first N of the train split)").set_value(1)
-    by_label(at.number_input, "Samples per task").set_value(1)
-    by_label(at.number_input, "Max new tokens").set_value(8)
-    by_label(at.radio, "Context").set_value("student")
-    by_label(at.button, "Sample chains").click().run()
-    settle(at)
+    sample_tiny(at)
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="preview-task-set").value == "science"     # the submit did not re-choose it
     (chain_set,) = ws.list_chain_sets(home)
@@ -88,13 +82,7 @@ def test_preview_grid_marks_flagged_chains_and_searches_text(home):
     from test_pages import texts
 
     at = open_page("pages/preview.py", rubric="grade-school-math")
-    by_label(at.selectbox, "Model").set_value("tiny-random")
-    by_label(at.number_input, "Tasks (first N of the train split)").set_value(2)
-    by_label(at.number_input, "Samples per task").set_value(1)
-    by_label(at.number_input, "Max new tokens").set_value(8)
-    by_label(at.radio, "Context").set_value("student")
-    by_label(at.button, "Sample chains").click().run()
-    settle(at)
+    sample_tiny(at, tasks=2)
     (chain_set,) = ws.list_chain_sets(home)
     first, second = ws.load_chain_set(home, chain_set["id"])
     store = ReviewStore(ws.store_path(home))

@@ -58,6 +58,20 @@ def settle(at: AppTest, timeout: float = TIMEOUT) -> AppTest:
     return at
 
 
+def sample_tiny(at: AppTest, *, tasks: int = 1, samples: int = 1, tokens: int = 8, context: str = "student",
+                **selects: str) -> AppTest:
+    """Fill the Preview form for a quick tiny-random sample (plus any selectbox by label), submit, wait."""
+    by_label(at.selectbox, "Model").set_value("tiny-random")
+    for label, value in selects.items():
+        by_label(at.selectbox, label).set_value(value)
+    by_label(at.number_input, "Tasks (first N of the train split)").set_value(tasks)
+    by_label(at.number_input, "Samples per task").set_value(samples)
+    by_label(at.number_input, "Max new tokens").set_value(tokens)
+    by_label(at.radio, "Context").set_value(context)
+    by_label(at.button, "Sample chains").click().run()
+    return settle(at)
+
+
 def texts(at: AppTest) -> str:
     """All markdown, captions, info/success/error/warning text on the page, joined."""
     parts = []
