@@ -1,11 +1,13 @@
-"""`rcsd import` and `rcsd export`: the data sets practitioners already have, in and out.
+"""`rcsd import`, `rcsd export`, `rcsd export-model`: data sets in and out, and a run's model out.
 
     rcsd import --format healthbench|rar|csv|parquet|trl SRC --out DIR     # DIR/tasks.jsonl, DIR/rubric.yaml
     rcsd export --format trl-prompt-completion|trl-conversational|sdft|argilla|labelstudio
                 --chains C [--scores S] [--reviews R] [--tasks T] [--rubric R] --out FILE
+    rcsd export-model --run-dir D --out DIR [--dtype model|float32|bfloat16|float16]
 
 A malformed source exits 2 with one line naming its file, line (or row) and field, and writes
-nothing; outputs are written atomically once everything is read (`rcsd_core.formats`).
+nothing; outputs are written atomically once everything is read (`rcsd_core.formats`). The
+merged model is written by `rcsd_core.training.export` (staging folder, then one rename).
 """
 
 from __future__ import annotations
@@ -36,6 +38,15 @@ def register(sub) -> None:
     p.add_argument("--out", required=True, help=".jsonl or .parquet (TRL, SDFT); .json or .jsonl (Argilla, "
                                                 "Label Studio)")
     p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("export-model", help="the base model with a run's adapter merged, as a folder "
+                                            "AutoModelForCausalLM.from_pretrained loads")
+    p.add_argument("--run-dir", required=True)
+    p.add_argument("--out", required=True, help="a new folder")
+    p.add_argument("--dtype", default="model", choices=["model", "float32", "bfloat16", "float16"],
+                   help="dtype of the saved weights: 'model' is the one the base checkpoint declares")
+    p.add_argument("--device", default="cpu", help="where to merge: cpu (default) | cuda | cuda:N")
+    p.set_defaults(func=cmd_export_model)
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -70,4 +81,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     left = len(chains) - len(records) if args.format.startswith("trl-") else 0
     note = f" ({left} rejected chains left out)" if left else ""
     print(f"wrote {len(records)} {args.format} records to {args.out}{note}", file=sys.stderr)
+    return 0
+
+
+def cmd_export_model(args: argparse.Namespace) -> int:
+    from rcsd_core.training.export import check_export, export_merged_model
+
+    check_export(args.run_dir, args.out)  # refused in a second, before torch loads a model
+    out = export_merged_model(args.run_dir, args.out, dtype=args.dtype, device=args.device)
+    print(f"wrote the merged model to {out}", file=sys.stderr)
     return 0
