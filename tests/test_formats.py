@@ -258,7 +258,20 @@ def test_argilla_and_labelstudio_carry_automatic_and_human_verdicts():
     assert ls[1]["data"]["response"] == "Take two more now." and ls[1]["predictions"][0]["score"] == pytest.approx(-8 / 15)
     results = {r["from_name"]: r["value"]["choices"] for r in ls[1]["annotations"][0]["result"]}
     assert results == {pitfall: ["yes"], first: ["no"], "decision": ["reject"]}
-    assert "annotations" not in ls[0]
+    assert "annotations" not in ls[0] and ls[1]["data"]["reviewer"] == "ana"
+    # the labeling config names one Choices control per criterion, matching the results' from_name
+    from xml.etree import ElementTree
+
+    from rcsd_core.formats.review_tools import labelstudio_config
+    config = ElementTree.fromstring(labelstudio_config(tasks[0].criteria))
+    assert [c.get("name") for c in config.iter("Choices")] == [c.id for c in tasks[0].criteria] + ["decision"]
+
+
+def test_trl_rows_take_a_chains_own_scores_without_a_scores_file():
+    tasks, chains, _ = _export_inputs()
+    chains[0] = {**chains[0], "scores": {"x": 1.0}, "total": 0.5}
+    rows = export_records("trl-prompt-completion", chains, tasks=tasks)
+    assert (rows[0]["total"], rows[0]["scores"]) == (0.5, {"x": 1.0}) and "total" not in rows[1]
 
 
 def test_export_cli_reads_the_review_pages_export(tmp_path, capsys):

@@ -123,7 +123,7 @@ def write_export(path: str | Path, records: list[dict]) -> Path:
         raise InputError(f"cannot write: {exc.strerror or exc}", source=path, field="--out") from None
 
 
-def export_bytes(fmt: str, records: list[dict], suffix: str) -> bytes:
+def export_bytes(records: list[dict], suffix: str) -> bytes:
     """The file's bytes, for a download button: the same content write_export writes."""
     with tempfile.TemporaryDirectory() as tmp:
         path = write_export(Path(tmp) / f"export{suffix}", records)

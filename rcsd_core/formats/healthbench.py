@@ -28,7 +28,7 @@ from pathlib import Path
 from rcsd_core.contracts.tasks import Task
 from rcsd_core.formats.chat import prompt_from_messages
 from rcsd_core.formats.ids import criterion_ids, short_title
-from rcsd_core.formats.records import ImportResult, TaskIds, _name, make_task, minimal_rubric
+from rcsd_core.formats.records import ImportResult, TaskIds, rubric_name, make_task, minimal_rubric
 from rcsd_core.formats.tables import Where, json_value, read_rows
 
 
@@ -41,7 +41,7 @@ def read_healthbench(path: str | Path) -> ImportResult:
         tasks.append(task)
     if not tasks:
         raise Where(str(path)).error("no examples in the file")
-    return ImportResult(tasks=tasks, rubric=minimal_rubric(_name("healthbench", path), "HealthBench",
+    return ImportResult(tasks=tasks, rubric=minimal_rubric(rubric_name("healthbench", path), "HealthBench",
                                                            per_task=True))
 
 

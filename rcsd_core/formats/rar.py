@@ -27,7 +27,7 @@ from pathlib import Path
 
 from rcsd_core.contracts.tasks import Task
 from rcsd_core.formats.ids import criterion_ids, short_title, task_id_for
-from rcsd_core.formats.records import ImportResult, TaskIds, _name, make_task, minimal_rubric
+from rcsd_core.formats.records import ImportResult, TaskIds, rubric_name, make_task, minimal_rubric
 from rcsd_core.formats.tables import Where, json_value, read_rows, text_value
 
 CLASS_WEIGHTS = {"essential": 5, "important": 3, "optional": 1, "pitfall": -1}
@@ -50,7 +50,7 @@ def read_rar(path: str | Path) -> ImportResult:
         tasks.append(task)
     if not tasks:
         raise Where(str(path)).error("no examples in the file")
-    return ImportResult(tasks=tasks, rubric=minimal_rubric(_name("rar", path), "RaR", per_task=True))
+    return ImportResult(tasks=tasks, rubric=minimal_rubric(rubric_name("rar", path), "RaR", per_task=True))
 
 
 def task_from_rar(row: dict, where: Where) -> Task:

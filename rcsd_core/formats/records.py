@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from rcsd_core.contracts.rubric import Rubric, rubric_from_data
@@ -23,9 +23,7 @@ from rcsd_core.formats.tables import Where
 @dataclass
 class ImportResult:
     tasks: list[Task]
-    rubric: Rubric
-    has_shared_rubric: bool = False          # the source carried a shared rubric of its own
-    notes: list[str] = field(default_factory=list)
+    rubric: Rubric                           # the shared rubric: none of these sources has one, so minimal
 
 
 def make_task(obj: dict[str, Any], where: Where) -> Task:
@@ -49,7 +47,7 @@ class TaskIds:
         self.seen[task_id] = where
 
 
-def _name(fmt: str, path) -> str:
+def rubric_name(fmt: str, path) -> str:
     """A rubric name for an imported source: the format, then the file's stem unless it says the same."""
     from pathlib import Path
 

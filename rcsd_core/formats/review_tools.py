@@ -20,13 +20,14 @@ Argilla (v2 SDK, `rg.Record.to_dict()` / `from_dict` shape; log them with
 
 Label Studio (JSON import: a list of tasks):
 
-    {"data": {"chain_id", "task_id", "prompt", "response"},
+    {"data": {"chain_id", "task_id", "prompt", "response", "reviewer"?},
      "predictions": [{"model_version": "rcsd", "score": total, "result": [<choices result>…]}],
-     "annotations": [{"completed_by": reviewer, "result": [<choices result>…]}]}
+     "annotations": [{"result": [<choices result>…], "ground_truth": false}]}
 
   a result is {"from_name": <criterion id>, "to_name": "response", "type": "choices",
   "value": {"choices": ["yes"]}}; `labelstudio_config(criteria)` gives the labeling config
-  (a Text `response` and one Choices per criterion, plus `decision`).
+  (a Text `response` and one Choices per criterion, plus `decision`). Label Studio's
+  `completed_by` is one of its own user ids, so the reviewer's name goes in `data.reviewer`.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def labelstudio_tasks(chains: Iterable[dict], prompts: dict[str, str], scores: d
             labels = {cid: verdict_label(v) for cid, v in (review.get("verdicts") or {}).items()}
             if review.get("decision"):
                 labels[DECISION] = review["decision"]
-            item["annotations"] = [{"completed_by": review.get("reviewer"), "result": _choices(labels)}]
+            item["data"]["reviewer"] = review.get("reviewer")
+            item["annotations"] = [{"result": _choices(labels), "ground_truth": False}]
         tasks.append(item)
     return tasks
 

@@ -129,9 +129,10 @@ def trl_rows(kind: str, chains: Iterable[dict], tasks: dict[str, Task], rubric: 
             row = {"messages": [*task_messages(task), {"role": "assistant", "content": chain["text"]}]}
         row["id"] = chain["id"]
         row.update(task_columns(task, rubric))
-        if scores is not None and chain["id"] in scores:
-            row["total"] = scores[chain["id"]].get("total")
-            row["scores"] = scores[chain["id"]].get("scores")
+        scored = (scores or {}).get(chain["id"]) or (chain if isinstance(chain.get("scores"), dict) else None)
+        if scored is not None:       # --scores, else the chain's own (a preview's chains carry theirs)
+            row["total"] = scored.get("total")
+            row["scores"] = scored.get("scores")
         rows.append(row)
     return rows
 

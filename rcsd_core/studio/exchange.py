@@ -66,7 +66,7 @@ def review_export(store, label: str) -> bytes:
     reviews = {c["id"]: c["review"] for c in chains}
     scores = {c["id"]: {"id": c["id"], "scores": c.get("scores") or {}, "total": c.get("total")} for c in chains}
     records = export_records(fmt, [dict(c) for c in chains], scores=scores, reviews=reviews, source="reviews")
-    return export_bytes(fmt, records, suffix)
+    return export_bytes(records, suffix)
 
 
 def run_export(run_dir: str | Path, label: str) -> bytes:
@@ -85,7 +85,7 @@ def run_export(run_dir: str | Path, label: str) -> bytes:
         chains = [{"id": t.id, "task_id": t.id, "text": ""} for t in tasks if (t.split or "train") == "train"]
     scores = {c["id"]: {"id": c["id"], "scores": c.get("scores") or {}, "total": c.get("total")} for c in chains}
     records = export_records(fmt, chains, tasks=tasks, rubric=rubric, scores=scores, source=runs.SAMPLES_FILE)
-    return export_bytes(fmt, records, suffix)
+    return export_bytes(records, suffix)
 
 
 def export_file_name(label: str, stem: str) -> tuple[str, str]:
