@@ -296,3 +296,23 @@ def test_export_cli_reads_the_review_pages_export(tmp_path, capsys):
     assert "task_id" in capsys.readouterr().err and not (tmp_path / "s.jsonl").exists()
     assert main(["export", "--format", "argilla", "--chains", str(tmp_path / "c.jsonl"), "--tasks",
                  str(tmp_path / "t.jsonl"), "--out", str(tmp_path / "a.parquet")]) == 2
+
+
+def test_exported_files_are_what_trl_reads(tmp_path, tokenizer):
+    """TRL's own helpers recognise the exports: datasets loads them, the chat template applies."""
+    import datasets
+    from trl.data_utils import is_conversational, maybe_apply_chat_template
+
+    tasks, chains, reviews = _export_inputs()
+    write_export(tmp_path / "pc.parquet", export_records("trl-prompt-completion", chains, tasks=tasks))
+    write_export(tmp_path / "conv.jsonl", export_records("trl-conversational", chains, tasks=tasks))
+    write_export(tmp_path / "sdft.parquet", export_records("sdft", chains, tasks=tasks))
+    pc = datasets.Dataset.from_parquet(str(tmp_path / "pc.parquet"))
+    assert not is_conversational(pc[0]) and pc[0]["completion"] == "Wait 4 hours."
+    conv = datasets.load_dataset("json", data_files=str(tmp_path / "conv.jsonl"), split="train")
+    assert is_conversational(conv[2])
+    text = maybe_apply_chat_template({"messages": conv[2]["messages"]}, tokenizer)["text"]
+    assert "You are a careful health assistant." in text and text.rstrip().endswith("Call emergency services now.<|im_end|>")
+    sdft = datasets.Dataset.from_parquet(str(tmp_path / "sdft.parquet"))
+    assert sdft.column_names[:2] == ["prompt", "privileged_context"] and is_conversational({"prompt": sdft[0]["prompt"]})
+    assert sdft[0]["privileged_context"].startswith("A strong answer meets these criteria:")
