@@ -316,3 +316,12 @@ def test_exported_files_are_what_trl_reads(tmp_path, tokenizer):
     sdft = datasets.Dataset.from_parquet(str(tmp_path / "sdft.parquet"))
     assert sdft.column_names[:2] == ["prompt", "privileged_context"] and is_conversational({"prompt": sdft[0]["prompt"]})
     assert sdft[0]["privileged_context"].startswith("A strong answer meets these criteria:")
+
+
+def test_a_format_read_from_the_wrong_kind_of_file_says_which_it_reads(tmp_path):
+    with pytest.raises(InputError, match="read from a JSONL file, a Parquet file or a save_to_disk folder, not from "
+                                         "a CSV file"):
+        import_source("healthbench", CSV)
+    (tmp_path / "x.txt").write_text("hi")
+    with pytest.raises(InputError, match="unknown file type '.txt'"):
+        import_source("trl", tmp_path / "x.txt")

@@ -25,6 +25,8 @@ from typing import Any, Iterator
 from rcsd_core.errors import InputError
 from rcsd_core.files import MAX_INPUT_BYTES, iter_jsonl
 
+KIND_NAMES = {"jsonl": "a JSONL file", "parquet": "a Parquet file", "csv": "a CSV file",
+              "dataset": "a save_to_disk folder"}
 SPLIT_NAMES = {"train": "train", "test": "eval", "validation": "eval", "valid": "eval", "eval": "eval", "dev": "eval"}
 
 
@@ -65,7 +67,9 @@ def read_rows(path: str | Path, *, kinds: tuple[str, ...] = ("jsonl", "parquet",
     """(where, row) for every record of a source, in order; a kind outside `kinds` is refused."""
     kind = source_kind(path)
     if kind not in kinds:
-        raise InputError(f"this format reads {', '.join(kinds)}, not {kind}", source=path)
+        names = [KIND_NAMES[k] for k in kinds]
+        expected = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+        raise InputError(f"this format is read from {expected}, not from {KIND_NAMES[kind]}", source=path)
     if kind == "jsonl":
         for line, obj in iter_jsonl(path):
             yield Where(str(path), line=line), obj
