@@ -325,3 +325,11 @@ def test_a_format_read_from_the_wrong_kind_of_file_says_which_it_reads(tmp_path)
     (tmp_path / "x.txt").write_text("hi")
     with pytest.raises(InputError, match="unknown file type '.txt'"):
         import_source("trl", tmp_path / "x.txt")
+
+
+def test_chains_of_one_task_id_with_other_prompts_stay_apart():
+    chains = [{"id": "a/1", "task_id": "t1", "prompt": "2 + 2?", "text": "4"},
+              {"id": "b/1", "task_id": "t1", "prompt": "3 + 3?", "text": "6"}]
+    rows = export_records("trl-prompt-completion", chains)
+    assert [r["prompt"] for r in rows] == ["2 + 2?", "3 + 3?"]
+    assert rows[0]["task_id"] == "t1" and rows[1]["task_id"].startswith("t1-")

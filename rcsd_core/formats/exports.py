@@ -24,6 +24,7 @@ from rcsd_core.contracts.rubric import Rubric
 from rcsd_core.contracts.tasks import Task
 from rcsd_core.errors import InputError
 from rcsd_core.files import atomic_write_text, iter_jsonl, write_jsonl
+from rcsd_core.formats.ids import text_hash
 from rcsd_core.formats.review_tools import argilla_records, labelstudio_tasks
 from rcsd_core.formats.trl import sdft_rows, trl_rows
 
@@ -82,6 +83,9 @@ def chain_tasks(chains: list[dict], tasks: list[Task] | None, *, source: str | P
             continue
         if isinstance(chain.get("prompt"), str) and chain["prompt"].strip():
             task_id = task_id if isinstance(task_id, str) else chain["id"]
+            if task_id in out and out[task_id].prompt != chain["prompt"]:
+                # two task sets may both have a task "t1": chains of different prompts stay apart
+                task_id = f"{task_id}-{text_hash(chain['prompt'])}"
             chain["task_id"] = task_id
             out.setdefault(task_id, Task(id=task_id, prompt=chain["prompt"], reference=chain.get("reference")))
             continue
