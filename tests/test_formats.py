@@ -93,8 +93,8 @@ def test_import_cli_writes_tasks_and_a_minimal_valid_rubric(tmp_path):
     assert tasks == import_source("healthbench", HB).tasks
     # replace mode: the shared rubric is never scored for these tasks
     assert "answers-the-prompt" not in [c.id for c in rubric_for_task(rubric, tasks[0]).criteria]
-    # a second import over the folder replaces both files
-    assert main(["import", "--format", "rar", str(RAR), "--out", str(out)]) == 0
+    # a second import over the folder replaces both files (the format detected from the fields)
+    assert main(["import", "--format", "detect", str(RAR), "--out", str(out)]) == 0
     assert len(load_tasks(out / "tasks.jsonl")) == 2 and load_rubric(out / "rubric.yaml").name == "rar"
 
 

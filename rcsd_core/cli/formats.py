@@ -1,6 +1,6 @@
 """`rcsd import`, `rcsd export`, `rcsd export-model`: data sets in and out, and a run's model out.
 
-    rcsd import --format healthbench|rar|csv|parquet|trl SRC --out DIR     # DIR/tasks.jsonl, DIR/rubric.yaml
+    rcsd import --format healthbench|rar|csv|parquet|trl|detect SRC --out DIR     # DIR/tasks.jsonl, DIR/rubric.yaml
     rcsd export --format trl-prompt-completion|trl-conversational|sdft|argilla|labelstudio
                 --chains C [--scores S] [--reviews R] [--tasks T] [--rubric R] --out FILE
     rcsd export-model --run-dir D --out DIR [--dtype model|float32|bfloat16|float16]
@@ -21,7 +21,8 @@ EXPORT_FORMATS = ("trl-prompt-completion", "trl-conversational", "sdft", "argill
 
 def register(sub) -> None:
     p = sub.add_parser("import", help="tasks (and a rubric) from HealthBench, RaR, CSV, Parquet or TRL data")
-    p.add_argument("--format", required=True, choices=IMPORT_FORMATS)
+    p.add_argument("--format", required=True, choices=[*IMPORT_FORMATS, "detect"],
+                   help="detect: from the file type and the first record's fields")
     p.add_argument("src", help="the source: a JSONL, Parquet or CSV file, or a datasets save_to_disk folder")
     p.add_argument("--out", required=True, help="folder to write tasks.jsonl and rubric.yaml into")
     p.set_defaults(func=cmd_import)
@@ -50,13 +51,14 @@ def register(sub) -> None:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from rcsd_core.formats.imports import import_source, write_import
+    from rcsd_core.formats.imports import import_source, sniff_format, write_import
 
-    result = import_source(args.format, args.src)
+    fmt = sniff_format(args.src) if args.format == "detect" else args.format
+    result = import_source(fmt, args.src)
     tasks_path, rubric_path = write_import(args.out, result)
     own = sum(1 for t in result.tasks if t.criteria)
     criteria = sum(len(t.criteria or []) for t in result.tasks)
-    print(f"wrote {len(result.tasks)} tasks ({own} with their own criteria, {criteria} criteria in all) to "
+    print(f"{fmt}: wrote {len(result.tasks)} tasks ({own} with their own criteria, {criteria} criteria in all) to "
           f"{tasks_path} and the shared rubric to {rubric_path}", file=sys.stderr)
     return 0
 
