@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_browser_e2e import BROWSER_ARGS, CHROMIUM, choose, go, idle, studio  # noqa: F401  (studio: a fixture)
+from test_browser_e2e import BROWSER_ARGS, CHROMIUM, go, idle, studio  # noqa: F401  (studio: a fixture)
 
 from rcsd_core.studio import workspace as ws
 from rcsd_core.studio.store import ReviewStore
@@ -21,6 +21,15 @@ HB = Path(__file__).parent / "fixtures" / "formats" / "healthbench.jsonl"
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(600),
               pytest.mark.skipif(not CHROMIUM.exists(), reason="system Chromium (/usr/bin/chromium) is not installed")]
+
+
+def select_by_typing(page, label: str, option: str) -> None:
+    """Pick a selectbox option by typing it into the box (a click on a box with a help icon may only focus it)."""
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.get_by_role("combobox")
+    box.click()
+    box.press_sequentially(option)
+    page.get_by_role("option", name=option, exact=True).click()
+    idle(page)
 
 
 @pytest.fixture()
@@ -62,7 +71,7 @@ def test_import_healthbench_then_download_argilla_records(reviewed, studio, tmp_
 
             # -- download the reviewed chain as Argilla records
             go(page, "Review")
-            choose(page, "Export for", "Argilla records")
+            select_by_typing(page, "Export for", "Argilla records")
             with page.expect_download() as download:
                 page.get_by_role("button", name="Download Argilla records").click()
             saved = tmp_path / "argilla.jsonl"
