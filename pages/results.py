@@ -10,7 +10,7 @@ import streamlit as st
 
 from rcsd_core.contracts import runs
 from rcsd_core.errors import InputError
-from rcsd_core.studio import charts, jobs, state
+from rcsd_core.studio import charts, exchange, jobs, state
 from rcsd_core.studio.evaluations import evaluation_notes
 from rcsd_core.studio import workspace as ws
 from rcsd_core.studio.report import render_report
@@ -134,3 +134,15 @@ st.divider()
 report = render_report(run_id=run_id, config=config, status=status, metrics=metrics, evaluation=evaluation)
 st.download_button("Download the HTML report", report, file_name=f"rcsd-report-{run_id}.html", mime="text/html",
                    type="primary", help="One self-contained file (plotly inline), opens offline.")
+
+st.subheader("Export the run's data")
+out_col, button_col = st.columns([2, 1])
+run_label = out_col.selectbox("Format", list(exchange.EXPORT_CHOICES), key="run-export-format",
+                              help="The round's sampled chains with their scores (TRL, Argilla, Label Studio), or one "
+                                   "SDFT row per task with its rubric as the privileged context.")
+try:
+    run_file, run_mime = exchange.export_file_name(run_label, run_id)
+    button_col.download_button(f"Download {run_label}", exchange.run_export(run_dir, run_label), file_name=run_file,
+                               mime=run_mime, key="run-export")
+except InputError as exc:
+    state.show_error(exc)

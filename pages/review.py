@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from rcsd_core.errors import InputError
-from rcsd_core.studio import actions, state
+from rcsd_core.studio import actions, exchange, state
 from rcsd_core.studio import workspace as ws
 from rcsd_core.studio.store import DECISIONS, STATUSES, ReviewStore, disagreements
 
@@ -111,6 +111,17 @@ st.caption(f"{len(excluded)} rejected chain{' is' if len(excluded) == 1 else 's 
            "page's pass rates, totals and lint; the export keeps each chain's status.")
 st.download_button("Export reviewed chains (JSONL)", store.export_jsonl(), file_name="reviewed-chains.jsonl",
                    mime="application/jsonl")
+review_labels = [label for label in exchange.EXPORT_CHOICES if exchange.EXPORT_CHOICES[label][0] != "sdft"]
+out_col, button_col = st.columns([2, 1])
+review_label = out_col.selectbox("Export for", review_labels, key="review-export-format",
+                                 help="TRL data leaves rejected chains out; Argilla and Label Studio get every reviewed "
+                                      "chain with the automatic and the human per-criterion verdicts.")
+try:
+    review_file, review_mime = exchange.export_file_name(review_label, "reviewed-chains")
+    button_col.download_button(f"Download {review_label}", exchange.review_export(store, review_label),
+                               file_name=review_file, mime=review_mime, key="review-export")
+except InputError as exc:
+    state.show_error(exc)
 calibration = actions.calibration_table(store, None if rubric_filter == "(all)" else rubric_filter)
 st.markdown("**Calibration** — agreement of the automatic verdicts with reviewers' per-criterion verdicts "
             "(accuracy and Cohen's kappa, with the 2×2 counts).")

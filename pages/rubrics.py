@@ -7,7 +7,7 @@ import streamlit as st
 from rcsd_core.contracts.config import DEFAULT_MODEL
 from rcsd_core.contracts.rubric import dump_rubric, rubric_from_data
 from rcsd_core.errors import InputError
-from rcsd_core.studio import actions, judging, state
+from rcsd_core.studio import actions, exchange, judging, state
 from rcsd_core.studio import workspace as ws
 
 root = ws.ensure_workspace(ws.workspace_root())
@@ -53,6 +53,29 @@ with st.expander("New, duplicate or import", expanded=not names):
                 st.success(f"Task set `{ws.import_task_set(root, task_upload.getvalue(), task_upload.name)}` imported.")
             except InputError as exc:
                 state.show_error(exc)
+
+with st.expander("Import a data set: HealthBench, RaR, CSV, Parquet or TRL"):
+    st.caption("Tasks with their own criteria (HealthBench, RaR) or a task list (CSV, Parquet, TRL); stored as a "
+               "task set with a rubric paired to it. The same importers as `rcsd import`.")
+    with st.form("import-dataset"):
+        data_upload = st.file_uploader("Data set file", type=exchange.UPLOAD_TYPES, key="dataset-upload")
+        data_format = st.selectbox("Format", ["detect", *exchange.IMPORT_FORMATS], key="dataset-format",
+                                   help="detect: from the file type and the first record's fields")
+        go_import = st.form_submit_button("Import data set")
+    if go_import:
+        if data_upload is None:
+            state.show_error("Choose a file to import.")
+        else:
+            try:
+                task_set, imported_rubric, n = exchange.import_upload(root, data_upload.getvalue(), data_upload.name,
+                                                                      data_format)
+                st.session_state["rubric"] = imported_rubric
+                st.session_state["imported"] = f"Imported {n} tasks as task set {task_set} with rubric {imported_rubric}."
+                st.rerun()
+            except InputError as exc:
+                state.show_error(exc)
+if st.session_state.get("imported"):
+    st.success(state.plain(st.session_state.pop("imported")))
 
 with st.expander("Draft a rubric with a model (the paper's stage 1)"):
     st.warning(actions.EMBEDDED_WARNING)

@@ -1,6 +1,6 @@
 """The package's layers, read from the code's own imports: one direction only, no cycles, no torch in the studio.
 
-Layers, lowest first (README, "Where things live"): `errors`/`files` ← `contracts` ← `scoring` ←
+Layers, lowest first (README, "Where things live"): `errors`/`files` ← `contracts` ← `scoring` | `formats` ←
 `modeling` ← `training` | `evaluation` | `design` ← `studio` | `cli` ← `app.py`, `pages/`.
 A module imports its own folder or a lower layer; folders of one rank never import each other;
 pages import only `studio`, `contracts` and `errors`. Every import counts, also one inside a
@@ -23,7 +23,7 @@ PACKAGE = ROOT / "rcsd_core"
 RANKS = {
     "errors": 0, "files": 1,
     "contracts": 2,
-    "scoring": 3,
+    "scoring": 3, "formats": 3,
     "modeling": 4,
     "training": 5, "evaluation": 5, "design": 5,
     "studio": 6, "cli": 6,

@@ -60,6 +60,17 @@ def judge_configured(args: argparse.Namespace) -> bool:
     return bool(getattr(args, "judge", None) or getattr(args, "judge_url", None))
 
 
+def check_judge_args(args: argparse.Namespace) -> None:
+    """Refuse judge options that can never work before any file is read or model loaded."""
+    if getattr(args, "judge_url", None) and not getattr(args, "judge", None):
+        raise InputError("--judge-url needs --judge naming the remote model", field="judge")
+    if getattr(args, "judge", None) and not getattr(args, "judge_url", None):
+        from rcsd_core.modeling.models import check_model, resolve_device
+
+        check_model(args.judge)
+        resolve_device(getattr(args, "device", "auto"))
+
+
 def make_judge(args: argparse.Namespace, *, device: str = "auto"):
     """A judge from --judge / --judge-url, or None."""
     if getattr(args, "judge_url", None):

@@ -1,6 +1,6 @@
 """`rcsd score` and `rcsd preview`: score chains against a rubric; sample and score the model's own.
 
-    rcsd score   --rubric R --chains C [--tasks T] [--judge M [--judge-url URL]] --out O
+    rcsd score   --rubric R --chains C [--tasks T] [--judge M [--judge-url URL] [--device D] [--threads N]] --out O
     rcsd preview --rubric R --tasks T [--model M] [--samples N] [--max-new-tokens K]
                  [--context student|teacher|both] [--seed S] [--limit L] [--judge M] --out C
 
@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rcsd_core.cli.args import add_judge_args, add_model_args, check_out, format_table, make_judge, positive, write_out
+from rcsd_core.cli.args import (add_judge_args, add_model_args, check_judge_args, check_out, format_table, make_judge,
+                                positive, write_out)
 from rcsd_core.errors import InputError
 
 
@@ -23,6 +24,8 @@ def register(sub) -> None:
     p.add_argument("--chains", required=True)
     p.add_argument("--tasks", help="tasks JSONL giving references by task_id")
     add_judge_args(p)
+    p.add_argument("--device", default="auto", help="where a local judge runs: auto | cpu | cuda | cuda:N")
+    p.add_argument("--threads", type=positive, help="CPU threads for a local judge (default: the idle cores)")
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_score)
 
@@ -50,6 +53,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from rcsd_core.files import write_jsonl
 
     check_out(args.out)
+    check_judge_args(args)
     rubric = load_rubric(args.rubric)
     tasks = load_tasks(args.tasks) if args.tasks else []
     chains = load_chains(args.chains)
@@ -57,7 +61,11 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     from rcsd_core.scoring.scores import score_chain, summarize_scores  # pandas: imported once the input is good
 
-    judge = make_judge(args)
+    if args.judge and not args.judge_url:  # a local judge: threads as preview and signal set them
+        from rcsd_core.modeling.models import resolve_device, set_cpu_threads
+
+        set_cpu_threads(args.threads, resolve_device(args.device))
+    judge = make_judge(args, device=args.device)
     references = {t.id: t.reference for t in tasks}
     prompts = {t.id: t.prompt for t in tasks}
     results = [score_chain(rubric, c, task_references=references, task_prompts=prompts, judge=judge)

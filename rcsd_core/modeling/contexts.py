@@ -28,6 +28,7 @@ from typing import Literal
 from rcsd_core.contracts.config import DEFAULT_EXAMPLES, TeacherLayout
 from rcsd_core.contracts.messages import Messages, encode_messages
 from rcsd_core.contracts.rubric import Rubric
+from rcsd_core.contracts.rubric_text import render_rubric  # noqa: F401  (moved there; imported from here too)
 from rcsd_core.contracts.tasks import Task, rubric_for_task
 
 TeacherMethod = Literal["rcsd", "opsd"]
@@ -35,24 +36,6 @@ Context = Literal["student", "teacher"]
 
 NO_MENTION = ("Answer the user's question directly. Do not mention the rubric, the criteria or these "
               "instructions in your answer.")
-
-
-def render_rubric(rubric: Rubric, *, examples: int = 1) -> str:
-    """The rubric as the teacher reads it: criteria first, then pitfalls, then worked examples."""
-    lines = [f"Task type: {rubric.description.strip()}", ""] if rubric.description.strip() else []
-    lines.append("A strong answer meets these criteria:")
-    positive = [c for c in rubric.criteria if not c.is_pitfall]
-    pitfalls = [c for c in rubric.criteria if c.is_pitfall]
-    for i, c in enumerate(positive, start=1):
-        lines.append(f"{i}. {c.label} (weight {_weight(c.weight)}): {c.description.strip()}")
-    if pitfalls:
-        lines.append("It avoids these pitfalls:")
-        for c in pitfalls:
-            lines.append(f"- {c.label}: {c.description.strip()}")
-    for example in rubric.examples[:examples]:
-        lines += ["", "Worked example.", f"Question: {example.prompt.strip()}", "Strong answer:",
-                  example.answer.strip()]
-    return "\n".join(lines)
 
 
 def student_messages(prompt: str) -> Messages:
@@ -144,6 +127,3 @@ def draft_messages(description: str, prompts: list[str], references: list[str | 
             "Use weights from 1 (minor) to 5 (essential); give pitfalls a negative weight.")},
     ]
 
-
-def _weight(w: float) -> str:
-    return str(int(w)) if float(w).is_integer() else f"{w:g}"

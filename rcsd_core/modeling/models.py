@@ -179,6 +179,11 @@ def embedded_model_dir() -> Path:
     return target
 
 
+def model_source(name: str) -> str:
+    """Where a model's files are: the embedded model's cache folder, a local folder or a cached hub id."""
+    return str(embedded_model_dir()) if name == DEFAULT_MODEL else _local_source(name)
+
+
 def _local_source(name: str) -> str:
     """A local folder, or a hub id already in the local cache; nothing is downloaded."""
     if Path(name).expanduser().is_dir():
