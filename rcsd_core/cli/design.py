@@ -62,7 +62,8 @@ def register(sub) -> None:
     p = sub.add_parser("lint", help="find weak spots in a rubric (optionally on scored chains)")
     p.add_argument("--rubric", required=True)
     p.add_argument("--chains", help="chains JSONL with scores (rcsd preview) or scores JSONL (rcsd score)")
-    p.add_argument("--tasks", help="tasks JSONL, to score chains that have no scores yet")
+    p.add_argument("--tasks", help="tasks JSONL: their own criteria are linted too, and chains without scores "
+                                   "are scored on their task's rubric")
     add_judge_args(p)
     p.add_argument("--out", help="write the findings as JSON")
     p.set_defaults(func=cmd_lint)
@@ -88,11 +89,12 @@ def run_layout(args: argparse.Namespace):
 
 def cmd_signal(args: argparse.Namespace) -> int:
     from rcsd_core.contracts.rubric import load_rubric
-    from rcsd_core.contracts.tasks import load_tasks
+    from rcsd_core.contracts.tasks import check_task_rubrics, load_tasks
 
     # validate every input before the (slow) torch imports and model load
     rubric = load_rubric(args.rubric)
     tasks = load_tasks(args.tasks)
+    check_task_rubrics(rubric, tasks, source=args.tasks)
     if args.limit:
         tasks = tasks[: args.limit]
     if not tasks:
@@ -140,10 +142,12 @@ def cmd_guidance(args: argparse.Namespace) -> int:
     from rcsd_core.design.guidance import guidance_map
     from rcsd_core.modeling.models import load_model
     from rcsd_core.contracts.rubric import load_rubric
-    from rcsd_core.contracts.tasks import load_tasks
+    from rcsd_core.contracts.tasks import check_task_rubrics, load_tasks
 
     rubric = load_rubric(args.rubric)
-    tasks = {t.id: t for t in load_tasks(args.tasks)}
+    task_list = load_tasks(args.tasks)
+    check_task_rubrics(rubric, task_list, source=args.tasks)
+    tasks = {t.id: t for t in task_list}
     chain = next((c for _, c in iter_jsonl(args.chains) if c.get("id") == args.chain_id), None)
     if chain is None:
         raise InputError(f"no chain with id {args.chain_id!r}", source=args.chains, field="id")
@@ -203,14 +207,16 @@ def cmd_lint(args: argparse.Namespace) -> int:
     from rcsd_core.design.lint import findings_table, lint_rubric
     from rcsd_core.contracts.rubric import load_rubric
     from rcsd_core.scoring.scores import score_chain
-    from rcsd_core.contracts.tasks import load_tasks
+    from rcsd_core.contracts.tasks import check_task_rubrics, load_tasks
 
     rubric = load_rubric(args.rubric)
     judge = None
     chains = None
+    tasks = load_tasks(args.tasks) if args.tasks else []
+    check_task_rubrics(rubric, tasks, source=args.tasks or "<tasks>")
+    by_id = {t.id: t for t in tasks}
     if args.chains:
         chains = []
-        tasks = load_tasks(args.tasks) if args.tasks else []
         references = {t.id: t.reference for t in tasks}
         prompts = {t.id: t.prompt for t in tasks}
         for line, chain in iter_jsonl(args.chains):
@@ -223,8 +229,8 @@ def cmd_lint(args: argparse.Namespace) -> int:
             if judge is None and judge_configured(args):
                 judge = make_judge(args)
             chains.append(score_chain(rubric, chain, task_references=references, task_prompts=prompts,
-                                      judge=judge).to_record())
-    findings = lint_rubric(rubric, chains, judge_configured=judge_configured(args), judge=judge)
+                                      judge=judge, tasks=by_id).to_record())
+    findings = lint_rubric(rubric, chains, judge_configured=judge_configured(args), judge=judge, tasks=tasks)
     if args.out:
         atomic_write_text(args.out, json.dumps([f.to_record() for f in findings], indent=2) + "\n")
     if findings:

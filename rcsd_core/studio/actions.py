@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 import pandas as pd
 
 from rcsd_core.contracts.rubric import Rubric
-from rcsd_core.contracts.tasks import Task
+from rcsd_core.contracts.tasks import Task, check_task_rubrics
 from rcsd_core.design.drafting import EMBEDDED_WARNING, DraftResult
 from rcsd_core.design.lint import findings_table, lint_rubric
 from rcsd_core.errors import InputError
@@ -35,7 +35,7 @@ from rcsd_core.studio import workspace as ws
 from rcsd_core.studio.state import cached_model
 from rcsd_core.studio.store import ReviewStore
 
-__all__ = ["EMBEDDED_WARNING", "sample_preview", "chain_set", "guidance_html", "measure_chain_set_signal",
+__all__ = ["EMBEDDED_WARNING", "sample_preview", "chain_set", "chain_set_tasks", "guidance_html", "measure_chain_set_signal",
            "signal_rows", "lint_table", "draft_new_rubric", "teacher_view", "calibration_table"]
 
 Progress = Callable[[int, int], None]
@@ -55,6 +55,7 @@ def sample_preview(root: str | Path, *, rubric_name: str, version: str | None, t
         raise InputError("give a model path or hub id", field="model")
     rubric = ws.load_rubric_version(root, rubric_name, version)
     tasks = ws.load_task_set(root, task_set, split="train")[: int(limit)]
+    check_task_rubrics(rubric, tasks, source=f"task set {task_set}")  # before the model loads
     model, tokenizer = cached_model(model_name)
     records, stats = preview_chains(rubric, tasks, model=model, tokenizer=tokenizer, model_name=model_name,
                                     samples=int(samples), max_new_tokens=int(max_new_tokens), context=context,
@@ -71,6 +72,18 @@ def chain_set(root: str | Path, set_id: str) -> tuple[dict, list[dict], Rubric]:
     meta = ws.chain_set_meta(root, set_id)
     records = ws.load_chain_set(root, set_id)
     return meta, records, ws.load_rubric_version(root, meta["rubric"], meta["rubric_version"])
+
+
+def chain_set_tasks(root: str | Path, set_id: str) -> list[Task]:
+    """The tasks of a chain set's chains, from its task set (their own criteria group its views);
+    empty when the task set is gone."""
+    meta = ws.chain_set_meta(root, set_id)
+    try:
+        tasks = ws.load_task_set(root, meta["tasks"])
+    except InputError:
+        return []
+    wanted = {r.get("task_id") for r in ws.load_chain_set(root, set_id)}
+    return [t for t in tasks if t.id in wanted]
 
 
 def _task_of(root: str | Path, meta: dict, task_id: str) -> Task:
@@ -119,9 +132,12 @@ def signal_rows(report: dict) -> pd.DataFrame:
     return signal_table(report)
 
 
-def lint_table(rubric: Rubric, chains: Iterable[dict] | None = None) -> pd.DataFrame:
-    """Rubric lint findings as rows (weights, duplicates; with chains, discrimination and correlation too)."""
-    return findings_table(lint_rubric(rubric, chains=list(chains) if chains is not None else None))
+def lint_table(rubric: Rubric, chains: Iterable[dict] | None = None, tasks: Iterable[Task] | None = None
+               ) -> pd.DataFrame:
+    """Rubric lint findings as rows (weights, duplicates; with chains, discrimination and correlation too;
+    with tasks, their own criteria, each judged over the chains it applies to)."""
+    return findings_table(lint_rubric(rubric, chains=list(chains) if chains is not None else None,
+                                      tasks=list(tasks or [])))
 
 
 # ---------------------------------------------------------------------------- drafting and the teacher's view
