@@ -4,6 +4,8 @@
                    [--limit L] [--divergence D] [--run-dir D] [--judge M [--judge-url URL]] --out S.json
     rcsd guidance  --rubric R --tasks T --chains C --chain-id ID [--model M] [--run-dir D] --out MAP.html
     rcsd draft     --name N --description D --tasks T [--limit L] [--model M] --out R.yaml
+    rcsd draft     --per-task --tasks T [--rubric R] [--description D] [--model M [--model-url URL]]
+                   --out TASKS.jsonl                  (cli/task_drafts.py)
     rcsd lint      --rubric R [--chains C] [--tasks T] [--judge M [--judge-url URL]] [--out F.json]
     rcsd calibrate --scores S.jsonl --reviews R.jsonl [--out C.csv]
 
@@ -17,6 +19,7 @@ import argparse
 import json
 import sys
 
+from rcsd_core.cli.task_drafts import add_task_draft_args, cmd_draft_per_task
 from rcsd_core.cli.args import (add_judge_args, add_model_args, add_teacher_args, check_divergence, format_table,
                                 judge_configured, make_judge, positive)
 from rcsd_core.errors import InputError
@@ -48,12 +51,14 @@ def register(sub) -> None:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_guidance)
 
-    p = sub.add_parser("draft", help="draft a rubric with a model (the embedded 135M model drafts poorly)")
-    p.add_argument("--name", required=True)
-    p.add_argument("--description", required=True)
+    p = sub.add_parser("draft", help="draft a rubric, or each task's own criteria (--per-task), with a model "
+                                     "(the embedded 135M model drafts poorly)")
+    p.add_argument("--name", help="the drafted rubric's name (needed without --per-task)")
+    p.add_argument("--description", help="what the tasks are (needed without --per-task)")
     p.add_argument("--tasks", required=True, help="tasks JSONL; the first --limit give prompts and references")
-    p.add_argument("--limit", type=positive, default=3)
+    p.add_argument("--limit", type=positive, help="use only the first N tasks (default 3; all with --per-task)")
     add_model_args(p)
+    add_task_draft_args(p)
     p.add_argument("--max-new-tokens", type=positive, default=400)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
@@ -171,12 +176,17 @@ def cmd_guidance(args: argparse.Namespace) -> int:
 
 
 def cmd_draft(args: argparse.Namespace) -> int:
+    if args.per_task:
+        return cmd_draft_per_task(args)
+    for option in ("name", "description"):
+        if not getattr(args, option):
+            raise InputError("is needed to draft a rubric (or give --per-task)", field=f"--{option}")
     from rcsd_core.design.drafting import EMBEDDED_WARNING, draft_rubric
     from rcsd_core.modeling.models import DEFAULT_MODEL, load_model
     from rcsd_core.contracts.rubric import dump_rubric, save_rubric
     from rcsd_core.contracts.tasks import load_tasks
 
-    tasks = load_tasks(args.tasks)[: args.limit]
+    tasks = load_tasks(args.tasks)[: args.limit or 3]
     if args.model == DEFAULT_MODEL:
         print(EMBEDDED_WARNING, file=sys.stderr)
     model, tokenizer = load_model(args.model, device=args.device)
