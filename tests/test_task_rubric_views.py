@@ -210,3 +210,24 @@ def test_cli_refuses_a_task_criterion_clashing_with_a_shared_id(tmp_path, capsys
         assert len(err) == 1 and "criterion 'polite' has the id of a shared rubric criterion" in err[0]
         assert str(tasks) in err[0]
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------- signal
+
+
+def test_signal_reports_task_criteria_over_their_own_chains_and_groups_them(tiny):
+    from rcsd_core.design.signals import measure_signal, signal_table
+
+    model, tokenizer = tiny
+    report = measure_signal(SHARED, TASKS, model=model, tokenizer=tokenizer, samples=2, max_new_tokens=4)
+    c = report["criteria"]
+    assert list(c) == ["polite", "offers-refund", "blames-customer", "apologises"]
+    # n per criterion: 2 chains per context for each task that has it
+    assert (c["polite"]["n_student"], c["offers-refund"]["n_student"], c["apologises"]["n_teacher"]) == (4, 2, 2)
+    assert c["polite"]["shared"] and not c["apologises"]["shared"]
+    assert set(report["groups"]) == {"weight:essential", "weight:important", "weight:pitfall",
+                                     "tag:axis:completeness", "tag:axis:tone"}
+    assert report["groups"]["weight:pitfall"]["n_student"] == 2
+    table = signal_table(report)
+    assert list(table["criterion"]) == ["polite", "weight:essential", "weight:important", "weight:pitfall",
+                                        "tag:axis:completeness", "tag:axis:tone", "total"]
