@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rcsd_core.cli.args import check_out, positive, write_out
+from rcsd_core.cli.args import check_out, write_out
 from rcsd_core.errors import InputError
 
 
