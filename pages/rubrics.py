@@ -195,6 +195,30 @@ with task_tab:
         summary = tc.task_set_summary(set_tasks)
         st.caption(f"{summary['with_criteria']} of {summary['tasks']} tasks carry their own criteria "
                    f"({summary['criteria']} in all, {summary['replace']} replacing the rubric's)")
+        with st.expander("Draft every task's own criteria with a model (stage 1 per question)"):
+            st.warning(actions.EMBEDDED_WARNING)
+            with st.form("draft-task-criteria"):
+                d1, d2 = st.columns(2)
+                td_model = d1.text_input("Model", value=DEFAULT_MODEL, key="task-draft-model")
+                td_limit = d1.number_input("Tasks (first N; 0 = all)", 0, 10_000, 0, key="task-draft-limit")
+                td_name = d2.text_input("Save the drafts as task set", value=f"{edit_set}-drafted", key="task-draft-name")
+                td_desc = d2.text_input("What the tasks are (optional)", value=rubric.description,
+                                        key="task-draft-desc")
+                td_go = st.form_submit_button("Draft criteria")
+            if td_go:
+                bar = st.progress(0.0, text="Drafting…")
+                try:
+                    saved_set, outcomes = actions.draft_task_set_criteria(
+                        root, task_set=edit_set, rubric_name=name, model_name=td_model, new_name=td_name,
+                        description=td_desc, limit=int(td_limit) or None,
+                        progress=lambda d, t: bar.progress(d / t, text=f"Drafted {d}/{t} tasks"))
+                    st.success(f"Saved task set `{saved_set}`: {sum(o.criteria > 0 for o in outcomes)} of "
+                               f"{len(outcomes)} tasks have criteria. Edit them below before use.")
+                    st.dataframe(pd.DataFrame([vars(o) for o in outcomes]), hide_index=True, width="stretch",
+                                 key="task-draft-outcomes")
+                except InputError as exc:
+                    bar.empty()
+                    state.show_error(exc)
         marks = {t.id: f"{t.id} · {len(t.criteria)} own criteria ({t.criteria_mode})" if t.criteria else t.id
                  for t in set_tasks}
         task_id = st.selectbox("Task", list(marks), format_func=marks.get, key=f"task-criteria-task-{edit_set}")

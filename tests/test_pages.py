@@ -476,3 +476,20 @@ def test_preview_groups_a_tasks_own_criteria(home):
     pt2 = grid[grid["task"] == "pt-2"]
     assert pt2["final-answer-line"].isna().all() and pt2["weight:essential"].notna().all()
     assert grid[grid["task"] == "pt-3"]["weight:essential"].isna().all()
+
+
+def test_rubrics_page_drafts_every_tasks_criteria_into_a_new_set(home):
+    _import_per_task(home)
+    at = open_page("pages/rubrics.py", rubric="grade-school-math", **{"task-criteria-set": "per-task"})
+    by_label(at.text_input, "Model").set_value("tiny-random")
+    [b for b in at.button if b.label == "Draft criteria"][0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    outcomes = frame_with(at, "status")
+    # the hand-written tasks are kept; the plain one gets a tiny-random draft (gibberish: invalid) or criteria
+    assert list(outcomes["task_id"]) == ["pt-1", "pt-2", "pt-3"]
+    assert list(outcomes["status"][:2]) == ["kept", "kept"] and outcomes["status"][2] in ("drafted", "invalid")
+    assert "per-task-drafted" in ws.list_task_sets(home)
+    assert (home / "tasks" / ".drafts").is_dir()
+    # the same name again is refused, nothing written
+    [b for b in at.button if b.label == "Draft criteria"][0].click().run()
+    assert any("already exists" in e.value for e in at.error)

@@ -8,6 +8,7 @@
     table = lint_table(rubric, chains)                  # rubric lint, as rows
     result, saved = draft_new_rubric(root, name=..., description=..., task_set=..., examples=3,
                                      model_name="smollm2-135m-instruct")
+    name, outcomes = draft_task_set_criteria(root, task_set=..., rubric_name=..., model_name=..., new_name=...)
     messages = teacher_view(rubric, prompt, reference, include_reference=False)
     table = calibration_table(store, rubric="grade-school-math")
 
@@ -19,12 +20,14 @@ importing this module — what a page does on every rerun — stays light.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pandas as pd
 
 from rcsd_core.contracts.rubric import Rubric
+from rcsd_core.contracts.names import check_name
 from rcsd_core.contracts.tasks import Task, check_task_rubrics
 from rcsd_core.design.drafting import EMBEDDED_WARNING, DraftResult
 from rcsd_core.design.lint import findings_table, lint_rubric
@@ -36,7 +39,7 @@ from rcsd_core.studio.state import cached_model
 from rcsd_core.studio.store import ReviewStore
 
 __all__ = ["EMBEDDED_WARNING", "sample_preview", "chain_set", "chain_set_tasks", "guidance_html", "measure_chain_set_signal",
-           "signal_rows", "lint_table", "draft_new_rubric", "teacher_view", "calibration_table"]
+           "signal_rows", "lint_table", "draft_new_rubric", "draft_task_set_criteria", "teacher_view", "calibration_table"]
 
 Progress = Callable[[int, int], None]
 
@@ -164,6 +167,37 @@ def draft_new_rubric(root: str | Path, *, name: str, description: str, task_set:
         raise InputError(f"a rubric named {result.rubric.name!r} already exists; choose another name", field="name")
     ws.save_rubric_version(root, result.rubric, note=f"drafted by {model_name}")
     return result, result.rubric.name
+
+
+def draft_task_set_criteria(root: str | Path, *, task_set: str, rubric_name: str, model_name: str,
+                            new_name: str, description: str = "", limit: int | None = None,
+                            progress: Progress | None = None) -> tuple[str, list]:
+    """Draft each task's own criteria with a model (`design.task_drafting`) and save the result as a
+    new task set; (its name, the per-task outcomes). The cache under tasks/.drafts/ keeps the raw
+    replies and lets a second try skip the tasks already drafted."""
+    from rcsd_core.design.task_drafting import LocalDrafter, draft_task_set
+    from rcsd_core.studio.task_criteria import save_new_task_set
+
+    model_name = model_name.strip()
+    if not model_name:
+        raise InputError("give a model to draft with", field="model")
+    check_name(new_name.strip(), "task set")
+    if new_name.strip() in ws.list_task_sets(root):
+        raise InputError(f"a task set named {new_name.strip()!r} already exists; choose a new name", field="name")
+    shared = ws.load_rubric_version(root, rubric_name)
+    tasks = ws.load_task_set(root, task_set)
+    tasks = tasks[: int(limit)] if limit else tasks
+    check_task_rubrics(shared, tasks, source=f"task set {task_set}")
+    model, tokenizer = cached_model(model_name)
+    cache = Path(root) / "tasks" / ".drafts" / f"{task_set}.{rubric_name}.{_file_part(model_name)}.jsonl"
+    drafted, outcomes = draft_task_set(tasks, LocalDrafter(model, tokenizer, name=model_name), cache=cache,
+                                       shared=shared, description=description, progress=progress)
+    return save_new_task_set(root, drafted, new_name=new_name), outcomes
+
+
+def _file_part(text: str) -> str:
+    """A model name or path as a file-name part."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:80] or "model"
 
 
 def teacher_view(rubric: Rubric, prompt: str, reference: str | None = None, *,

@@ -88,17 +88,21 @@ def edited_task(task: Task, criteria: list[dict], mode: str) -> Task:
 def save_task_set_edit(root: str | Path, task_set: str, tasks: list[Task], task_id: str, criteria: list[dict],
                        mode: str, *, new_name: str) -> str:
     """Save the task set with one task's criteria changed as tasks/<new_name>.jsonl; returns the name."""
+    if not any(t.id == task_id for t in tasks):
+        raise InputError(f"task {task_id!r} is not in task set {task_set!r}", field="task")
+    return save_new_task_set(root, [edited_task(t, criteria, mode) if t.id == task_id else t for t in tasks],
+                             new_name=new_name)
+
+
+def save_new_task_set(root: str | Path, tasks: list[Task], *, new_name: str) -> str:
+    """Write tasks as tasks/<new_name>.jsonl: a staging file, validated, linked into place (never
+    replacing a set: InputError when the name is taken)."""
     new_name = new_name.strip()
     check_name(new_name, "task set")
     target = Path(root) / "tasks" / f"{new_name}.jsonl"
     if target.exists():
         raise InputError(f"a task set named {new_name!r} already exists; choose a new name", field="name")
-    if not any(t.id == task_id for t in tasks):
-        raise InputError(f"task {task_id!r} is not in task set {task_set!r}", field="task")
-    lines = []
-    for t in tasks:
-        t = edited_task(t, criteria, mode) if t.id == task_id else t
-        lines.append(t.model_dump_json(exclude_defaults=True) + "\n")
+    lines = [t.model_dump_json(exclude_defaults=True) + "\n" for t in tasks]
     staging = target.with_name(f".{new_name}.{secrets.token_hex(4)}.edit")
     atomic_write_text(staging, "".join(lines))
     try:
