@@ -5,6 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from rcsd_core.contracts.config import DEFAULT_MODEL, TINY_RANDOM
+from rcsd_core.contracts.tasks import rubric_for_task
 from rcsd_core.errors import InputError
 from rcsd_core.studio import actions, background, charts, judging, state
 from rcsd_core.studio import workspace as ws
@@ -78,11 +79,16 @@ if not sets:
 labels = {s["id"]: f"{s['id']} · {s.get('rubric')} · {s.get('model')} · {s.get('chains')} chains" for s in sets}
 set_id = state.remembered_select("Chains", list(labels), "chain_set", format_func=labels.get)
 meta, records, rubric = actions.chain_set(root, set_id)
+tasks = actions.chain_set_tasks(root, set_id)   # their own criteria show as groups (weight class, tag)
 
 # ---------------------------------------------------------------------------- overview
 st.subheader("Chains × criteria")
 st.caption("✓ pass · ✗ fail · · unscored (judged criteria without a judge). Pitfall cells are green when the "
            "flaw is absent. The review column shows a flagged chain's status. Click a row to open its chain below.")
+if any(t.criteria for t in tasks):
+    st.caption("Tasks with their own criteria: those show as groups — `weight:essential` (weight ≥ 5), "
+               "`weight:important` (3–5), `weight:optional` (< 3), `weight:pitfall` (< 0), and `tag:…` — "
+               "each the chain's mean over its criteria in the group; open a chain for every criterion.")
 try:
     store = ReviewStore(ws.store_path(root))
     rejected, marks = store.excluded_chain_ids(), actions.review_marks(store)
@@ -93,7 +99,7 @@ query = st.text_input("Search chains", key=f"search-{set_id}", placeholder="word
 shown = actions.search_chains(records, query)
 if query:
     st.caption(state.plain(f"{len(shown)} of {len(records)} chains match “{query.strip()}”"))
-grid = charts.score_grid(shown, rubric, review=marks)
+grid = charts.score_grid(shown, rubric, tasks, review=marks)
 picked = st.dataframe(charts.style_score_grid(grid, rubric), hide_index=True, width="stretch",
                       height=min(36 * (len(grid) + 1) + 2, 360), on_select="rerun", selection_mode="single-row",
                       key=f"grid-{set_id}-{query}").selection.rows
@@ -104,9 +110,9 @@ if picked and st.session_state.get("grid-pick") != (set_id, query, picked[0]):
     st.session_state[f"chain-{set_id}"] = chain_ids[picked[0]]
 # chains a reviewer rejected stay visible in the grid but leave every rate, total and lint below
 kept = [r for r in records if r["id"] not in rejected]
-kept_grid = charts.score_grid(kept, rubric)
+kept_grid = charts.score_grid(kept, rubric, tasks)
 chart_col, metric_col = st.columns([3, 1])
-chart_col.plotly_chart(charts.pass_rate_figure(kept, rubric), width="stretch")
+chart_col.plotly_chart(charts.pass_rate_figure(kept, rubric, tasks), width="stretch")
 for ctx, value in kept_grid.groupby("context")["total"].mean().items():
     metric_col.metric(f"mean total · {ctx}", "—" if pd.isna(value) else f"{value:.3f}")
 metric_col.caption(state.plain(f"{len(records)} chains · {meta.get('model')} · {meta.get('max_new_tokens')} new "
@@ -120,6 +126,8 @@ if st.session_state.get(f"chain-{set_id}") not in chain_ids:
     st.session_state.pop(f"chain-{set_id}", None)   # the open chain is outside the search: open the first match
 chain_id = st.selectbox("Chain", chain_ids, key=f"chain-{set_id}")
 chain = next(r for r in records if r["id"] == chain_id)
+chain_task = next((t for t in tasks if t.id == chain.get("task_id")), None)
+chain_rubric = rubric_for_task(rubric, chain_task) if chain_task is not None else rubric  # the one it was scored on
 text_col, score_col = st.columns([3, 2])
 with text_col:
     st.markdown("**Prompt**")
@@ -132,13 +140,14 @@ with score_col:
     verdicts = chain.get("judge") or {}
     st.dataframe(pd.DataFrame([{
         "criterion": c.id, "weight": c.weight, "check": c.check.type if c.check else "judge",
+        "own": "task" if c.id not in {s.id for s in rubric.criteria} else "",
         "score": chain["scores"].get(c.id), "judge verdict": (verdicts.get(c.id) or {}).get("raw", "")}
-        for c in rubric.criteria]), hide_index=True, width="stretch")
+        for c in chain_rubric.criteria]), hide_index=True, width="stretch")
     st.metric("total", "—" if chain.get("total") is None else f"{chain['total']:.3f}")
     with st.form(f"flag-{chain_id}", clear_on_submit=True):
         st.markdown("**Flag for review**")
         reason = st.text_input("Reason", placeholder="e.g. correct answer but marked wrong")
-        criterion = st.selectbox("About criterion (optional)", ["(whole chain)"] + [c.id for c in rubric.criteria])
+        criterion = st.selectbox("About criterion (optional)", ["(whole chain)"] + [c.id for c in chain_rubric.criteria])
         flagged_by = st.text_input("Your name", value=st.session_state.get("user", ""))
         if st.form_submit_button("Flag chain"):
             try:
@@ -183,6 +192,7 @@ with st.expander("Signal per criterion: will this rubric teach this model anythi
                 f"mean divergence {report['divergence'].get('mean') or 0:.3f}")
         st.dataframe(actions.signal_rows(report), hide_index=True, width="stretch", column_config=state.SIGNAL_COLUMNS)
 
-findings = actions.lint_table(rubric, kept, judge_configured=judging.load_choice(root, rubric.name).kind != "none")
+findings = actions.lint_table(rubric, kept, tasks,
+                              judge_configured=judging.load_choice(root, rubric.name).kind != "none")
 with st.expander(f"Rubric lint on these chains: {len(findings)} finding{'s' if len(findings) != 1 else ''}"):
     st.table(findings.set_index("severity"))      # a table wraps long messages; a grid would cut them

@@ -1,13 +1,16 @@
 """Rubrics: list, create, duplicate, import and export rubrics; edit criteria in a table with
-validation beside each row; save as a new immutable version; history with diffs; the teacher's view."""
+validation beside each row; save as a new immutable version; history with diffs; the teacher's view;
+a task's own criteria (extend or replace the shared rubric), edited and saved as a new task set."""
 
 import pandas as pd
 import streamlit as st
 
 from rcsd_core.contracts.config import DEFAULT_MODEL
 from rcsd_core.contracts.rubric import dump_rubric, rubric_from_data
+from rcsd_core.contracts.tasks import rubric_for_task
 from rcsd_core.errors import InputError
 from rcsd_core.studio import actions, exchange, judging, state
+from rcsd_core.studio import task_criteria as tc
 from rcsd_core.studio import workspace as ws
 
 root = ws.ensure_workspace(ws.workspace_root())
@@ -115,7 +118,22 @@ current = ws.current_version(root, name)
 rubric = ws.load_rubric_version(root, name)
 st.caption(f"{len(rubric.criteria)} criteria · current version `{current}` · {len(history)} saved versions")
 
-edit_tab, context_tab, history_tab, export_tab = st.tabs(["Edit criteria", "Teacher context", "History", "Export"])
+edit_tab, context_tab, task_tab, history_tab, export_tab = st.tabs(
+    ["Edit criteria", "Teacher context", "Task criteria", "History", "Export"])
+CRITERION_COLUMNS = {
+    "id": st.column_config.TextColumn("id", help="[a-z0-9-]+, unique", required=True),
+    "title": st.column_config.TextColumn("title"),
+    "description": st.column_config.TextColumn("description", width="large", help="what the teacher is told"),
+    "weight": st.column_config.NumberColumn("weight", help="non-zero; negative = pitfall", format="%g"),
+    "check": st.column_config.SelectboxColumn("check", options=ws.CHECK_CHOICES, default="none (judge)"),
+    "pattern": st.column_config.TextColumn("pattern", help="regex / not_regex / answer_match"),
+    "flags": st.column_config.TextColumn("flags", help="IGNORECASE, MULTILINE, DOTALL"),
+    "terms": st.column_config.TextColumn("terms", help="contains: comma-separated"),
+    "mode": st.column_config.SelectboxColumn("mode", options=["", "any", "all"]),
+    "case_sensitive": st.column_config.CheckboxColumn("case sensitive"),
+    "limit": st.column_config.NumberColumn("limit", help="max_words / min_words", step=1),
+    "tolerance": st.column_config.NumberColumn("tolerance", help="answer_match, relative", format="%g"),
+}
 
 # ---------------------------------------------------------------------------- edit
 with edit_tab:
@@ -126,22 +144,7 @@ with edit_tab:
                 "Without a check a judge model decides. List fields (flags, terms) are comma-separated.")
     table = pd.DataFrame(state.draft_base(rows_key, ws.criteria_rows(rubric)), columns=ws.EDITOR_COLUMNS)
     edited = st.data_editor(
-        table, key=rows_key, num_rows="dynamic", hide_index=True, width="stretch",
-        column_config={
-            "id": st.column_config.TextColumn("id", help="[a-z0-9-]+, unique", required=True),
-            "title": st.column_config.TextColumn("title"),
-            "description": st.column_config.TextColumn("description", width="large",
-                                                       help="what the teacher is told"),
-            "weight": st.column_config.NumberColumn("weight", help="non-zero; negative = pitfall", format="%g"),
-            "check": st.column_config.SelectboxColumn("check", options=ws.CHECK_CHOICES, default="none (judge)"),
-            "pattern": st.column_config.TextColumn("pattern", help="regex / not_regex / answer_match"),
-            "flags": st.column_config.TextColumn("flags", help="IGNORECASE, MULTILINE, DOTALL"),
-            "terms": st.column_config.TextColumn("terms", help="contains: comma-separated"),
-            "mode": st.column_config.SelectboxColumn("mode", options=["", "any", "all"]),
-            "case_sensitive": st.column_config.CheckboxColumn("case sensitive"),
-            "limit": st.column_config.NumberColumn("limit", help="max_words / min_words", step=1),
-            "tolerance": st.column_config.NumberColumn("tolerance", help="answer_match, relative", format="%g"),
-        })
+        table, key=rows_key, num_rows="dynamic", hide_index=True, width="stretch", column_config=CRITERION_COLUMNS)
     examples = st.data_editor(pd.DataFrame(state.draft_base(examples_key, [e.model_dump() for e in rubric.examples]),
                                            columns=["prompt", "answer"]),
                               key=examples_key, num_rows="dynamic", width="stretch",
@@ -183,6 +186,7 @@ with edit_tab:
 # ---------------------------------------------------------------------------- teacher context
 with context_tab:
     shown = draft if draft is not None else rubric
+    from_edits = shown is not rubric
     task_sets = ws.list_task_sets(root)
     suggested = ws.suggested_task_set(root, name)
     prompt, reference = "Ann has 4 pens and gets 3 more. How many pens does she have now?", None
@@ -191,16 +195,99 @@ with context_tab:
         tasks = ws.load_task_set(root, task_set)
         task = tasks[st.number_input("Task #", 0, len(tasks) - 1, 0)]
         prompt, reference = task.prompt, task.reference
+        try:
+            shown = rubric_for_task(shown, task)   # the task's own criteria too, as the teacher reads them
+        except InputError as exc:
+            state.show_error(exc)
     include_reference = st.checkbox("Include the reference answer", value=False,
                                     help="On small models the reference often weakens the signal (DESIGN §4).")
     st.caption("What the teacher sees: the rubric, then its worked examples as earlier turns (the student sees "
-               "only the last user message)" + (" — from the unsaved edits" if shown is not rubric else ""))
+               "only the last user message)" + (" — from the unsaved edits" if from_edits else ""))
     for message in actions.teacher_view(shown, prompt, reference, include_reference=include_reference):
         system = message["role"] == "system"
         with st.chat_message("assistant" if system else message["role"],
                              avatar=":material/menu_book:" if system else None):
             st.caption(message["role"])
             st.text(message["content"])
+
+# ---------------------------------------------------------------------------- a task's own criteria
+with task_tab:
+    st.caption("A task may carry its own criteria: they **extend** this rubric (the default) or **replace** its "
+               "criteria for that task. Scoring, the teacher, signal, lint and rounds use them; views group them "
+               "by weight class (essential ≥ 5, important 3–5, optional < 3, pitfall < 0) and by tag. A task set "
+               "is never changed in place: an edit is saved as a new task set.")
+    all_sets = ws.list_task_sets(root)
+    if not all_sets:
+        st.info("Import a task set first (above).")
+    else:
+        if "task-criteria-saved" in st.session_state:   # a set just saved opens next (before its widget exists)
+            st.session_state["task-criteria-set"] = st.session_state.pop("task-criteria-saved")
+        edit_set = st.selectbox("Task set", all_sets, index=state.index_of(all_sets, ws.suggested_task_set(root, name)),
+                                key="task-criteria-set")
+        set_tasks = ws.load_task_set(root, edit_set)
+        summary = tc.task_set_summary(set_tasks)
+        st.caption(f"{summary['with_criteria']} of {summary['tasks']} tasks carry their own criteria "
+                   f"({summary['criteria']} in all, {summary['replace']} replacing the rubric's)")
+        with st.expander("Draft every task's own criteria with a model (stage 1 per question)"):
+            st.warning(actions.EMBEDDED_WARNING)
+            with st.form("draft-task-criteria"):
+                d1, d2 = st.columns(2)
+                td_model = d1.text_input("Model", value=DEFAULT_MODEL, key="task-draft-model")
+                td_limit = d1.number_input("Tasks (first N; 0 = all)", 0, 10_000, 0, key="task-draft-limit")
+                td_name = d2.text_input("Save the drafts as task set", value=f"{edit_set}-drafted", key="task-draft-name")
+                td_desc = d2.text_input("What the tasks are (optional)", value=rubric.description,
+                                        key="task-draft-desc")
+                td_go = st.form_submit_button("Draft criteria")
+            if td_go:
+                bar = st.progress(0.0, text="Drafting…")
+                try:
+                    saved_set, outcomes = actions.draft_task_set_criteria(
+                        root, task_set=edit_set, rubric_name=name, model_name=td_model, new_name=td_name,
+                        description=td_desc, limit=int(td_limit) or None,
+                        progress=lambda d, t: bar.progress(d / t, text=f"Drafted {d}/{t} tasks"))
+                    st.success(f"Saved task set `{saved_set}`: {sum(o.criteria > 0 for o in outcomes)} of "
+                               f"{len(outcomes)} tasks have criteria. Edit them below before use.")
+                    st.dataframe(pd.DataFrame([vars(o) for o in outcomes]), hide_index=True, width="stretch",
+                                 key="task-draft-outcomes")
+                except InputError as exc:
+                    bar.empty()
+                    state.show_error(exc)
+        marks = {t.id: f"{t.id} · {len(t.criteria)} own criteria ({t.criteria_mode})" if t.criteria else t.id
+                 for t in set_tasks}
+        task_id = st.selectbox("Task", list(marks), format_func=marks.get, key=f"task-criteria-task-{edit_set}")
+        task = next(t for t in set_tasks if t.id == task_id)
+        st.text(task.prompt + (f"\nReference: {task.reference}" if task.reference else ""))
+        mode = st.radio("Mode", tc.MODES, index=tc.MODES.index(task.criteria_mode), horizontal=True,
+                        key=f"task-mode-{edit_set}-{task_id}",
+                        help="extend: the rubric's criteria, then these · replace: these alone")
+        task_table = pd.DataFrame(tc.task_criteria_rows(task), columns=tc.TASK_EDITOR_COLUMNS)
+        task_table.index = range(1, len(task_table) + 1)
+        task_edited = st.data_editor(
+            task_table, key=f"task-criteria-{edit_set}-{task_id}", num_rows="dynamic", width="stretch",
+            column_config={**CRITERION_COLUMNS,
+                           "tags": st.column_config.TextColumn("tags", help="comma-separated, e.g. axis:accuracy")})
+        task_criteria = tc.criteria_from_rows(task_edited.to_dict("records"))
+        task_problems = tc.task_row_problems(task, task_criteria, mode, draft or rubric)
+        if task_problems:
+            st.error(f"{len(task_problems)} problem{'s' if len(task_problems) > 1 else ''} in this task's criteria "
+                     "(row = the editor's row number):")
+            st.dataframe(pd.DataFrame(task_problems), hide_index=True, width="stretch", key="task-problems")
+        else:
+            changed = tc.edited_task(task, task_criteria, mode)
+            combined = rubric_for_task(draft or rubric, changed)
+            st.success(f"Valid · the teacher and the scorer see {len(combined.criteria)} criteria for this task"
+                       + (" · no changes" if changed == task else ""))
+            if changed != task:
+                save_as = st.text_input("Save as task set", value=f"{edit_set}-edited", key=f"task-save-{edit_set}")
+                if st.button("Save as a new task set", type="primary"):
+                    try:
+                        saved = tc.save_task_set_edit(root, edit_set, set_tasks, task_id, task_criteria, mode,
+                                                      new_name=save_as)
+                        st.session_state["task-criteria-saved"] = saved
+                        st.toast(f"Saved task set {saved}")
+                        st.rerun()
+                    except InputError as exc:
+                        state.show_error(exc)
 
 # ---------------------------------------------------------------------------- history
 with history_tab:

@@ -436,3 +436,94 @@ def test_a_damaged_review_database_is_said_and_the_pages_stay_usable(home):
     at = open_page("pages/preview.py", rubric="grade-school-math")
     assert "review database" in "\n".join(e.value for e in at.error)
     assert len(frame_with(at, "chain")) == 2                # the chains are still shown
+
+
+# ---------------------------------------------------------------------------- a task's own criteria
+
+PER_TASK = [
+    {"id": "pt-1", "prompt": "Ann has 4 pens and gets 3 more. How many?", "reference": "7", "criteria": [
+        {"id": "names-pens", "description": "Mentions pens.", "weight": 3, "tags": ["axis:completeness"],
+         "check": {"type": "contains", "terms": ["pen"]}}]},
+    {"id": "pt-2", "prompt": "Bo has 5 cups and breaks 2. How many are left?", "reference": "3",
+     "criteria_mode": "replace", "criteria": [
+         {"id": "answer-line", "description": "Ends with an Answer line.", "weight": 5,
+          "check": {"type": "regex", "pattern": "(?m)^Answer:"}},
+         {"id": "rambles", "description": "Over 40 words.", "weight": -1, "check": {"type": "min_words", "limit": 40}}]},
+    {"id": "pt-3", "prompt": "What is 2 + 2?", "reference": "4"},
+]
+
+
+def _import_per_task(home) -> str:
+    data = "".join(json.dumps(t) + "\n" for t in PER_TASK).encode()
+    return ws.import_task_set(home, data, "per-task.jsonl")
+
+
+def test_rubrics_page_shows_edits_and_saves_a_tasks_own_criteria(home):
+    _import_per_task(home)
+    at = open_page("pages/rubrics.py", rubric="grade-school-math", **{"task-criteria-set": "per-task"})
+    assert "2 of 3 tasks carry their own criteria (3 in all, 1 replacing the rubric's)" in texts(at)
+    editor = at.data_editor[2]                      # rubric criteria, worked examples, then the task's
+    assert list(editor.value["id"]) == ["names-pens"] and list(editor.value["tags"]) == ["axis:completeness"]
+    assert "the teacher and the scorer see 6 criteria for this task · no changes" in texts(at)
+
+    # a zero weight: the tasks contract's own message, beside its row
+    key = "task-criteria-per-task-pt-1"
+    at.session_state[key] = {"edited_rows": {0: {"weight": 0}}, "added_rows": [], "deleted_rows": []}
+    at.run()
+    problems = frame_with(at, "row")               # the rubric's own editor has no problems: this is the task's
+    assert list(problems["row"]) == [1] and problems["field"].iloc[0] == "criteria: criterion 'names-pens'.weight"
+    assert problems["message"].iloc[0] == "weight must be a non-zero finite number"
+    # an id of the shared rubric in extend mode: refused, naming the task
+    at.session_state[key] = {"edited_rows": {0: {"id": "concise"}}, "added_rows": [], "deleted_rows": []}
+    at.run()
+    assert "has the id of a shared rubric criterion" in frame_with(at, "row")["message"].iloc[0]
+
+    # a valid edit (a second criterion, tagged) is saved as a new task set; the original is unchanged
+    at.session_state[key] = {"edited_rows": {}, "deleted_rows": [], "added_rows": [
+        {"id": "shows-sum", "description": "Writes 4 + 3.", "weight": 2, "check": "contains", "terms": "4 + 3",
+         "tags": "axis:reasoning"}]}
+    at.run()
+    assert "see 7 criteria for this task" in texts(at)
+    by_label(at.text_input, "Save as task set").set_value("per-task-v2")
+    by_label(at.button, "Save as a new task set").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    saved = {t.id: t for t in ws.load_task_set(home, "per-task-v2")}
+    assert [c.id for c in saved["pt-1"].criteria] == ["names-pens", "shows-sum"]
+    assert saved["pt-1"].criteria[1].tags == ["axis:reasoning"] and saved["pt-2"].criteria_mode == "replace"
+    assert [c.id for c in ws.load_task_set(home, "per-task")[0].criteria] == ["names-pens"]
+
+
+def test_preview_groups_a_tasks_own_criteria(home):
+    _import_per_task(home)
+    at = open_page("pages/preview.py", rubric="grade-school-math")
+    by_label(at.selectbox, "Task set").set_value("per-task")
+    by_label(at.number_input, "Tasks (first N of the train split)").set_value(3)
+    by_label(at.selectbox, "Model").set_value("tiny-random")
+    by_label(at.number_input, "Max new tokens").set_value(8)
+    at.button[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    grid = frame_with(at, "chain")
+    assert {"weight:essential", "weight:important", "weight:pitfall", "tag:axis:completeness"} <= set(grid.columns)
+    assert "names-pens" not in grid.columns and "answer-line" not in grid.columns
+    assert "show as groups" in texts(at)
+    # pt-2 replaces the rubric: its chains have no shared scores, but an essential-group value
+    pt2 = grid[grid["task"] == "pt-2"]
+    assert pt2["final-answer-line"].isna().all() and pt2["weight:essential"].notna().all()
+    assert grid[grid["task"] == "pt-3"]["weight:essential"].isna().all()
+
+
+def test_rubrics_page_drafts_every_tasks_criteria_into_a_new_set(home):
+    _import_per_task(home)
+    at = open_page("pages/rubrics.py", rubric="grade-school-math", **{"task-criteria-set": "per-task"})
+    by_label(at.text_input, "Model").set_value("tiny-random")
+    [b for b in at.button if b.label == "Draft criteria"][0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    outcomes = frame_with(at, "status")
+    # the hand-written tasks are kept; the plain one gets a tiny-random draft (gibberish: invalid) or criteria
+    assert list(outcomes["task_id"]) == ["pt-1", "pt-2", "pt-3"]
+    assert list(outcomes["status"][:2]) == ["kept", "kept"] and outcomes["status"][2] in ("drafted", "invalid")
+    assert "per-task-drafted" in ws.list_task_sets(home)
+    assert (home / "tasks" / ".drafts").is_dir()
+    # the same name again is refused, nothing written
+    [b for b in at.button if b.label == "Draft criteria"][0].click().run()
+    assert any("already exists" in e.value for e in at.error)

@@ -22,7 +22,7 @@ def register(sub) -> None:
     p = sub.add_parser("score", help="score chains JSONL against a rubric")
     p.add_argument("--rubric", required=True)
     p.add_argument("--chains", required=True)
-    p.add_argument("--tasks", help="tasks JSONL giving references by task_id")
+    p.add_argument("--tasks", help="tasks JSONL giving references (and any task's own criteria) by task_id")
     add_judge_args(p)
     p.add_argument("--device", default="auto", help="where a local judge runs: auto | cpu | cuda | cuda:N")
     p.add_argument("--threads", type=positive, help="CPU threads for a local judge (default: the idle cores)")
@@ -49,13 +49,14 @@ def register(sub) -> None:
 def cmd_score(args: argparse.Namespace) -> int:
     from rcsd_core.contracts.chains import load_chains
     from rcsd_core.contracts.rubric import load_rubric
-    from rcsd_core.contracts.tasks import load_tasks
+    from rcsd_core.contracts.tasks import check_task_rubrics, load_tasks
     from rcsd_core.files import write_jsonl
 
     check_out(args.out)
     check_judge_args(args)
     rubric = load_rubric(args.rubric)
     tasks = load_tasks(args.tasks) if args.tasks else []
+    check_task_rubrics(rubric, tasks, source=args.tasks or "<tasks>")
     chains = load_chains(args.chains)
     from tqdm import tqdm
 
@@ -68,10 +69,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     judge = make_judge(args, device=args.device)
     references = {t.id: t.reference for t in tasks}
     prompts = {t.id: t.prompt for t in tasks}
-    results = [score_chain(rubric, c, task_references=references, task_prompts=prompts, judge=judge)
+    by_id = {t.id: t for t in tasks}
+    results = [score_chain(rubric, c, task_references=references, task_prompts=prompts, judge=judge, tasks=by_id)
                for c in tqdm(chains, desc="scoring", unit="chain", disable=None, file=sys.stderr)]
+    records = [{**r.to_record(), "task_id": c.get("task_id")} for r, c in zip(results, chains)]
     write_out(args.out, [r.to_record() for r in results], write_jsonl)
-    print(format_table(summarize_scores(rubric, results)))
+    print(format_table(summarize_scores(rubric, records, tasks)))
     print(f"wrote {len(results)} scores to {args.out}", file=sys.stderr)
     if getattr(judge, "all_failed", False):
         print(f"rcsd score: every one of {judge.attempts} judge calls failed (last: {judge.last_error}); judged "
@@ -82,11 +85,12 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     from rcsd_core.contracts.rubric import load_rubric
-    from rcsd_core.contracts.tasks import load_tasks
+    from rcsd_core.contracts.tasks import check_task_rubrics, load_tasks
 
     check_out(args.out)
     rubric = load_rubric(args.rubric)
     tasks = load_tasks(args.tasks)
+    check_task_rubrics(rubric, tasks, source=args.tasks)
 
     from tqdm import tqdm
 
@@ -123,7 +127,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
     write_out(args.out, records, write_jsonl)
     for kind in contexts_for(args.context):
         print(f"\n{kind} context")
-        print(format_table(summarize_scores(rubric, [r for r in records if r["context"] == kind])))
+        print(format_table(summarize_scores(rubric, [r for r in records if r["context"] == kind], tasks)))
     print(f"wrote {len(records)} chains to {args.out} ({stats.tokens} tokens, {stats.tokens_per_s:.1f} tokens/s)",
           file=sys.stderr)
     return 0

@@ -4,6 +4,8 @@
                    [--limit L] [--divergence D] [--run-dir D] [--judge M [--judge-url URL]] --out S.json
     rcsd guidance  --rubric R --tasks T --chains C --chain-id ID [--model M] [--run-dir D] --out MAP.html
     rcsd draft     --name N --description D --tasks T [--limit L] [--model M] --out R.yaml
+    rcsd draft     --per-task --tasks T [--rubric R] [--description D] [--model M [--model-url URL]]
+                   --out TASKS.jsonl                  (cli/task_drafts.py)
     rcsd lint      --rubric R [--chains C] [--tasks T] [--judge M [--judge-url URL]] [--out F.json]
     rcsd calibrate --scores S.jsonl --reviews R.jsonl [--out C.csv]
 
@@ -17,6 +19,7 @@ import argparse
 import json
 import sys
 
+from rcsd_core.cli.task_drafts import add_task_draft_args, cmd_draft_per_task
 from rcsd_core.cli.args import (add_judge_args, add_model_args, add_teacher_args, check_divergence, format_table,
                                 judge_configured, make_judge, positive)
 from rcsd_core.errors import InputError
@@ -48,12 +51,14 @@ def register(sub) -> None:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_guidance)
 
-    p = sub.add_parser("draft", help="draft a rubric with a model (the embedded 135M model drafts poorly)")
-    p.add_argument("--name", required=True)
-    p.add_argument("--description", required=True)
+    p = sub.add_parser("draft", help="draft a rubric, or each task's own criteria (--per-task), with a model "
+                                     "(the embedded 135M model drafts poorly)")
+    p.add_argument("--name", help="the drafted rubric's name (needed without --per-task)")
+    p.add_argument("--description", help="what the tasks are (needed without --per-task)")
     p.add_argument("--tasks", required=True, help="tasks JSONL; the first --limit give prompts and references")
-    p.add_argument("--limit", type=positive, default=3)
+    p.add_argument("--limit", type=positive, help="use only the first N tasks (default 3; all with --per-task)")
     add_model_args(p)
+    add_task_draft_args(p)
     p.add_argument("--max-new-tokens", type=positive, default=400)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True)
@@ -62,7 +67,8 @@ def register(sub) -> None:
     p = sub.add_parser("lint", help="find weak spots in a rubric (optionally on scored chains)")
     p.add_argument("--rubric", required=True)
     p.add_argument("--chains", help="chains JSONL with scores (rcsd preview) or scores JSONL (rcsd score)")
-    p.add_argument("--tasks", help="tasks JSONL, to score chains that have no scores yet")
+    p.add_argument("--tasks", help="tasks JSONL: their own criteria are linted too, and chains without scores "
+                                   "are scored on their task's rubric")
     add_judge_args(p)
     p.add_argument("--out", help="write the findings as JSON")
     p.set_defaults(func=cmd_lint)
@@ -88,11 +94,12 @@ def run_layout(args: argparse.Namespace):
 
 def cmd_signal(args: argparse.Namespace) -> int:
     from rcsd_core.contracts.rubric import load_rubric
-    from rcsd_core.contracts.tasks import load_tasks
+    from rcsd_core.contracts.tasks import check_task_rubrics, load_tasks
 
     # validate every input before the (slow) torch imports and model load
     rubric = load_rubric(args.rubric)
     tasks = load_tasks(args.tasks)
+    check_task_rubrics(rubric, tasks, source=args.tasks)
     if args.limit:
         tasks = tasks[: args.limit]
     if not tasks:
@@ -140,10 +147,12 @@ def cmd_guidance(args: argparse.Namespace) -> int:
     from rcsd_core.design.guidance import guidance_map
     from rcsd_core.modeling.models import load_model
     from rcsd_core.contracts.rubric import load_rubric
-    from rcsd_core.contracts.tasks import load_tasks
+    from rcsd_core.contracts.tasks import check_task_rubrics, load_tasks
 
     rubric = load_rubric(args.rubric)
-    tasks = {t.id: t for t in load_tasks(args.tasks)}
+    task_list = load_tasks(args.tasks)
+    check_task_rubrics(rubric, task_list, source=args.tasks)
+    tasks = {t.id: t for t in task_list}
     chain = next((c for _, c in iter_jsonl(args.chains) if c.get("id") == args.chain_id), None)
     if chain is None:
         raise InputError(f"no chain with id {args.chain_id!r}", source=args.chains, field="id")
@@ -167,12 +176,17 @@ def cmd_guidance(args: argparse.Namespace) -> int:
 
 
 def cmd_draft(args: argparse.Namespace) -> int:
+    if args.per_task:
+        return cmd_draft_per_task(args)
+    for option in ("name", "description"):
+        if not getattr(args, option):
+            raise InputError("is needed to draft a rubric (or give --per-task)", field=f"--{option}")
     from rcsd_core.design.drafting import EMBEDDED_WARNING, draft_rubric
     from rcsd_core.modeling.models import DEFAULT_MODEL, load_model
     from rcsd_core.contracts.rubric import dump_rubric, save_rubric
     from rcsd_core.contracts.tasks import load_tasks
 
-    tasks = load_tasks(args.tasks)[: args.limit]
+    tasks = load_tasks(args.tasks)[: args.limit or 3]
     if args.model == DEFAULT_MODEL:
         print(EMBEDDED_WARNING, file=sys.stderr)
     model, tokenizer = load_model(args.model, device=args.device)
@@ -203,14 +217,16 @@ def cmd_lint(args: argparse.Namespace) -> int:
     from rcsd_core.design.lint import findings_table, lint_rubric
     from rcsd_core.contracts.rubric import load_rubric
     from rcsd_core.scoring.scores import score_chain
-    from rcsd_core.contracts.tasks import load_tasks
+    from rcsd_core.contracts.tasks import check_task_rubrics, load_tasks
 
     rubric = load_rubric(args.rubric)
     judge = None
     chains = None
+    tasks = load_tasks(args.tasks) if args.tasks else []
+    check_task_rubrics(rubric, tasks, source=args.tasks or "<tasks>")
+    by_id = {t.id: t for t in tasks}
     if args.chains:
         chains = []
-        tasks = load_tasks(args.tasks) if args.tasks else []
         references = {t.id: t.reference for t in tasks}
         prompts = {t.id: t.prompt for t in tasks}
         for line, chain in iter_jsonl(args.chains):
@@ -223,8 +239,8 @@ def cmd_lint(args: argparse.Namespace) -> int:
             if judge is None and judge_configured(args):
                 judge = make_judge(args)
             chains.append(score_chain(rubric, chain, task_references=references, task_prompts=prompts,
-                                      judge=judge).to_record())
-    findings = lint_rubric(rubric, chains, judge_configured=judge_configured(args), judge=judge)
+                                      judge=judge, tasks=by_id).to_record())
+    findings = lint_rubric(rubric, chains, judge_configured=judge_configured(args), judge=judge, tasks=tasks)
     if args.out:
         atomic_write_text(args.out, json.dumps([f.to_record() for f in findings], indent=2) + "\n")
     if findings:

@@ -96,7 +96,7 @@ def freeze_config(config: RoundConfig, run_dir: str | Path | None = None) -> Rou
     validated: what was checked is exactly what the run will read. Without `run_dir`, the tasks
     path is only made absolute.
     """
-    from rcsd_core.contracts.tasks import load_tasks
+    from rcsd_core.contracts.tasks import check_task_rubrics, load_tasks
 
     rubric = load_rubric(config.rubric) if isinstance(config.rubric, str) else rubric_from_data(config.rubric)
     tasks_path = Path(config.tasks).expanduser().resolve()
@@ -110,6 +110,7 @@ def freeze_config(config: RoundConfig, run_dir: str | Path | None = None) -> Rou
         except InputError as exc:   # name the user's file, not the copy
             raise InputError(exc.message, source=tasks_path, line=exc.line, field=exc.field) from None
         frozen_tasks = TASKS_FILE
+    check_task_rubrics(rubric, tasks, source=tasks_path)  # a criterion id clash: refused before the round
     if not any((t.split or "train") == "train" for t in tasks):
         raise InputError("no train tasks (split 'train' or no split)", source=tasks_path, field="split")
     if config.method == "opsd" and not any(t.reference for t in tasks if (t.split or "train") == "train"):

@@ -131,6 +131,22 @@ def criterion_ids(rubric: Rubric, tasks: list[Task]) -> list[str]:
     return list(ids)
 
 
+def task_criteria(rubric: Rubric, tasks: list[Task]) -> dict[str, list[Criterion]]:
+    """Each task's own criteria (those not shared), by task id: what the criterion groups summarise."""
+    shared = {c.id for c in rubric.criteria}
+    return {t.id: [c for c in t.criteria or [] if t.criteria_mode == "replace" or c.id not in shared]
+            for t in tasks}
+
+
+def all_criteria(rubric: Rubric, tasks: list[Task]) -> list[Criterion]:
+    """The shared criteria, then the tasks' own by first-seen id (the first definition of an id kept)."""
+    out = {c.id: c for c in rubric.criteria}
+    for own in task_criteria(rubric, tasks).values():
+        for c in own:
+            out.setdefault(c.id, c)
+    return list(out.values())
+
+
 def _field_name(loc: tuple, obj: dict) -> str | None:
     parts = [p for p in loc if not (isinstance(p, str) and p in {"regex", "not_regex", "contains", "max_words",
                                                                   "min_words", "answer_match", "judge"})]

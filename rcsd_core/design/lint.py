@@ -17,19 +17,27 @@ From scored chains (e.g. a preview), once a criterion has at least `min_chains` 
     findings = lint_rubric(rubric, chains=preview_records, judge_configured=False)
     findings_table(findings)   # pandas, for the CLI and the Rubric page
 
-CLI: `rcsd lint --rubric R [--chains C] [--judge M]` (exit 1 when there is an error-level finding).
+Per-task criteria (`lint_rubric(..., tasks=tasks)`): each task's combined rubric
+(`contracts.tasks.rubric_for_task`) is checked for near-duplicates involving its own criteria and
+for own criteria left unjudged (the message names the task); discrimination is judged per
+criterion over the chains it applies to (its id is in their scores), correlation over the shared
+criteria only (task criteria rarely share chains).
+
+CLI: `rcsd lint --rubric R [--chains C] [--tasks T] [--judge M]` (exit 1 when there is an error-level
+finding).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Literal, Sequence
 
 import numpy as np
 
 from rcsd_core.design.drafting import similarity
-from rcsd_core.contracts.rubric import Rubric
+from rcsd_core.contracts.rubric import Criterion, Rubric
+from rcsd_core.contracts.tasks import Task, all_criteria, rubric_for_task, task_criteria
 
 Severity = Literal["info", "warning", "error"]
 MIN_CHAINS = 8  # fewer scored chains than this say nothing about discrimination
@@ -92,21 +100,36 @@ def find_unjudged(rubric: Rubric, judge_configured: bool) -> list[LintFinding]:
 # ---------------------------------------------------------------------------- rules on scored chains
 
 
-def score_matrix(rubric: Rubric, chains: Iterable[Any]) -> np.ndarray:
-    """(chains, criteria) float array of scores, NaN where unscored. Chains are score records
-    ({"scores": {...}}), scored chain records, or objects with `.scores` (ChainScore)."""
+def _scores_of(chain: Any) -> dict:
+    scores = chain.get("scores") if isinstance(chain, dict) else getattr(chain, "scores", None)
+    return scores or {}
+
+
+def score_matrix(rubric: Rubric | Sequence[Criterion], chains: Iterable[Any]) -> np.ndarray:
+    """(chains, criteria) float array of scores, NaN where unscored or not applying. Chains are score
+    records ({"scores": {...}}), scored chain records, or objects with `.scores` (ChainScore)."""
+    criteria = rubric.criteria if isinstance(rubric, Rubric) else list(rubric)
     rows = []
     for chain in chains:
-        scores = chain.get("scores") if isinstance(chain, dict) else getattr(chain, "scores", None)
-        scores = scores or {}
-        rows.append([np.nan if scores.get(c.id) is None else float(scores[c.id]) for c in rubric.criteria])
-    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(rubric.criteria))
+        scores = _scores_of(chain)
+        rows.append([np.nan if scores.get(c.id) is None else float(scores[c.id]) for c in criteria])
+    return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(criteria))
 
 
-def find_discrimination(rubric: Rubric, matrix: np.ndarray, min_chains: int = MIN_CHAINS) -> list[LintFinding]:
+def applies_matrix(criteria: Sequence[Criterion], chains: Iterable[Any]) -> np.ndarray:
+    """(chains, criteria) bool array: the criterion applies to the chain (its id is in the scores)."""
+    rows = [[c.id in _scores_of(chain) for c in criteria] for chain in chains]
+    return np.asarray(rows, dtype=bool).reshape(len(rows), len(criteria))
+
+
+def find_discrimination(rubric: Rubric | Sequence[Criterion], matrix: np.ndarray, min_chains: int = MIN_CHAINS,
+                        applies: np.ndarray | None = None) -> list[LintFinding]:
+    """never-passes / always-passes / unscored per criterion, over the chains it applies to
+    (`applies`; all chains when None)."""
     findings = []
-    for j, c in enumerate(rubric.criteria):
-        col = matrix[:, j]
+    criteria = rubric.criteria if isinstance(rubric, Rubric) else list(rubric)
+    for j, c in enumerate(criteria):
+        col = matrix[:, j] if applies is None else matrix[applies[:, j], j]
         scored = col[~np.isnan(col)]
         if len(col) >= min_chains and scored.size == 0:
             findings.append(LintFinding("unscored", "warning", [c.id],
@@ -157,24 +180,55 @@ def find_judge_failure(judge: Any) -> list[LintFinding]:
                         "unscored. Check the judge URL, its key and that the server is up")]
 
 
+def find_task_problems(rubric: Rubric, tasks: Sequence[Task], judge_configured: bool,
+                       threshold: float = 0.8) -> list[LintFinding]:
+    """Near-duplicates involving a task's own criteria, and its own criteria left unjudged."""
+    findings = []
+    own_by_task = task_criteria(rubric, list(tasks))
+    for task in tasks:
+        own = {c.id for c in own_by_task.get(task.id, [])}
+        if not own:
+            continue
+        combined = rubric_for_task(rubric, task)
+        for f in find_near_duplicates(combined, threshold):
+            if own & set(f.criteria):
+                findings.append(LintFinding(f.code, f.severity, f.criteria, f"task {task.id!r}: {f.message}"))
+        judged = [c for c in own if combined.criterion(c).is_judged]
+        if judged and not judge_configured:
+            findings.append(LintFinding("judge-unconfigured", "warning", sorted(judged),
+                                        f"task {task.id!r}: {len(judged)} of its own criteria have no programmatic "
+                                        "check and no judge is configured: they stay unscored"))
+    return findings
+
+
 def lint_rubric(rubric: Rubric, chains: Iterable[Any] | None = None, *, judge_configured: bool = False,
                 correlation_threshold: float = 0.9, similarity_threshold: float = 0.8,
-                min_chains: int = MIN_CHAINS, judge: Any = None) -> list[LintFinding]:
-    """Every finding for the rubric, and for its scores on `chains` when given; errors first.
+                min_chains: int = MIN_CHAINS, judge: Any = None,
+                tasks: Sequence[Task] | None = None) -> list[LintFinding]:
+    """Every finding for the rubric (and the `tasks`' own criteria), and for its scores on `chains`
+    when given; errors first.
 
     `judge`: the judge that scored `chains`, if any; every call of it failing is an error.
     """
+    tasks = list(tasks or [])
     findings = find_near_duplicates(rubric, similarity_threshold)
     findings += find_weight_problems(rubric)
     findings += find_unjudged(rubric, judge_configured)
+    findings += find_task_problems(rubric, tasks, judge_configured, similarity_threshold)
     findings += find_judge_failure(judge)
     if chains is not None:
-        matrix = score_matrix(rubric, list(chains))
+        chains = list(chains)
+        matrix = score_matrix(rubric, chains)
         if matrix.shape[0] < min_chains:
             findings.append(LintFinding("few-chains", "info", [],
                                         f"only {matrix.shape[0]} chains; at least {min_chains} are needed to check "
                                         "discrimination and correlation (preview more samples)"))
-        findings += find_discrimination(rubric, matrix, min_chains)
+        criteria = all_criteria(rubric, tasks)
+        if tasks:  # each criterion over the chains it applies to
+            findings += find_discrimination(criteria, score_matrix(criteria, chains), min_chains,
+                                            applies_matrix(criteria, chains))
+        else:
+            findings += find_discrimination(rubric, matrix, min_chains)
         findings += find_correlated(rubric, matrix, correlation_threshold, min_chains)
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(findings, key=lambda f: order[f.severity])

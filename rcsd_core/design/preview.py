@@ -6,6 +6,8 @@
 Each chain is a record of the chains contract (DESIGN §2) with its scores attached:
 `id`, `task_id`, `context`, `sample`, `text`, `reference`, `n_tokens`, `finished`, `model`,
 `rubric`, `rubric_version`, `scores`, `total` (and `judge` verdicts when a judge was used).
+A task with its own criteria is taught and scored with them (`contracts.tasks.rubric_for_task`);
+`rubric_version` stays the shared rubric's.
 The CLI (`rcsd preview`) and the studio's Preview page both call this.
 """
 
@@ -60,15 +62,14 @@ def preview_chains(rubric: Rubric, tasks: list[Task], *, model=None, tokenizer=N
 
     drawn, total = sample_chains(model, tokenizer, ids, n=samples, max_new_tokens=max_new_tokens,
                                  temperature=temperature, seed=seed, batch_size=batch_size, progress=report)
-    references = {t.id: t.reference for t in tasks}
-    prompts_by_id = {t.id: t.prompt for t in tasks}
+    by_id = {t.id: t for t in tasks}
     for s in drawn:
         kind, task = prompts[s.prompt_index]
         record = {"id": f"{task.id}:{kind}:{s.sample_index}", "task_id": task.id, "context": kind,
                   "sample": s.sample_index, "prompt": task.prompt, "text": s.text, "reference": task.reference,
                   "n_tokens": s.n_tokens, "finished": s.finished, "model": model_name,
                   "rubric": rubric.name, "rubric_version": version}
-        scored = score_chain(rubric, record, task_references=references, task_prompts=prompts_by_id, judge=judge)
+        scored = score_chain(rubric, record, tasks=by_id, judge=judge)  # on the task's own rubric
         record.update({k: v for k, v in scored.to_record().items() if k != "id"})
         records.append(record)
     return records, total

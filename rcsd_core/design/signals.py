@@ -14,6 +14,11 @@ overall, per chain, and per criterion split by whether the chain passed.
 
 CLI: `rcsd signal --rubric R --tasks T [--model M] [--samples N] [--max-new-tokens K] --out S.json`.
 
+With per-task criteria (`contracts.tasks.rubric_for_task`) every criterion's rates are over the
+chains whose task has it (`n_student` / `n_teacher` say how many), and `report["groups"]` compares
+the tasks' own criteria by weight class and tag (`scoring.groups`); the table shows the shared
+criteria, then those groups, then the total.
+
 Pass rates are the share of *scored* chains at 1.0 (nulls left out, counted in n_*). For a
 pitfall (negative weight) 1.0 means the flaw is present, so a negative gap is the good direction;
 `helps` says whether the gap points the way the weight rewards. Intervals resample chains
@@ -31,11 +36,12 @@ import torch
 
 from rcsd_core.contracts.config import TeacherLayout
 from rcsd_core.contracts.rubric import Rubric
-from rcsd_core.contracts.tasks import Task
+from rcsd_core.contracts.tasks import Task, all_criteria, task_criteria
 from rcsd_core.design.preview import preview_chains
 from rcsd_core.modeling.contexts import prompt_ids
 from rcsd_core.modeling.divergence import chain_ids, completion_logits
 from rcsd_core.modeling.losses import divergence_per_token
+from rcsd_core.scoring.groups import group_values
 from rcsd_core.scoring.judges import Judge
 from rcsd_core.files import strict_json
 from rcsd_core.scoring.stats import bootstrap_diff_ci, excludes_zero, mean_or_none
@@ -60,10 +66,16 @@ def compare(student: list[float], teacher: list[float], *, seed: int = 0, weight
             "helps": helps, "n_student": len(student), "n_teacher": len(teacher)}
 
 
-def divergence_by_criterion(rubric: Rubric, records: list[dict], per_chain: dict[str, float]) -> dict:
+def group_pass_values(records: list[dict], own: dict[str, list]) -> dict[str, list[float]]:
+    """Pass values (1.0 / 0.0) per criterion group of the tasks' own criteria over chain records."""
+    return {g: [float(v >= 0.5) for v in values]
+            for g, values in group_values(records, lambda r: own.get(r.get("task_id"), [])).items()}
+
+
+def divergence_by_criterion(rubric: Rubric | list, records: list[dict], per_chain: dict[str, float]) -> dict:
     """Mean chain divergence per criterion over chains that passed vs failed it."""
     out = {}
-    for c in rubric.criteria:
+    for c in (rubric.criteria if isinstance(rubric, Rubric) else rubric):
         passed = [per_chain[r["id"]] for r in records if r["id"] in per_chain and r["scores"].get(c.id) is not None
                   and r["scores"][c.id] >= 0.5]
         failed = [per_chain[r["id"]] for r in records if r["id"] in per_chain and r["scores"].get(c.id) is not None
@@ -145,11 +157,19 @@ def measure_signal(rubric: Rubric, tasks: list[Task], *, model=None, tokenizer=N
     student = [r for r in records if r["context"] == "student"]
     teacher = [r for r in records if r["context"] == "teacher"]
 
+    every = all_criteria(rubric, tasks)
+    shared = {c.id for c in rubric.criteria}
     criteria = {}
-    for c in rubric.criteria:
-        criteria[c.id] = {"title": c.label, "weight": c.weight, "pitfall": c.is_pitfall,
+    for c in every:
+        criteria[c.id] = {"title": c.label, "weight": c.weight, "pitfall": c.is_pitfall, "shared": c.id in shared,
                           **compare(pass_values(student, c.id), pass_values(teacher, c.id), seed=seed,
                                     weight=c.weight)}
+    own = task_criteria(rubric, tasks)
+    s_groups, t_groups = group_pass_values(student, own), group_pass_values(teacher, own)
+    groups = {}
+    for g in dict.fromkeys([*s_groups, *t_groups]):
+        weight = -1.0 if g == "weight:pitfall" else 1.0  # a tag group mixes signs: read its gap as is
+        groups[g] = compare(s_groups.get(g, []), t_groups.get(g, []), seed=seed, weight=weight)
     totals = compare([r["total"] for r in student if r["total"] is not None],
                      [r["total"] for r in teacher if r["total"] is not None], seed=seed)
 
@@ -166,9 +186,10 @@ def measure_signal(rubric: Rubric, tasks: list[Task], *, model=None, tokenizer=N
     overall = mean_or_none(list(chain_means.values()))
     return strict_json({
         "criteria": criteria,
+        "groups": groups,
         "total": totals,
         "divergence": {"name": divergence, "mean": overall, "per_chain": per_chain,
-                       "by_criterion": divergence_by_criterion(rubric, student, chain_means)},
+                       "by_criterion": divergence_by_criterion(every, student, chain_means)},
         "model": model_name,
         "rubric": rubric.name,
         "rubric_version": rubric.version,
@@ -185,11 +206,13 @@ def measure_signal(rubric: Rubric, tasks: list[Task], *, model=None, tokenizer=N
 
 
 def signal_table(report: dict):
-    """The report as a pandas table: one row per criterion, then `total`."""
+    """The report as a pandas table: one row per shared criterion, one per group of the tasks' own
+    criteria (`weight:essential`, `tag:…`; weight empty), then `total`."""
     import pandas as pd
 
     rows = []
-    for cid, c in list(report["criteria"].items()) + [("total", report["total"])]:
+    shared = [(cid, c) for cid, c in report["criteria"].items() if c.get("shared", True)]
+    for cid, c in shared + list(report.get("groups", {}).items()) + [("total", report["total"])]:
         low, high = c["ci"]
         by = report["divergence"]["by_criterion"].get(cid, {})
         rows.append({"criterion": cid, "weight": c.get("weight"), "student": c["student"], "teacher": c["teacher"],

@@ -11,6 +11,9 @@ per prompt: each prompt's mean score after minus before, with a paired bootstrap
 the rubric-conditioned teacher (frozen base model, the run's teacher context) on each side's
 own chains — the quantity the round minimises — and every prompt's texts before and after.
 
+Each prompt is scored on its own rubric (`contracts.tasks.rubric_for_task`); the tasks' own
+criteria are compared by group (weight class, tag) rather than one row per criterion.
+
 The round's periodic evaluation uses the same lower-layer pieces (modeling, scoring).
 """
 
@@ -26,7 +29,8 @@ import pandas as pd
 import torch
 
 from rcsd_core.contracts.rubric import Rubric
-from rcsd_core.contracts.tasks import Task
+from rcsd_core.contracts.tasks import Task, task_criteria
+from rcsd_core.scoring.groups import group_means, group_values
 from rcsd_core.modeling.contexts import student_prompt_ids, teacher_prompt_ids
 from rcsd_core.modeling.divergence import chain_divergence
 from rcsd_core.modeling.generation import Sample, sample_chains
@@ -64,19 +68,30 @@ def _per_prompt(records: Sequence[dict], key) -> dict[str, float | None]:
 
 
 def compare_eval(before_records: Sequence[dict], after_records: Sequence[dict], rubric: Rubric, *,
-                 seed: int = 0) -> pd.DataFrame:
+                 seed: int = 0, tasks: Sequence[Task] | None = None) -> pd.DataFrame:
     """Per criterion (and `total`): mean before, after, the paired difference and its bootstrap 95% CI.
 
     Records are scored chains ({"task_id", "scores", "total"}); they are paired by task_id after
     averaging each task's chains. A pitfall's before/after is the rate at which the flaw shows.
+    With `tasks`, their own criteria come as one row per group (weight class, tag; `scoring.groups`,
+    weight empty): a chain's value for a group is the mean of its scored criteria in that group.
     """
     rows = []
     keys = [(c.id, c.weight, (lambda r, cid=c.id: r["scores"].get(cid))) for c in rubric.criteria]
+    own = task_criteria(rubric, list(tasks or []))
+    names = group_values([*before_records, *after_records], lambda r: own.get(r["task_id"], []))
+
+    def group_key(r, group):
+        means = group_means(group_values([r], lambda r: own.get(r["task_id"], [])))
+        return means.get(group)
+
+    keys += [(g, None, (lambda r, g=g: group_key(r, g))) for g in names]
     keys.append(("total", None, lambda r: r["total"]))
     for name, weight, key in keys:
         before = _per_prompt(before_records, key)
         after = _per_prompt(after_records, key)
-        common = [t for t in before if t in after]
+        # prompts scored on both sides (a criterion a prompt's rubric lacks, or unscored, pairs nothing)
+        common = [t for t in before if after.get(t) is not None and before[t] is not None]
         a = [after[t] for t in common]
         b = [before[t] for t in common]
         mean_b, _ = bootstrap_mean_ci(list(before.values()))
@@ -135,7 +150,7 @@ def _evaluate(run_dir: Path, *, tasks: int | Sequence[Task] | None, samples: int
     after_samples, after = sample_student(model, tokenizer, rubric, eval_tasks, **common)
     divergence = held_out_divergence(model, tokenizer, config, rubric, eval_tasks, before_samples, after_samples)
 
-    rows = compare_eval(before, after, rubric, seed=seed).to_dict(orient="records")
+    rows = compare_eval(before, after, rubric, seed=seed, tasks=eval_tasks).to_dict(orient="records")
     checkpoint = json.loads((adapter_dir / "checkpoint.json").read_text()) \
         if (adapter_dir / "checkpoint.json").is_file() else {}
     result = strict_json({  # pandas' NaN as null, numpy scalars as Python ones: callers and eval.json alike

@@ -127,3 +127,29 @@ def draft_messages(description: str, prompts: list[str], references: list[str | 
             "Use weights from 1 (minor) to 5 (essential); give pitfalls a negative weight.")},
     ]
 
+
+def task_draft_messages(prompt: str, reference: str | None, *, description: str = "",
+                        shared: Rubric | None = None) -> Messages:
+    """Ask a model to draft criteria for ONE task (the paper's per-question rubrics), as a YAML list;
+    the shared rubric's criteria, when given, are listed so the draft adds what they miss."""
+    context = f"Task type: {description.strip()}\n\n" if description.strip() else ""
+    if shared is not None and shared.criteria:
+        listed = "\n".join(f"- {c.label}: {c.description.strip()}" for c in shared.criteria)
+        context += f"Every answer is already graded on these general criteria:\n{listed}\n\n"
+    return [
+        {"role": "system", "content": "You write grading rubrics for answers to tasks. Reply with YAML only."},
+        {"role": "user", "content": (
+            f"{context}Question: {prompt.strip()}"
+            + (f"\nReference answer: {reference.strip()}" if reference else "")
+            + "\n\nWrite 2 to 6 criteria specific to this question that a strong answer must meet, and at most "
+            "2 pitfalls (flaws a weak answer to it shows). Each must be checkable on one answer and must not "
+            "repeat another or a general criterion. Reply with a YAML list only, in this form:\n"
+            "- title: Names the dose\n"
+            "  description: The answer gives the adult dose in mg.\n"
+            "  weight: 5\n"
+            "- title: Invents a source\n"
+            "  description: The answer cites a study that does not exist.\n"
+            "  weight: -2\n"
+            "Use weights from 1 (minor) to 5 (essential); give pitfalls a negative weight.")},
+    ]
+

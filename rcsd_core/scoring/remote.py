@@ -157,6 +157,21 @@ class OpenAIJudge:
             return Verdict(score=None, probability=None, raw=f"error: {exc}", judge=self.name)
         return self.verdict_from_reply(reply)
 
+    def chat(self, messages: list[dict]) -> tuple[str, bool]:
+        """(the reply's text, whether it finished before max_tokens) for any chat, with the same URL
+        rules, limits, retries and errors as judging (e.g. drafting a rubric, `design.task_drafting`).
+        RemoteUnavailable when retries run out; InputError on a configuration error."""
+        try:
+            reply = self._complete(messages)
+        except _GaveUp as exc:
+            self.last_error = str(exc)
+            raise RemoteUnavailable(str(exc)) from None
+        try:
+            choice = reply["choices"][0]
+            return str(choice["message"].get("content") or ""), choice.get("finish_reason") != "length"
+        except (TypeError, KeyError, IndexError, AttributeError):
+            raise RemoteUnavailable(f"unexpected response: {self._scrub(str(reply))[:200]}") from None
+
     def verdict_from_reply(self, reply: dict) -> Verdict:
         """A Verdict from a chat completion response body (parsed JSON)."""
         try:
@@ -306,3 +321,7 @@ class _TooLarge(Exception):
 
 class _GaveUp(Exception):
     """Retries ran out on a transient failure."""
+
+
+class RemoteUnavailable(Exception):
+    """A chat call got no usable reply (retries ran out, or the body was not a chat completion)."""

@@ -10,14 +10,15 @@ programmatic check stay None unless a judge is given.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
 from rcsd_core.scoring.checks import run_check
 from rcsd_core.scoring.judges import Judge, Verdict
 from rcsd_core.contracts.rubric import Rubric
-from rcsd_core.contracts.tasks import Task, rubric_for_task
+from rcsd_core.contracts.tasks import Task, rubric_for_task, task_criteria
+from rcsd_core.scoring.groups import group_order, group_values
 
 
 @dataclass
@@ -67,8 +68,19 @@ def score_text(rubric: Rubric, text: str, *, reference: str | None = None, promp
 
 
 def score_chain(rubric: Rubric, chain: dict, *, task_references: dict[str, str | None] | None = None,
-                task_prompts: dict[str, str] | None = None, judge: Judge | None = None) -> ChainScore:
-    """Score a chain record (DESIGN's chains JSONL); its own `reference` wins over the task's."""
+                task_prompts: dict[str, str] | None = None, judge: Judge | None = None,
+                tasks: Mapping[str, Task] | None = None) -> ChainScore:
+    """Score a chain record (DESIGN's chains JSONL); its own `reference` wins over the task's.
+
+    With `tasks` (by id), a chain whose task is known is scored on that task's rubric
+    (`rubric_for_task`: its own criteria extend or replace the shared ones); any other chain on
+    the shared rubric.
+    """
+    task = (tasks or {}).get(chain.get("task_id"))
+    if task is not None:
+        rubric = rubric_for_task(rubric, task)
+        task_references = {**(task_references or {}), task.id: task.reference}
+        task_prompts = {**(task_prompts or {}), task.id: task.prompt}
     reference = chain.get("reference")
     if reference is None and task_references:
         reference = task_references.get(chain.get("task_id"))
@@ -96,20 +108,36 @@ def score_samples(rubric: Rubric, tasks: Sequence[Task], samples: Sequence, **ex
     return records
 
 
-def summarize_scores(rubric: Rubric, results: Iterable[ChainScore | dict]) -> pd.DataFrame:
-    """Per criterion: weight, pass rate (share of scored chains at 1.0), mean, scored and null counts.
+def summarize_scores(rubric: Rubric, results: Iterable[ChainScore | dict],
+                     tasks: Sequence[Task] | None = None) -> pd.DataFrame:
+    """Per shared criterion: weight, pass rate (share of scored chains at 1.0), mean, scored and null
+    counts, over the chains it applies to (its id is in their scores).
 
-    A last row, `total`, gives the mean total over chains that have one.
+    With `tasks`, the tasks' own criteria follow as one row per group (`scoring.groups`: weight
+    class, tag; `weight` empty, counts over (chain, criterion) pairs) rather than one per id, for
+    chains carrying a `task_id`. A last row, `total`, gives the mean total over chains that have one.
     """
     records = [r.to_record() if isinstance(r, ChainScore) else r for r in results]
     rows = []
     for c in rubric.criteria:
-        values = pd.Series([r["scores"].get(c.id) for r in records], dtype="float64")
+        values = pd.Series([r["scores"][c.id] for r in records if c.id in r["scores"]], dtype="float64")
         scored = values.dropna()
         rows.append({"criterion": c.id, "weight": c.weight,
                      "pass_rate": (scored >= 0.5).mean() if len(scored) else None,
                      "mean": scored.mean() if len(scored) else None,
                      "scored": int(len(scored)), "null": int(values.isna().sum())})
+    if tasks:
+        own = task_criteria(rubric, list(tasks))
+        applied = group_values(records, lambda r: own.get(r.get("task_id"), []))
+        # the unscored pairs of each group: the same grouping over the records' null scores
+        nulls = group_values([{**r, "scores": {k: 1.0 for k, v in r["scores"].items() if v is None}}
+                              for r in records], lambda r: own.get(r.get("task_id"), []))
+        for group in sorted({*applied, *nulls}, key=group_order):
+            series = pd.Series(applied.get(group, []), dtype="float64")
+            rows.append({"criterion": group, "weight": None,
+                         "pass_rate": (series >= 0.5).mean() if len(series) else None,
+                         "mean": series.mean() if len(series) else None,
+                         "scored": len(series), "null": len(nulls.get(group, []))})
     totals = pd.Series([r.get("total") for r in records], dtype="float64").dropna()
     rows.append({"criterion": "total", "weight": None, "pass_rate": None,
                  "mean": totals.mean() if len(totals) else None,

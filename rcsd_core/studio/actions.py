@@ -8,6 +8,7 @@
     table = lint_table(rubric, chains)                  # rubric lint, as rows
     result, saved = draft_new_rubric(root, name=..., description=..., task_set=..., examples=3,
                                      model_name="smollm2-135m-instruct")
+    name, outcomes = draft_task_set_criteria(root, task_set=..., rubric_name=..., model_name=..., new_name=...)
     messages = teacher_view(rubric, prompt, reference, include_reference=False)
     table = calibration_table(store, rubric="grade-school-math")
 
@@ -19,13 +20,15 @@ importing this module — what a page does on every rerun — stays light.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import pandas as pd
 
 from rcsd_core.contracts.rubric import Rubric
-from rcsd_core.contracts.tasks import Task
+from rcsd_core.contracts.names import check_name
+from rcsd_core.contracts.tasks import Task, check_task_rubrics
 from rcsd_core.design.drafting import EMBEDDED_WARNING, DraftResult
 from rcsd_core.design.lint import findings_table, lint_rubric
 from rcsd_core.errors import InputError
@@ -37,9 +40,9 @@ from rcsd_core.studio.judging import JudgeChoice
 from rcsd_core.studio.state import cached_model
 from rcsd_core.studio.store import ReviewStore
 
-__all__ = ["EMBEDDED_WARNING", "sample_preview", "chain_set", "guidance_html", "measure_chain_set_signal",
-           "signal_rows", "lint_table", "draft_new_rubric", "teacher_view", "review_marks", "search_chains",
-           "calibration_table"]
+__all__ = ["EMBEDDED_WARNING", "sample_preview", "chain_set", "chain_set_tasks", "guidance_html",
+           "measure_chain_set_signal", "signal_rows", "lint_table", "draft_new_rubric", "draft_task_set_criteria",
+           "teacher_view", "review_marks", "search_chains", "calibration_table"]
 
 Progress = Callable[[int, int], None]
 
@@ -61,6 +64,7 @@ def sample_preview(root: str | Path, *, rubric_name: str, version: str | None, t
         raise InputError("give a model path or hub id", field="model")
     rubric = ws.load_rubric_version(root, rubric_name, version)
     tasks = ws.load_task_set(root, task_set, split="train")[: int(limit)]
+    check_task_rubrics(rubric, tasks, source=f"task set {task_set}")  # before the model loads
     model, tokenizer = cached_model(model_name)
     choice = (judge or JudgeChoice()).checked()
     scorer = judging.build_judge(choice, preview_model=model_name)
@@ -80,6 +84,18 @@ def chain_set(root: str | Path, set_id: str) -> tuple[dict, list[dict], Rubric]:
     meta = ws.chain_set_meta(root, set_id)
     records = ws.load_chain_set(root, set_id)
     return meta, records, ws.load_rubric_version(root, meta["rubric"], meta["rubric_version"])
+
+
+def chain_set_tasks(root: str | Path, set_id: str) -> list[Task]:
+    """The tasks of a chain set's chains, from its task set (their own criteria group its views);
+    empty when the task set is gone."""
+    meta = ws.chain_set_meta(root, set_id)
+    try:
+        tasks = ws.load_task_set(root, meta["tasks"])
+    except InputError:
+        return []
+    wanted = {r.get("task_id") for r in ws.load_chain_set(root, set_id)}
+    return [t for t in tasks if t.id in wanted]
 
 
 def _task_of(root: str | Path, meta: dict, task_id: str) -> Task:
@@ -130,11 +146,13 @@ def signal_rows(report: dict) -> pd.DataFrame:
     return signal_table(report)
 
 
-def lint_table(rubric: Rubric, chains: Iterable[dict] | None = None, *, judge_configured: bool = False) -> pd.DataFrame:
-    """Rubric lint findings as rows (weights, duplicates; with chains, discrimination and correlation too);
-    `judge_configured`: a judge is chosen for the rubric, so judged criteria are not reported as unscored."""
+def lint_table(rubric: Rubric, chains: Iterable[dict] | None = None, tasks: Iterable[Task] | None = None, *,
+               judge_configured: bool = False) -> pd.DataFrame:
+    """Rubric lint findings as rows (weights, duplicates; with chains, discrimination and correlation too;
+    with tasks, their own criteria, each judged over the chains it applies to); `judge_configured`: a judge
+    is chosen for the rubric, so judged criteria are not reported as unscored."""
     return findings_table(lint_rubric(rubric, chains=list(chains) if chains is not None else None,
-                                      judge_configured=judge_configured))
+                                      tasks=list(tasks or []), judge_configured=judge_configured))
 
 
 # ---------------------------------------------------------------------------- drafting and the teacher's view
@@ -161,6 +179,37 @@ def draft_new_rubric(root: str | Path, *, name: str, description: str, task_set:
         raise InputError(f"a rubric named {result.rubric.name!r} already exists; choose another name", field="name")
     ws.save_rubric_version(root, result.rubric, note=f"drafted by {model_name}")
     return result, result.rubric.name
+
+
+def draft_task_set_criteria(root: str | Path, *, task_set: str, rubric_name: str, model_name: str,
+                            new_name: str, description: str = "", limit: int | None = None,
+                            progress: Progress | None = None) -> tuple[str, list]:
+    """Draft each task's own criteria with a model (`design.task_drafting`) and save the result as a
+    new task set; (its name, the per-task outcomes). The cache under tasks/.drafts/ keeps the raw
+    replies and lets a second try skip the tasks already drafted."""
+    from rcsd_core.design.task_drafting import LocalDrafter, draft_task_set
+    from rcsd_core.studio.task_criteria import save_new_task_set
+
+    model_name = model_name.strip()
+    if not model_name:
+        raise InputError("give a model to draft with", field="model")
+    check_name(new_name.strip(), "task set")
+    if new_name.strip() in ws.list_task_sets(root):
+        raise InputError(f"a task set named {new_name.strip()!r} already exists; choose a new name", field="name")
+    shared = ws.load_rubric_version(root, rubric_name)
+    tasks = ws.load_task_set(root, task_set)
+    tasks = tasks[: int(limit)] if limit else tasks
+    check_task_rubrics(shared, tasks, source=f"task set {task_set}")
+    model, tokenizer = cached_model(model_name)
+    cache = Path(root) / "tasks" / ".drafts" / f"{task_set}.{rubric_name}.{_file_part(model_name)}.jsonl"
+    drafted, outcomes = draft_task_set(tasks, LocalDrafter(model, tokenizer, name=model_name), cache=cache,
+                                       shared=shared, description=description, progress=progress)
+    return save_new_task_set(root, drafted, new_name=new_name), outcomes
+
+
+def _file_part(text: str) -> str:
+    """A model name or path as a file-name part."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.")[:80] or "model"
 
 
 def teacher_view(rubric: Rubric, prompt: str, reference: str | None = None, *,

@@ -11,12 +11,14 @@ the same figures.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 import plotly.graph_objects as go
 
 from rcsd_core.contracts.rubric import Rubric
+from rcsd_core.contracts.tasks import Task, task_criteria
+from rcsd_core.scoring.groups import group_means, group_values
 from rcsd_core.scoring.stats import excludes_zero
 
 PASS, FAIL, NULL = "#c8ecd0", "#f6c9c9", "#e6e6e6"          # good, bad, unscored (cell backgrounds)
@@ -28,13 +30,18 @@ _LAYOUT = dict(template="plotly_white", margin=dict(l=40, r=20, t=48, b=40), hei
 
 # ---------------------------------------------------------------------------- previewed chains
 
-def score_grid(records: list[dict], rubric: Rubric, *, review: dict[str, str] | None = None) -> pd.DataFrame:
+def score_grid(records: list[dict], rubric: Rubric, tasks: Sequence[Task] | None = None, *,
+               review: dict[str, str] | None = None) -> pd.DataFrame:
     """One row per chain (id, task, context, total) and one column per criterion id (1.0/0.0/None).
 
     The chain column drops the chain set prefix ('<set id>/'), which is the same on every row.
+    With `tasks`, their own criteria follow as one column per group (`weight:essential`,
+    `tag:…`; `scoring.groups`): the chain's mean over its scored criteria in the group, else None.
     With `review` ({chain id: flag status}), a `review` column marks flagged chains (open, accept,
     reject, rubric-needs-work; empty when never flagged).
     """
+    own = task_criteria(rubric, list(tasks or []))
+    groups = list(group_values(records, lambda r: own.get(r.get("task_id"), [])))
     rows = []
     for r in records:
         row = {"chain": r["id"].rsplit("/", 1)[-1], "task": r.get("task_id"), "context": r.get("context"), "total": r.get("total")}
@@ -42,9 +49,11 @@ def score_grid(records: list[dict], rubric: Rubric, *, review: dict[str, str] | 
             row["review"] = review.get(r["id"], "")
         for c in rubric.criteria:
             row[c.id] = (r.get("scores") or {}).get(c.id)
+        means = group_means(group_values([r], lambda r: own.get(r.get("task_id"), [])))
+        row.update({g: means.get(g) for g in groups})
         rows.append(row)
     columns = ["chain", "task", "context", *(["review"] if review is not None else []), "total",
-               *[c.id for c in rubric.criteria]]
+               *[c.id for c in rubric.criteria], *groups]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -62,6 +71,7 @@ def cell_colour(value: Any, pitfall: bool = False) -> str:
 def style_score_grid(frame: pd.DataFrame, rubric: Rubric):
     """A pandas Styler colouring each criterion cell pass / fail / null (st.dataframe renders it)."""
     pitfalls = {c.id: c.is_pitfall for c in rubric.criteria}
+    pitfalls.update({c: c == "weight:pitfall" for c in frame.columns if c.startswith(("weight:", "tag:"))})
     ids = [c for c in frame.columns if c in pitfalls]
 
     def colour(column: pd.Series) -> list[str]:
@@ -71,24 +81,36 @@ def style_score_grid(frame: pd.DataFrame, rubric: Rubric):
             .format({**{c: _cell_text for c in ids}, "total": lambda v: "—" if pd.isna(v) else f"{v:.2f}"}))
 
 
-def pass_rates(records: list[dict], rubric: Rubric) -> pd.DataFrame:
-    """Per criterion and context: pass rate over scored chains (share at 1.0), scored and null counts."""
+def pass_rates(records: list[dict], rubric: Rubric, tasks: Sequence[Task] | None = None) -> pd.DataFrame:
+    """Per criterion and context: pass rate over scored chains (share at 1.0), scored and null counts.
+
+    With `tasks`, their own criteria follow as one row per group (counts over (chain, criterion)
+    pairs); a shared criterion counts only the chains it applies to.
+    """
+    own = task_criteria(rubric, list(tasks or []))
     rows = []
     contexts = sorted({r.get("context") or "student" for r in records})
     for context in contexts:
         chosen = [r for r in records if (r.get("context") or "student") == context]
         for c in rubric.criteria:
-            values = [(r.get("scores") or {}).get(c.id) for r in chosen]
+            values = [(r.get("scores") or {}).get(c.id) for r in chosen
+                      if not tasks or c.id in (r.get("scores") or {})]
             scored = [v for v in values if v is not None]
             rows.append({"criterion": c.id, "title": c.label, "context": context, "pitfall": c.is_pitfall,
                          "pass_rate": sum(v >= 0.5 for v in scored) / len(scored) if scored else None,
                          "scored": len(scored), "null": len(values) - len(scored)})
+        for group, scored in group_values(chosen, lambda r: own.get(r.get("task_id"), [])).items():
+            rows.append({"criterion": group, "title": group, "context": context,
+                         "pitfall": group == "weight:pitfall",
+                         "pass_rate": sum(v >= 0.5 for v in scored) / len(scored), "scored": len(scored),
+                         "null": 0})
     return pd.DataFrame(rows, columns=["criterion", "title", "context", "pitfall", "pass_rate", "scored", "null"])
 
 
-def pass_rate_figure(records: list[dict], rubric: Rubric) -> go.Figure:
-    """Grouped bars: student vs teacher pass rate per criterion (unscored criteria show no bar)."""
-    rates = pass_rates(records, rubric)
+def pass_rate_figure(records: list[dict], rubric: Rubric, tasks: Sequence[Task] | None = None) -> go.Figure:
+    """Grouped bars: student vs teacher pass rate per criterion (unscored criteria show no bar), then
+    per group of the tasks' own criteria when `tasks` are given."""
+    rates = pass_rates(records, rubric, tasks)
     fig = go.Figure()
     for context, group in rates.groupby("context", sort=False):
         fig.add_bar(name=context, x=group["criterion"], y=group["pass_rate"],
@@ -109,6 +131,7 @@ METRIC_PANELS = [
     ("divergence", "Divergence (teacher vs student)", ["train/divergence"]),
     ("eval", "Eval total", ["eval/total"]),
     ("criteria", "Per-criterion pass rate (training chains)", "criterion/"),
+    ("groups", "Tasks' own criteria by group (training chains)", "group/"),
     ("throughput", "Tokens per second", ["train/tokens_per_s"]),
     ("memory", "Peak memory (GiB)", ["memory/peak_gib"]),
 ]
@@ -129,10 +152,11 @@ def metric_figures(metrics: pd.DataFrame) -> dict[str, go.Figure]:
         for column in columns:
             data = metrics[["step", column]].dropna()
             fig.add_scatter(x=data["step"], y=data[column], mode="lines+markers",
-                            name=column.split("/", 1)[-1] if key == "criteria" else column)
-        fig.update_layout(title=title, showlegend=key == "criteria", **_LAYOUT)
-        fig.update_xaxes(title_text="step" if key != "criteria" else None, dtick=_step_tick(metrics["step"]))
-        if key in ("criteria",):
+                            name=column.split("/", 1)[-1] if key in ("criteria", "groups") else column)
+        fig.update_layout(title=title, showlegend=key in ("criteria", "groups"), **_LAYOUT)
+        fig.update_xaxes(title_text="step" if key not in ("criteria", "groups") else None,
+                         dtick=_step_tick(metrics["step"]))
+        if key in ("criteria", "groups"):
             fig.update_yaxes(range=[-0.05, 1.05])
         figures[key] = fig
     return figures
@@ -142,7 +166,7 @@ def eval_totals_figure(metrics: pd.DataFrame) -> go.Figure | None:
     """Eval total (and per-criterion eval means) over steps, or None when the run logged no evals."""
     if metrics is None or metrics.empty or "step" not in metrics:
         return None
-    columns = [c for c in metrics.columns if c == "eval/total" or c.startswith("eval/criterion/")]
+    columns = [c for c in metrics.columns if c == "eval/total" or c.startswith(("eval/criterion/", "eval/group/"))]
     columns = [c for c in columns if metrics[c].notna().any()]
     if not columns:
         return None
@@ -150,7 +174,7 @@ def eval_totals_figure(metrics: pd.DataFrame) -> go.Figure | None:
     for column in columns:
         data = metrics[["step", column]].dropna()
         fig.add_scatter(x=data["step"], y=data[column], mode="lines+markers",
-                        name=column.removeprefix("eval/criterion/").removeprefix("eval/"),
+                        name=column.removeprefix("eval/criterion/").removeprefix("eval/group/").removeprefix("eval/"),
                         line=dict(width=4 if column == "eval/total" else 1.5))
     fig.update_layout(title="Eval over steps", **{**_LAYOUT, "height": 380})
     fig.update_xaxes(dtick=_step_tick(metrics["step"]))

@@ -21,12 +21,13 @@ import os
 import resource
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 
 from rcsd_core.contracts import runs
 from rcsd_core.files import append_jsonl, read_jsonl, write_jsonl
+from rcsd_core.scoring.groups import group_means, group_values
 from rcsd_core.scoring.stats import mean_or_none
 
 log = logging.getLogger("rcsd.train")
@@ -117,11 +118,23 @@ def peak_memory_gib(device: torch.device) -> float:
 # ---------------------------------------------------------------------------- step summaries
 
 
+def group_metrics(records: Sequence[dict], own: Mapping[str, Sequence] | None, prefix: str) -> dict:
+    """`<prefix>group/<name>`: the mean score of the tasks' own criteria per group (weight class, tag;
+    `scoring.groups`) over the chains' (chain, criterion) pairs, instead of a key per task criterion."""
+    if not own:
+        return {}
+    values = group_values(records, lambda r: own.get(r.get("task_id"), ()))
+    return {f"{prefix}group/{g}": mean for g, mean in group_means(values).items()}
+
+
 def train_metrics(step: int, stats: Sequence[dict], records: Sequence[dict], criterion_ids: Sequence[str], *,
-                  method: str, grad_norm: float | None, lr: float, seconds: float, peak_gib: float) -> dict:
+                  method: str, grad_norm: float | None, lr: float, seconds: float, peak_gib: float,
+                  own: Mapping[str, Sequence] | None = None) -> dict:
     """A train step's metrics line from every rank's stats and scored chains.
 
     Losses are per-token means over all ranks' chains (sums / tokens); times are the slowest rank's.
+    `criterion_ids` are the shared rubric's (`criterion/<id>`, over the chains it applies to); `own`
+    (task id → its own criteria, `contracts.tasks.task_criteria`) adds `group/<name>`.
     """
     tokens = sum(s["tokens"] for s in stats)
     metrics = {"step": step, "train/loss": sum(s["loss_sum"] for s in stats) / max(1, tokens)}
@@ -129,6 +142,7 @@ def train_metrics(step: int, stats: Sequence[dict], records: Sequence[dict], cri
         metrics["train/divergence"] = sum(s["div_sum"] for s in stats) / max(1, tokens)
     for cid in criterion_ids:
         metrics[f"criterion/{cid}"] = mean_or_none(r["scores"].get(cid) for r in records)
+    metrics.update(group_metrics(records, own, ""))
     metrics["train/total"] = mean_or_none(r["total"] for r in records)
     metrics.update({
         "train/completion_tokens": tokens,
@@ -145,11 +159,12 @@ def train_metrics(step: int, stats: Sequence[dict], records: Sequence[dict], cri
 
 
 def eval_metrics(records: Sequence[dict], criterion_ids: Sequence[str], *, div_sum: float, div_tokens: int,
-                 seconds: float) -> dict:
+                 seconds: float, own: Mapping[str, Sequence] | None = None) -> dict:
     """The `eval/` metrics of a held-out evaluation from all ranks' scored chains and divergence sums."""
     metrics = {"eval/total": mean_or_none(r["total"] for r in records)}
     for cid in criterion_ids:
         metrics[f"eval/criterion/{cid}"] = mean_or_none(r["scores"].get(cid) for r in records)
+    metrics.update(group_metrics(records, own, "eval/"))
     metrics["eval/divergence"] = div_sum / div_tokens if div_tokens else None
     metrics["eval/mean_chain_tokens"] = mean_or_none(r["n_tokens"] for r in records)
     metrics["time/eval_s"] = round(seconds, 3)

@@ -11,7 +11,8 @@
 Each step of an `rcsd` / `opsd` round:
   1. take `prompts_per_step` train prompts (a seeded order, cycling over epochs), split across ranks;
   2. sample `samples_per_prompt` chains per prompt from the student (LoRA model, task prompt only);
-  3. score them with the rubric's checks (logged per criterion as `criterion/<id>`);
+  3. score them with the rubric's checks (logged per criterion as `criterion/<id>`; a task's own
+     criteria — `contracts.tasks.rubric_for_task` — by group as `group/<weight:class|tag:…>`);
   4. run the teacher — the same model given the rubric (rcsd) or the reference (opsd) as a system
      message — on [teacher prompt + the student's own completion], without grad; `frozen` disables
      the adapter, `live` uses it as it is, `ema` swaps in an exponential average of it;
@@ -57,7 +58,7 @@ import torch
 
 from rcsd_core.contracts import runs
 from rcsd_core.contracts.rubric import rubric_from_data
-from rcsd_core.contracts.tasks import load_tasks
+from rcsd_core.contracts.tasks import check_task_rubrics, load_tasks, task_criteria
 from rcsd_core.errors import InputError
 from rcsd_core.modeling.divergence import chain_divergence
 from rcsd_core.training import checkpoints
@@ -135,6 +136,10 @@ class Round:
         self.criterion_ids = [c.id for c in self.rubric.criteria]
         self.train_tasks = load_tasks(config.tasks, split="train")
         eval_tasks = load_tasks(config.tasks, split="eval")
+        # tasks with their own criteria: refused now if they cannot combine with the rubric; their
+        # criteria are logged by group (group/<name>), the shared ones by id
+        check_task_rubrics(self.rubric, self.train_tasks + eval_tasks, source=config.tasks)
+        self.own_criteria = {k: v for k, v in task_criteria(self.rubric, self.train_tasks + eval_tasks).items() if v}
         self.eval_tasks = eval_tasks[:config.eval_tasks] if config.eval_tasks else eval_tasks
         if not self.eval_tasks:
             log.warning("no eval tasks (split 'eval'): the round runs without evaluation")
@@ -279,7 +284,7 @@ class Round:
         gathered = gather(self.accelerator, {"stats": stats, "records": records})
         all_records = [r for g in gathered for r in g["records"]]
         metrics = train_metrics(step, [g["stats"] for g in gathered], all_records, self.criterion_ids,
-                                method=config.method, grad_norm=grad_norm, lr=lr,
+                                own=self.own_criteria, method=config.method, grad_norm=grad_norm, lr=lr,
                                 seconds=time.perf_counter() - start, peak_gib=peak_memory_gib(self.device))
         return metrics, all_records
 
@@ -305,7 +310,7 @@ class Round:
                 teacher_context=self.teacher.weights)
         gathered = gather(self.accelerator, {"records": records, "div": (div_sum, div_tokens)})
         all_records = [r for g in gathered for r in g["records"]]
-        metrics = eval_metrics(all_records, self.criterion_ids, div_sum=sum(g["div"][0] for g in gathered),
+        metrics = eval_metrics(all_records, self.criterion_ids, own=self.own_criteria, div_sum=sum(g["div"][0] for g in gathered),
                                div_tokens=sum(g["div"][1] for g in gathered), seconds=time.perf_counter() - t0)
         return metrics, all_records
 

@@ -23,7 +23,7 @@ import torch
 from rcsd_core.contracts.config import RoundConfig
 from rcsd_core.contracts.messages import encode_messages
 from rcsd_core.contracts.rubric import Rubric
-from rcsd_core.contracts.tasks import Task
+from rcsd_core.contracts.tasks import Task, rubric_for_task
 from rcsd_core.modeling.contexts import analysis_messages, teacher_prompt_ids
 from rcsd_core.modeling.generation import sample_chains
 
@@ -107,7 +107,7 @@ class Teacher:
         todo = list({t.id: t for t in tasks if t.id not in self.analysis}.values())
         if not todo:
             return
-        prompts = [encode_messages(self.tokenizer, analysis_messages(t.prompt, self.rubric)) for t in todo]
+        prompts = [encode_messages(self.tokenizer, analysis_messages(t.prompt, rubric_for_task(self.rubric, t))) for t in todo]
         self.model.eval()
         with self.model.disable_adapter():
             notes, _ = sample_chains(self.model, self.tokenizer, prompts, n=1, max_new_tokens=ANALYSIS_TOKENS,
