@@ -496,12 +496,8 @@ def test_rubrics_page_shows_edits_and_saves_a_tasks_own_criteria(home):
 def test_preview_groups_a_tasks_own_criteria(home):
     _import_per_task(home)
     at = open_page("pages/preview.py", rubric="grade-school-math")
-    by_label(at.selectbox, "Task set").set_value("per-task")
-    by_label(at.number_input, "Tasks (first N of the train split)").set_value(3)
-    by_label(at.selectbox, "Model").set_value("tiny-random")
-    by_label(at.number_input, "Max new tokens").set_value(8)
-    at.button[0].click().run()
-    assert not at.exception, [e.value for e in at.exception]
+    at.selectbox(key="preview-task-set").set_value("per-task").run()
+    sample_tiny(at, tasks=3, samples=2, context="both")
     grid = frame_with(at, "chain")
     assert {"weight:essential", "weight:important", "weight:pitfall", "tag:axis:completeness"} <= set(grid.columns)
     assert "names-pens" not in grid.columns and "answer-line" not in grid.columns
