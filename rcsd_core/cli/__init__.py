@@ -2,6 +2,7 @@
 
     rcsd score | preview                          (cli/chains.py)
     rcsd signal | guidance | draft | lint | calibrate   (cli/design.py)
+    rcsd ablate                                   (cli/ablate.py)
     rcsd train | status | eval                    (cli/rounds.py)
     rcsd app                                      (cli/app.py)
 
@@ -15,10 +16,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rcsd_core.cli import app, chains, design, rounds
+from rcsd_core.cli import ablate, app, chains, design, rounds
 from rcsd_core.errors import InputError
 
-SUBCOMMANDS = (chains, design, rounds, app)
+SUBCOMMANDS = (chains, design, ablate, rounds, app)
 
 
 def build_parser() -> argparse.ArgumentParser:
