@@ -4,7 +4,7 @@
                    [--limit L] [--divergence D] [--run-dir D] [--judge M [--judge-url URL]] --out S.json
     rcsd guidance  --rubric R --tasks T --chains C --chain-id ID [--model M] [--run-dir D] --out MAP.html
     rcsd draft     --name N --description D --tasks T [--limit L] [--model M] --out R.yaml
-    rcsd lint      --rubric R [--chains C] [--tasks T] [--judge M [--judge-url URL]] [--out F.json]
+    rcsd lint      --rubric R [--tasks T] [--chains C] [--judge M [--judge-url URL]] [--out F.json]
     rcsd calibrate --scores S.jsonl --reviews R.jsonl [--out C.csv]
 
 Bad input raises InputError (exit 2, one stderr line, no output file); outputs are written
@@ -59,10 +59,12 @@ def register(sub) -> None:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_draft)
 
-    p = sub.add_parser("lint", help="find weak spots in a rubric (optionally on scored chains)")
+    p = sub.add_parser("lint", help="find weak spots in a rubric (optionally on scored chains and a task set)")
     p.add_argument("--rubric", required=True)
-    p.add_argument("--chains", help="chains JSONL with scores (rcsd preview) or scores JSONL (rcsd score)")
-    p.add_argument("--tasks", help="tasks JSONL, to score chains that have no scores yet")
+    p.add_argument("--chains", help="chains JSONL with scores (rcsd preview) or scores JSONL (rcsd score); chains "
+                                    "with text are also checked for rubric text they echo (leak)")
+    p.add_argument("--tasks", help="tasks JSONL: their ideal answers / long references are scored against the rubric "
+                                   "(polarity), and chains without scores are scored with their references")
     add_judge_args(p)
     p.add_argument("--out", help="write the findings as JSON")
     p.set_defaults(func=cmd_lint)
@@ -208,11 +210,11 @@ def cmd_lint(args: argparse.Namespace) -> int:
     rubric = load_rubric(args.rubric)
     judge = None
     chains = None
+    tasks = load_tasks(args.tasks) if args.tasks else None
     if args.chains:
         chains = []
-        tasks = load_tasks(args.tasks) if args.tasks else []
-        references = {t.id: t.reference for t in tasks}
-        prompts = {t.id: t.prompt for t in tasks}
+        references = {t.id: t.reference for t in tasks or []}
+        prompts = {t.id: t.prompt for t in tasks or []}
         for line, chain in iter_jsonl(args.chains):
             if isinstance(chain.get("scores"), dict):
                 chains.append(chain)
@@ -222,9 +224,11 @@ def cmd_lint(args: argparse.Namespace) -> int:
                                  line=line, field="scores")
             if judge is None and judge_configured(args):
                 judge = make_judge(args)
-            chains.append(score_chain(rubric, chain, task_references=references, task_prompts=prompts,
-                                      judge=judge).to_record())
-    findings = lint_rubric(rubric, chains, judge_configured=judge_configured(args), judge=judge)
+            scored = score_chain(rubric, chain, task_references=references, task_prompts=prompts, judge=judge)
+            chains.append({**chain, **scored.to_record()})  # the text stays: the leak rule reads it
+    if tasks is not None and judge is None and judge_configured(args):
+        judge = make_judge(args)
+    findings = lint_rubric(rubric, chains, judge_configured=judge_configured(args), judge=judge, tasks=tasks)
     if args.out:
         atomic_write_text(args.out, json.dumps([f.to_record() for f in findings], indent=2) + "\n")
     if findings:
