@@ -117,6 +117,8 @@ with edit_tab:
             "case_sensitive": st.column_config.CheckboxColumn("case sensitive"),
             "limit": st.column_config.NumberColumn("limit", help="max_words / min_words", step=1),
             "tolerance": st.column_config.NumberColumn("tolerance", help="answer_match, relative", format="%g"),
+            "held_out": st.column_config.CheckboxColumn("held out", help="never shown to the teacher nor counted "
+                                                                        "in the total; a round watches it"),
         })
     examples = st.data_editor(pd.DataFrame([e.model_dump() for e in rubric.examples], columns=["prompt", "answer"]),
                               key=f"examples-{name}-{current}", num_rows="dynamic", width="stretch",

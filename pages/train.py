@@ -112,6 +112,15 @@ def live_view(started_active: bool) -> None:
                 col.plotly_chart(figures[key], width="stretch", key=f"chart-{key}")
     else:
         st.caption("No metrics yet: the first line appears after the first step.")
+    alert = jobs.held_out_alert(run_dir)
+    if alert:
+        st.warning(state.plain(f"Held-out watch: {alert}"))
+    watch = charts.watch_figure(metrics)
+    if watch is not None:
+        st.plotly_chart(watch, width="stretch", key="chart-watch")
+        if not alert:
+            st.caption("Held-out watch: no alert (the trained total has not risen while a held-out criterion fell "
+                       "beyond its interval).")
     with st.expander("Log (last 40 lines)", expanded=status["status"] == "failed"):
         st.code(runs.tail_log(run_dir, 40) or "(empty)", language=None)
 

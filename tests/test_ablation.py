@@ -110,7 +110,7 @@ def test_report_shape_and_shared_student_chains():
     assert len(report["student_chains"]) == 24 and report["shuffled_source"].startswith("sample rubric")
     json.dumps(report, allow_nan=False)
     table = ablation_table(report)
-    assert len(table) == len(VARIANTS) * (5 + 1)
+    assert len(table) == len(VARIANTS) * (6 + 1)  # five trained criteria, the held-out one, the total
 
 
 def test_attribution_moves_the_left_out_criterion():

@@ -263,27 +263,41 @@ class AnswerMatchCheck(_Strict):
         return self
 
 
+class EquationsTrueCheck(_Strict):
+    """Passes when every "a op b = c" the chain writes with digits is arithmetically true; unscored
+    when it writes none. A check of the working itself, which a regex for "shows an equation"
+    cannot make (a chain passes that one with a false equation)."""
+    type: Literal["equations_true"]
+
+
 class JudgeCheck(_Strict):
     """Judged by a model (the same as leaving `check` out)."""
     type: Literal["judge"]
 
 
 Check = Annotated[
-    Union[RegexCheck, NotRegexCheck, ContainsCheck, MaxWordsCheck, MinWordsCheck, AnswerMatchCheck, JudgeCheck],
+    Union[RegexCheck, NotRegexCheck, ContainsCheck, MaxWordsCheck, MinWordsCheck, AnswerMatchCheck,
+          EquationsTrueCheck, JudgeCheck],
     Field(discriminator="type"),
 ]
-CHECK_TYPES = ("regex", "not_regex", "contains", "max_words", "min_words", "answer_match", "judge")
+CHECK_TYPES = ("regex", "not_regex", "contains", "max_words", "min_words", "answer_match", "equations_true", "judge")
 
 
 # ---------------------------------------------------------------------------- rubric
 
 class Criterion(_Strict):
-    """One criterion; a negative weight makes it a pitfall (scores 1.0 when the flaw is present)."""
+    """One criterion; a negative weight makes it a pitfall (scores 1.0 when the flaw is present).
+
+    `held_out: true` keeps it away from training: the teacher never reads it, the total leaves it
+    out (so rejection-SFT never selects on it), and a round logs it as its own metric and watches it
+    (`eval/held_out/<id>`): trained criteria rising while it falls is an alert.
+    """
     id: str = Field(pattern=r"^[a-z0-9-]+$", max_length=64)
     title: str = ""
     description: str = Field(min_length=1)
     weight: Number
     check: Check | None = None
+    held_out: StrictBool = False
 
     @field_validator("weight")
     @classmethod
@@ -328,7 +342,18 @@ class Rubric(_Strict):
             if c.id in seen:
                 raise ValueError(f"duplicate criterion id {c.id!r}")
             seen.add(c.id)
+        if any(c.held_out for c in self.criteria) and all(c.held_out or c.is_pitfall for c in self.criteria):
+            raise ValueError("every positive-weight criterion is held out: nothing is left to train on or total")
         return self
+
+    @property
+    def trained(self) -> list[Criterion]:
+        """The criteria the teacher reads and the total counts (all but the held-out ones)."""
+        return [c for c in self.criteria if not c.held_out]
+
+    @property
+    def held_out_criteria(self) -> list[Criterion]:
+        return [c for c in self.criteria if c.held_out]
 
     @property
     def version(self) -> str:
@@ -343,7 +368,11 @@ class Rubric(_Strict):
 
 def rubric_version(rubric: Rubric) -> str:
     """Hash of the canonical content: 12 hex digits, equal for equal rubrics whatever the YAML."""
-    canonical = json.dumps(rubric.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    data = rubric.model_dump(mode="json")
+    for c in data["criteria"]:
+        if not c.get("held_out"):
+            c.pop("held_out", None)  # a rubric without held-out criteria keeps the version it had before the field
+    canonical = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
 
 

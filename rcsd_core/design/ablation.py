@@ -294,7 +294,7 @@ def run_ablation(rubric: Rubric, tasks: list[Task], backend: ChainBackend, *, sa
     if not tasks:
         raise ValueError("run_ablation needs at least one task")
     variants = [v for v in VARIANTS if v != "shuffled" or shuffled is not None]
-    shown = [c for c in rubric.criteria]
+    shown = rubric.trained  # held-out criteria are never in the teacher context
     leave_out = [c.id for c in shown] if attribution and len(shown) > 1 else []
     total = samples * len(tasks) * (1 + len(variants) + len(leave_out))
     done = [0]

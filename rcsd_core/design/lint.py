@@ -232,7 +232,7 @@ def rubric_ngrams(rubric: Rubric, n: int = LEAK_NGRAM) -> dict[tuple[str, ...], 
     """Each word n-gram of the rubric's privileged text -> where it comes from (a criterion id,
     `description` or `example N`); the first source wins."""
     sources = [("description", rubric.description)]
-    sources += [(c.id, f"{c.title}. {c.description}") for c in rubric.criteria]
+    sources += [(c.id, f"{c.title}. {c.description}") for c in rubric.trained]  # held-out: never shown
     sources += [(f"example {i}", f"{e.prompt}\n{e.answer}") for i, e in enumerate(rubric.examples, start=1)]
     grams: dict[tuple[str, ...], str] = {}
     for source, text in sources:

@@ -339,7 +339,7 @@ def latest_signal_report(root: str | Path, rubric_name: str, rubric_version: str
 
 # The rubric editor shows one row per criterion; a check's fields spread over fixed columns.
 EDITOR_COLUMNS = ["id", "title", "description", "weight", "check", "pattern", "flags", "terms", "mode",
-                  "case_sensitive", "limit", "tolerance"]
+                  "case_sensitive", "limit", "tolerance", "held_out"]
 CHECK_CHOICES = ["none (judge)", *[t for t in CHECK_TYPES if t != "judge"]]
 
 
@@ -356,7 +356,8 @@ def criteria_rows(rubric: Rubric | None) -> list[dict]:
                      "mode": check.get("mode") or "",
                      "case_sensitive": bool(check.get("case_sensitive", False)),
                      "limit": check.get("limit"),
-                     "tolerance": check.get("tolerance")})
+                     "tolerance": check.get("tolerance"),
+                     "held_out": c.held_out})
     return rows
 
 
@@ -391,6 +392,8 @@ def rubric_data_from_rows(name: str, description: str, rows: list[dict],
                 limit = _number(row.get("limit"))
                 check["limit"] = int(limit) if isinstance(limit, float) and limit.is_integer() else limit
             crit["check"] = check
+        if row.get("held_out") is True:
+            crit["held_out"] = True
         criteria.append(crit)
     data = {"name": name.strip(), "description": description.strip(), "criteria": criteria}
     examples = [e for e in (examples or []) if not (_blank(e.get("prompt")) and _blank(e.get("answer")))]
