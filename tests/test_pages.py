@@ -85,7 +85,7 @@ def test_home_lists_sample_rubrics(home):
     assert at.title[0].value == "rcsd studio"
     table = frame_with(at, "rubric")
     assert {"grade-school-math", "science-explainer", "legal-issue-analysis", "clinical-question"} <= set(table["rubric"])
-    assert int(table.loc[table["rubric"] == "grade-school-math", "criteria"].iloc[0]) == 5
+    assert int(table.loc[table["rubric"] == "grade-school-math", "criteria"].iloc[0]) == 6  # one held out
     assert "No runs yet" in texts(at)
 
 
@@ -95,7 +95,8 @@ def test_rubric_editor_rows_validation_and_new_version(home):
     at = open_page("pages/rubrics.py", rubric="grade-school-math")
     editor = at.data_editor[0]
     assert list(editor.value["id"]) == ["final-answer-line", "correct-answer", "shows-equation", "concise",
-                                        "restates-rubric"]
+                                        "restates-rubric", "equations-true"]
+    assert list(editor.value["held_out"]) == [False] * 5 + [True]
     assert "no changes from the current version" in texts(at)
     # the teacher-context tab renders the rubric as the teacher reads it, then the worked examples as turns
     assert "A strong answer meets these criteria:" in texts(at)

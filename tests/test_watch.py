@@ -146,3 +146,18 @@ def test_train_page_shows_the_alert_and_the_watch_chart(tmp_path, monkeypatch):
     at = page()
     assert not [w for w in at.warning if "Held-out watch" in str(w.value)]
     assert any("no alert" in str(c.value) for c in at.caption)
+
+
+def test_editor_rows_keep_held_out_and_refuse_a_rubric_with_nothing_trained():
+    import pandas as pd
+
+    from rcsd_core.studio import workspace as ws
+
+    rubric = load_rubric(ARITH)
+    rows = pd.DataFrame(ws.criteria_rows(rubric), columns=ws.EDITOR_COLUMNS).to_dict("records")
+    data = ws.rubric_data_from_rows(rubric.name, rubric.description, rows, [e.model_dump() for e in rubric.examples])
+    assert ws.row_problems(data) == [] and rubric_from_data(data).version == rubric.version
+    for row in rows:
+        row["held_out"] = row["weight"] > 0
+    problems = ws.row_problems(ws.rubric_data_from_rows(rubric.name, rubric.description, rows))
+    assert len(problems) == 1 and problems[0]["row"] is None and "held out" in problems[0]["message"]

@@ -392,7 +392,7 @@ def rubric_data_from_rows(name: str, description: str, rows: list[dict],
                 limit = _number(row.get("limit"))
                 check["limit"] = int(limit) if isinstance(limit, float) and limit.is_integer() else limit
             crit["check"] = check
-        if row.get("held_out") is True:
+        if row.get("held_out") in (True,):  # a bool or numpy bool from the editor; NaN (blank) is not
             crit["held_out"] = True
         criteria.append(crit)
     data = {"name": name.strip(), "description": description.strip(), "criteria": criteria}
@@ -411,7 +411,9 @@ def row_problems(data: dict) -> list[dict]:
     problems = []
     criteria = data.get("criteria") or []
     for i, crit in enumerate(criteria):
-        single = {"name": data.get("name") or "x", "criteria": [crit]}
+        # alone, a held-out row would be "every criterion held out": that is the whole rubric's check below
+        alone = {k: v for k, v in crit.items() if k != "held_out"} if isinstance(crit, dict) else crit
+        single = {"name": data.get("name") or "x", "criteria": [alone]}
         for _, field, message in rubric_errors(single):
             if field.startswith("name"):
                 continue
