@@ -36,7 +36,7 @@ from rcsd_core.studio.state import cached_model
 from rcsd_core.studio.store import ReviewStore
 
 __all__ = ["EMBEDDED_WARNING", "sample_preview", "chain_set", "guidance_html", "measure_chain_set_signal",
-           "signal_rows", "lint_table", "draft_new_rubric", "teacher_view", "calibration_table"]
+           "signal_rows", "lint_table", "draft_new_rubric", "teacher_view", "calibration_table", "readiness_verdict"]
 
 Progress = Callable[[int, int], None]
 
@@ -117,6 +117,21 @@ def signal_rows(report: dict) -> pd.DataFrame:
     from rcsd_core.design.signals import signal_table
 
     return signal_table(report)
+
+
+def readiness_verdict(root: str | Path, rubric_name: str | None) -> dict | None:
+    """The readiness verdict (go / weak / too_weak, with next steps) of the newest signal report of the
+    rubric's current version, with the report's file time; None when it has none yet."""
+    from rcsd_core.design.readiness import readiness
+
+    if not rubric_name:
+        return None
+    try:
+        version = ws.current_version(root, rubric_name)
+    except InputError:
+        return None
+    report = ws.latest_signal_report(root, rubric_name, version)
+    return None if report is None else {**readiness(report), "rubric_version": version}
 
 
 def lint_table(rubric: Rubric, chains: Iterable[dict] | None = None) -> pd.DataFrame:
