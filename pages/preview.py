@@ -151,6 +151,35 @@ with st.expander("Signal per criterion: will this rubric teach this model anythi
                 f"mean divergence {report['divergence'].get('mean') or 0:.3f}")
         st.dataframe(actions.signal_rows(report), hide_index=True, width="stretch")
 
-findings = actions.lint_table(rubric, kept)
+with st.expander("Does the rubric matter? Ablation of the teacher's context"):
+    st.caption("Samples the student once and the teacher under five contexts — the full rubric, its criteria only, "
+               "its worked examples only, a generic rubric, another rubric's criteria (shuffled) — and says where "
+               "the teacher's pull comes from. Leaving each criterion out in turn shows how much of the "
+               "divergence and of each gap it carries. Costs about (6 + criteria) × a preview's chains.")
+    ablation = ws.latest_ablation_report(root, rubric.name, rubric.version)
+    if st.button("Run the ablation", key="ablation"):
+        bar = st.progress(0.0, text="Ablation…")
+        try:
+            ablation = actions.measure_chain_set_ablation(
+                root, set_id, progress=lambda d, t: bar.progress(min(d / t, 1.0), text=f"{d}/{t} chains"))
+        except InputError as exc:
+            state.show_error(exc)
+    if ablation:
+        st.info(state.plain(f"Verdict: {ablation['verdict']}"))
+        st.text(f"{ablation.get('model')} · {ablation.get('tasks')} tasks × {ablation.get('samples')} samples · "
+                f"shuffled: {ablation['variant_contexts']['shuffled']}")
+        st.plotly_chart(charts.ablation_figure(ablation), width="stretch", key="ablation-gaps")
+        variants, attribution = actions.ablation_rows(ablation)
+        st.dataframe(variants, hide_index=True, width="stretch")
+        if len(attribution):
+            st.caption("Leaving one criterion out of the teacher's context: the share of the divergence mass and of "
+                       "its own pass-rate gap that moves.")
+            st.dataframe(attribution, hide_index=True, width="stretch")
+
+try:  # the task set's ideal answers, for the polarity lint
+    lint_tasks = ws.load_task_set(root, meta["tasks"])
+except (InputError, KeyError):
+    lint_tasks = None
+findings = actions.lint_table(rubric, kept, lint_tasks)
 with st.expander(f"Rubric lint on these chains: {len(findings)} finding{'s' if len(findings) != 1 else ''}"):
     st.dataframe(findings, hide_index=True, width="stretch")

@@ -188,3 +188,58 @@ def test_cli_bad_input_exits_2_without_output(tmp_path):
                  "--shuffled-rubric", str(RUBRIC), "--out", str(out), cwd=tmp_path)
     assert done.returncode == 2 and "shuffled" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert not out.exists()
+
+
+# ---------------------------------------------------------------------------- in the studio
+
+
+def test_html_export_carries_the_ablation_lint_watch_and_chains():
+    from rcsd_core.design.lint import lint_rubric
+    from rcsd_core.studio.report import render_report
+
+    report, _ = ablate(has_examples)
+    report["student_chains"][0]["text"] = "<script>alert(1)</script> 3 + 4 = 7"
+    rubric = load_rubric(RUBRIC)
+    leaky = {"id": "c9", "context": "teacher", "text": "The very last line of the answer is exactly it."}
+    findings = lint_rubric(rubric, [leaky], tasks=[Task(id="q", prompt="p", reference="x")])
+    design = {"ablation": report, "signal": None, "lint": [f.to_record() for f in findings],
+              "lint_chains": {"c9": leaky["text"]}}
+    page = render_report(run_id="r", config={"model": "m", "method": "rcsd", "rubric": {"name": "grade-school-math"}},
+                         status={"status": "done"}, metrics=None, evaluation=None, design=design,
+                         alert="trained rose while held-out equations-true fell")
+    assert "The teacher&#x27;s pull comes from the worked examples" in page
+    assert "Does the rubric matter?" in page and page.count("plotly-graph-div") >= 2
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert(1)" not in page
+    assert "teacher · examples_only" in page and "Leaving one criterion out" in page
+    assert ">leak<" in page and "The very last line of the answer is exactly it." in page
+    assert "Alert: trained rose while held-out equations-true fell" in page
+
+
+def test_preview_page_runs_the_ablation_and_shows_its_verdict(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from rcsd_core.studio import workspace as ws
+
+    home = ws.ensure_workspace(tmp_path / "ws")
+    monkeypatch.setenv("RCSD_HOME", str(home))
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
+    at.session_state["rubric"] = "grade-school-math"
+    at.switch_page("pages/preview.py").run()
+
+    def label(widgets, name):
+        return next(w for w in widgets if w.label == name)
+
+    label(at.selectbox, "Model").set_value("tiny-random")
+    label(at.number_input, "Tasks (first N of the train split)").set_value(1)
+    label(at.number_input, "Samples per task").set_value(1)
+    label(at.number_input, "Max new tokens").set_value(8)
+    label(at.radio, "Context").set_value("student")
+    label(at.button, "Sample chains").click().run()
+    label(at.button, "Run the ablation").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    saved = ws.latest_ablation_report(home, "grade-school-math")
+    assert saved is not None and set(saved["variants"]) == set(VARIANTS) and saved["tasks"] == 4
+    assert saved["shuffled_source"].startswith("workspace rubric")
+    assert any(str(i.value).startswith("Verdict\\: ") for i in at.info), [str(i.value)[:80] for i in at.info]
+    tables = [e.value for e in at.dataframe if "variant" in e.value.columns]
+    assert tables and set(tables[0]["variant"]) == set(VARIANTS)

@@ -207,7 +207,7 @@ def test_preview_guidance_map_and_signal_panel(home):
     assert not at.exception, [e.value for e in at.exception]
     table = frame_with(at, "gap")
     assert list(table["criterion"]) == ["final-answer-line", "correct-answer", "shows-equation", "concise",
-                                        "restates-rubric", "total"]
+                                        "restates-rubric", "equations-true", "total"]
     assert ws.latest_signal_report(home, "grade-school-math")["samples"] == 1
 
 

@@ -185,6 +185,40 @@ def watch_figure(metrics: pd.DataFrame) -> go.Figure | None:
     return fig
 
 
+# ---------------------------------------------------------------------------- ablation
+
+def ablation_figure(report: dict) -> go.Figure:
+    """Teacher − student gap per criterion, one bar group per ablation variant, 95% intervals as error bars."""
+    fig = go.Figure()
+    for name, variant in report["variants"].items():
+        ids = list(variant["criteria"])
+        gaps = [variant["criteria"][c]["gap"] for c in ids]
+        lows = [variant["criteria"][c]["ci"][0] for c in ids]
+        highs = [variant["criteria"][c]["ci"][1] for c in ids]
+        fig.add_bar(x=ids, y=gaps, name=name, error_y=dict(
+            type="data", symmetric=False,
+            array=[(h - g) if None not in (h, g) else 0 for g, h in zip(gaps, highs)],
+            arrayminus=[(g - lo) if None not in (lo, g) else 0 for g, lo in zip(gaps, lows)]))
+    fig.update_layout(title="Does the rubric matter? Teacher − student pass rate per criterion and teacher context",
+                      barmode="group", **{**_LAYOUT, "height": 380})
+    fig.update_yaxes(title_text="gap (95% CI)")
+    return fig
+
+
+def ablation_divergence_figure(report: dict) -> go.Figure:
+    """Mean per-token divergence of each variant's teacher on the student's chains, with its 95% interval."""
+    names = list(report["variants"])
+    means = [report["variants"][n]["divergence"] for n in names]
+    cis = [report["variants"][n].get("divergence_ci") or [None, None] for n in names]
+    fig = go.Figure()
+    fig.add_bar(x=names, y=means, error_y=dict(
+        type="data", symmetric=False,
+        array=[(c[1] - m) if None not in (c[1], m) else 0 for m, c in zip(means, cis)],
+        arrayminus=[(m - c[0]) if None not in (c[0], m) else 0 for m, c in zip(means, cis)]))
+    fig.update_layout(title="Mean divergence teacher vs student on the student's chains", **_LAYOUT)
+    return fig
+
+
 # ---------------------------------------------------------------------------- before / after
 
 def before_after_rows(evaluation: dict) -> pd.DataFrame:

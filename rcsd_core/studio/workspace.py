@@ -325,6 +325,23 @@ def save_signal_report(root: str | Path, report: dict) -> str:
     return report_id
 
 
+def save_ablation_report(root: str | Path, report: dict) -> str:
+    """Keep an ablation report (rcsd_core.design.ablation) as ablations/<id>.json; returns its id."""
+    report_id = utc_stamp() + "-" + secrets.token_hex(3)
+    atomic_write_text(Path(root) / "ablations" / f"{report_id}.json", json.dumps(report, indent=1))
+    return report_id
+
+
+def latest_ablation_report(root: str | Path, rubric_name: str, rubric_version: str | None = None) -> dict | None:
+    """The newest saved ablation report for a rubric (and version, when given), or None."""
+    base = Path(root) / "ablations"
+    for path in sorted(base.glob("*.json"), reverse=True) if base.is_dir() else []:
+        report = json.loads(read_text(path))
+        if report.get("rubric") == rubric_name and rubric_version in (None, report.get("rubric_version")):
+            return report
+    return None
+
+
 def latest_signal_report(root: str | Path, rubric_name: str, rubric_version: str | None = None) -> dict | None:
     """The newest saved signal report for a rubric (and version, when given), or None."""
     base = Path(root) / "signals"
