@@ -192,7 +192,43 @@ with st.expander("Signal per criterion: will this rubric teach this model anythi
                 f"mean divergence {report['divergence'].get('mean') or 0:.3f}")
         st.dataframe(actions.signal_rows(report), hide_index=True, width="stretch", column_config=state.SIGNAL_COLUMNS)
 
-findings = actions.lint_table(rubric, kept, tasks,
+with st.expander("Does the rubric matter? Ablation of the teacher's context"):
+    st.caption("Samples the student once and the teacher under five contexts — the full rubric, its criteria only, "
+               "its worked examples only, a generic rubric, another rubric's criteria (shuffled) — and says where "
+               "the teacher's pull comes from. Leaving each criterion out in turn shows how much of the "
+               "divergence and of each gap it carries. Costs about (6 + criteria) × a preview's chains.")
+    ablation = ws.latest_ablation_report(root, rubric.name, rubric.version)
+    if st.button("Run the ablation", key="ablation"):
+        try:
+            background.start(root, "ablation", "Ablation", actions.measure_chain_set_ablation, root, set_id)
+        except InputError as exc:
+            state.show_error(exc)
+    ablated = background.show(root, "ablation")
+    if ablated is not None:
+        background.forget(root, "ablation", ablated)
+        if ablated.status == "done":
+            ablation = ablated.result
+        elif ablated.status == "cancelled":
+            st.info("Ablation cancelled: nothing was saved.")
+        else:
+            state.show_error(f"Ablation failed: {ablated.error}")
+    if ablation:
+        st.info(state.plain(f"Verdict: {ablation['verdict']}"))
+        st.text(f"{ablation.get('model')} · {ablation.get('tasks')} tasks × {ablation.get('samples')} samples · "
+                f"shuffled: {ablation['variant_contexts']['shuffled']}")
+        st.plotly_chart(charts.ablation_figure(ablation), width="stretch", key="ablation-gaps")
+        variants, attribution = actions.ablation_rows(ablation)
+        st.dataframe(variants, hide_index=True, width="stretch")
+        if len(attribution):
+            st.caption("Leaving one criterion out of the teacher's context: the share of the divergence mass and of "
+                       "its own pass-rate gap that moves.")
+            st.dataframe(attribution, hide_index=True, width="stretch")
+
+try:  # the whole task set: its own criteria, and its ideal answers for the polarity lint
+    lint_tasks = ws.load_task_set(root, meta["tasks"])
+except (InputError, KeyError):
+    lint_tasks = tasks
+findings = actions.lint_table(rubric, kept, lint_tasks,
                               judge_configured=judging.load_choice(root, rubric.name).kind != "none")
 with st.expander(f"Rubric lint on these chains: {len(findings)} finding{'s' if len(findings) != 1 else ''}"):
     st.table(findings.set_index("severity"))      # a table wraps long messages; a grid would cut them

@@ -10,7 +10,7 @@ import streamlit as st
 
 from rcsd_core.contracts import runs
 from rcsd_core.errors import InputError
-from rcsd_core.studio import charts, exchange, jobs, state
+from rcsd_core.studio import actions, charts, exchange, jobs, state
 from rcsd_core.studio.evaluations import evaluation_notes
 from rcsd_core.studio import workspace as ws
 from rcsd_core.studio.report import render_report
@@ -131,7 +131,8 @@ if not pairs.empty:
 
 # ---------------------------------------------------------------------------- report
 st.divider()
-report = render_report(run_id=run_id, config=config, status=status, metrics=metrics, evaluation=evaluation)
+report = render_report(run_id=run_id, config=config, status=status, metrics=metrics, evaluation=evaluation,
+                       design=actions.run_design_reports(root, run_dir), alert=jobs.held_out_alert(run_dir))
 st.download_button("Download the HTML report", report, file_name=f"rcsd-report-{run_id}.html", mime="text/html",
                    type="primary", help="One self-contained file (plotly inline), opens offline.")
 

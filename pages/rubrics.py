@@ -133,6 +133,8 @@ CRITERION_COLUMNS = {
     "case_sensitive": st.column_config.CheckboxColumn("case sensitive"),
     "limit": st.column_config.NumberColumn("limit", help="max_words / min_words", step=1),
     "tolerance": st.column_config.NumberColumn("tolerance", help="answer_match, relative", format="%g"),
+    "held_out": st.column_config.CheckboxColumn("held out", help="never shown to the teacher nor counted "
+                                                                "in the total; a round watches it"),
 }
 
 # ---------------------------------------------------------------------------- edit

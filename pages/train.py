@@ -7,7 +7,7 @@ from rcsd_core.contracts import runs
 from rcsd_core.contracts.config import (DEFAULT_MODEL, DIVERGENCES, METHODS, PRESETS, TEACHER_KINDS, TINY_RANDOM,
                                        RoundConfig)
 from rcsd_core.errors import InputError
-from rcsd_core.studio import charts, jobs, state
+from rcsd_core.studio import actions, charts, jobs, state
 from rcsd_core.studio import workspace as ws
 
 root = ws.ensure_workspace(ws.workspace_root())
@@ -47,6 +47,14 @@ with st.expander("New round", expanded=runs.list_runs(runs_root).empty):
         extra = st.text_area("Other config keys (YAML, optional)", placeholder="tau: 1.0\nteacher_reference: true",
                              help="Any RoundConfig key: " + ", ".join(RoundConfig.model_fields))
         launch = st.form_submit_button("Launch round", type="primary")
+    verdict = actions.readiness_verdict(root, rubric_name)
+    if verdict is None:
+        st.info(state.plain(f"Readiness: no signal report for the current version of {rubric_name} yet. Measure "
+                            "the signal on the Preview page (or `rcsd signal`) before spending a round on it."))
+    else:
+        box = {"go": st.success, "weak": st.warning, "too_weak": st.error}[verdict["level"]]
+        box(state.plain(f"Readiness — {verdict['headline']}. {verdict['detail']}"))
+        st.markdown("\n".join(f"- {state.plain(step)}" for step in verdict["next"]))
     if launch:
         try:
             st.session_state["run_id"] = jobs.start_round(root, preset, {
@@ -121,6 +129,15 @@ def live_view(started_active: bool) -> None:
                 col.plotly_chart(figures[key], width="stretch", key=f"chart-{key}")
     else:
         st.caption("No metrics yet: the first line appears after the first step.")
+    alert = jobs.held_out_alert(run_dir)
+    if alert:
+        st.warning(state.plain(f"Held-out watch: {alert}"))
+    watch = charts.watch_figure(metrics)
+    if watch is not None:
+        st.plotly_chart(watch, width="stretch", key="chart-watch")
+        if not alert:
+            st.caption("Held-out watch: no alert (the trained total has not risen while a held-out criterion fell "
+                       "beyond its interval).")
     with st.expander("Log (last 40 lines)", expanded=status["status"] == "failed"):
         st.code(runs.tail_log(run_dir, 40) or "(empty)", language=None)
 

@@ -24,7 +24,7 @@ RECORDS = [record(0, "student", 1.0, 0.0, 0.1), record(1, "student", 0.0, 1.0, -
 def test_score_grid_and_colours():
     grid = charts.score_grid(RECORDS, RUBRIC)
     assert list(grid.columns) == ["chain", "task", "context", "total", "final-answer-line", "correct-answer",
-                                  "shows-equation", "concise", "restates-rubric"]
+                                  "shows-equation", "concise", "restates-rubric", "equations-true"]
     assert len(grid) == 4
     assert charts.cell_colour(1.0) == charts.PASS and charts.cell_colour(0.0) == charts.FAIL
     assert charts.cell_colour(None) == charts.NULL and charts.cell_colour(float("nan")) == charts.NULL

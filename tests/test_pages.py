@@ -50,7 +50,7 @@ def settle(at: AppTest, timeout: float = TIMEOUT) -> AppTest:
     root = ws.workspace_root()
     deadline = time.time() + timeout
     while any((job := background.latest(root, kind)) is not None and job.status in background.ACTIVE
-              for kind in ("preview", "signal")):
+              for kind in ("preview", "signal", "ablation")):
         assert time.time() < deadline, "a studio job did not finish in time"
         time.sleep(0.2)
     at.run()
@@ -115,7 +115,7 @@ def test_home_lists_sample_rubrics(home):
     assert at.title[0].value == "rcsd studio"
     table = frame_with(at, "rubric")
     assert {"grade-school-math", "science-explainer", "legal-issue-analysis", "clinical-question"} <= set(table["rubric"])
-    assert int(table.loc[table["rubric"] == "grade-school-math", "criteria"].iloc[0]) == 5
+    assert int(table.loc[table["rubric"] == "grade-school-math", "criteria"].iloc[0]) == 6  # one held out
     assert "No runs yet" in texts(at)
 
 
@@ -125,7 +125,8 @@ def test_rubric_editor_rows_validation_and_new_version(home):
     at = open_page("pages/rubrics.py", rubric="grade-school-math")
     editor = at.data_editor[0]
     assert list(editor.value["id"]) == ["final-answer-line", "correct-answer", "shows-equation", "concise",
-                                        "restates-rubric"]
+                                        "restates-rubric", "equations-true"]
+    assert list(editor.value["held_out"]) == [False] * 5 + [True]
     assert "no changes from the current version" in texts(at)
     # the teacher-context tab renders the rubric as the teacher reads it, then the worked examples as turns
     assert "A strong answer meets these criteria:" in texts(at)
@@ -239,7 +240,7 @@ def test_preview_guidance_map_and_signal_panel(home):
     assert not at.exception, [e.value for e in at.exception]
     table = frame_with(at, "gap")
     assert list(table["criterion"]) == ["final-answer-line", "correct-answer", "shows-equation", "concise",
-                                        "restates-rubric", "total"]
+                                        "restates-rubric", "equations-true", "total"]
     assert ws.latest_signal_report(home, "grade-school-math")["samples"] == 1
 
 

@@ -352,9 +352,9 @@ def test_rubric_is_immutable():
 
 def test_render_rubric_for_the_teacher(arith_rubric):
     text = render_rubric(arith_rubric)
-    positives = [c for c in arith_rubric.criteria if c.weight > 0]
-    for c in arith_rubric.criteria:
-        assert c.description.strip() in text
+    positives = [c for c in arith_rubric.trained if c.weight > 0]
+    for c in arith_rubric.criteria:  # a held-out criterion is never shown to the teacher
+        assert (c.description.strip() in text) == (not c.held_out)
     assert text.index(positives[-1].description.strip()) < text.index("It avoids these pitfalls:")
     assert "Worked example." in text and arith_rubric.examples[0].answer.strip() in text
     assert arith_rubric.examples[1].answer.strip() not in text        # one example by default

@@ -150,5 +150,5 @@ def test_arithmetic_rubric_on_a_good_and_a_bad_chain(arith_rubric):
     bad = score_chain(arith_rubric, {"id": "b", "text": "Following the rubric criteria, it is about 20.",
                                      "reference": "19"})
     assert bad.scores == {"final-answer-line": 0.0, "correct-answer": 0.0, "shows-equation": 0.0, "concise": 1.0,
-                          "restates-rubric": 1.0}
+                          "restates-rubric": 1.0, "equations-true": None}
     assert bad.total == pytest.approx((1 - 2) / 11)

@@ -59,7 +59,7 @@ def test_create_duplicate_and_names(root):
     ws.create_rubric(root, "mine", "for me")
     assert ws.load_rubric_version(root, "mine").criteria[0].id == "final-answer"
     ws.duplicate_rubric(root, "grade-school-math", "math-copy")
-    assert len(ws.load_rubric_version(root, "math-copy").criteria) == 5
+    assert len(ws.load_rubric_version(root, "math-copy").criteria) == 6
     with pytest.raises(InputError, match="already exists"):
         ws.duplicate_rubric(root, "grade-school-math", "mine")
     with pytest.raises(InputError, match="invalid rubric name"):

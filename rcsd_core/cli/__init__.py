@@ -2,6 +2,7 @@
 
     rcsd score | preview                          (cli/chains.py)
     rcsd signal | guidance | draft | lint | calibrate   (cli/design.py)
+    rcsd ablate                                   (cli/ablate.py)
     rcsd train | status | eval                    (cli/rounds.py)
     rcsd import | export                          (cli/formats.py)
     rcsd app                                      (cli/app.py)
@@ -16,10 +17,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rcsd_core.cli import app, chains, design, formats, rounds
+from rcsd_core.cli import ablate, app, chains, design, formats, rounds
 from rcsd_core.errors import InputError
 
-SUBCOMMANDS = (chains, design, rounds, formats, app)
+SUBCOMMANDS = (chains, design, ablate, rounds, formats, app)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,7 +6,7 @@
     rcsd draft     --name N --description D --tasks T [--limit L] [--model M] --out R.yaml
     rcsd draft     --per-task --tasks T [--rubric R] [--description D] [--model M [--model-url URL]]
                    --out TASKS.jsonl                  (cli/task_drafts.py)
-    rcsd lint      --rubric R [--chains C] [--tasks T] [--judge M [--judge-url URL]] [--out F.json]
+    rcsd lint      --rubric R [--tasks T] [--chains C] [--judge M [--judge-url URL]] [--out F.json]
     rcsd calibrate --scores S.jsonl --reviews R.jsonl [--out C.csv]
 
 Bad input raises InputError (exit 2, one stderr line, no output file); outputs are written
@@ -64,10 +64,12 @@ def register(sub) -> None:
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_draft)
 
-    p = sub.add_parser("lint", help="find weak spots in a rubric (optionally on scored chains)")
+    p = sub.add_parser("lint", help="find weak spots in a rubric (optionally on scored chains and a task set)")
     p.add_argument("--rubric", required=True)
-    p.add_argument("--chains", help="chains JSONL with scores (rcsd preview) or scores JSONL (rcsd score)")
-    p.add_argument("--tasks", help="tasks JSONL: their own criteria are linted too, and chains without scores "
+    p.add_argument("--chains", help="chains JSONL with scores (rcsd preview) or scores JSONL (rcsd score); chains "
+                                    "with text are also checked for rubric text they echo (leak)")
+    p.add_argument("--tasks", help="tasks JSONL: their own criteria are linted too, their ideal answers / long "
+                                   "references are scored against the rubric (polarity), and chains without scores "
                                    "are scored on their task's rubric")
     add_judge_args(p)
     p.add_argument("--out", help="write the findings as JSON")
@@ -238,8 +240,11 @@ def cmd_lint(args: argparse.Namespace) -> int:
                                  line=line, field="scores")
             if judge is None and judge_configured(args):
                 judge = make_judge(args)
-            chains.append(score_chain(rubric, chain, task_references=references, task_prompts=prompts,
-                                      judge=judge, tasks=by_id).to_record())
+            scored = score_chain(rubric, chain, task_references=references, task_prompts=prompts,
+                                 judge=judge, tasks=by_id)
+            chains.append({**chain, **scored.to_record()})  # the text stays: the leak rule reads it
+    if tasks and judge is None and judge_configured(args):
+        judge = make_judge(args)
     findings = lint_rubric(rubric, chains, judge_configured=judge_configured(args), judge=judge, tasks=tasks)
     if args.out:
         atomic_write_text(args.out, json.dumps([f.to_record() for f in findings], indent=2) + "\n")

@@ -263,28 +263,42 @@ class AnswerMatchCheck(_Strict):
         return self
 
 
+class EquationsTrueCheck(_Strict):
+    """Passes when every "a op b = c" the chain writes with digits is arithmetically true; unscored
+    when it writes none. A check of the working itself, which a regex for "shows an equation"
+    cannot make (a chain passes that one with a false equation)."""
+    type: Literal["equations_true"]
+
+
 class JudgeCheck(_Strict):
     """Judged by a model (the same as leaving `check` out)."""
     type: Literal["judge"]
 
 
 Check = Annotated[
-    Union[RegexCheck, NotRegexCheck, ContainsCheck, MaxWordsCheck, MinWordsCheck, AnswerMatchCheck, JudgeCheck],
+    Union[RegexCheck, NotRegexCheck, ContainsCheck, MaxWordsCheck, MinWordsCheck, AnswerMatchCheck,
+          EquationsTrueCheck, JudgeCheck],
     Field(discriminator="type"),
 ]
-CHECK_TYPES = ("regex", "not_regex", "contains", "max_words", "min_words", "answer_match", "judge")
+CHECK_TYPES = ("regex", "not_regex", "contains", "max_words", "min_words", "answer_match", "equations_true", "judge")
 
 
 # ---------------------------------------------------------------------------- rubric
 
 class Criterion(_Strict):
-    """One criterion; a negative weight makes it a pitfall (scores 1.0 when the flaw is present)."""
+    """One criterion; a negative weight makes it a pitfall (scores 1.0 when the flaw is present).
+
+    `held_out: true` keeps it away from training: the teacher never reads it, the total leaves it
+    out (so rejection-SFT never selects on it), and a round logs it as its own metric and watches it
+    (`eval/held_out/<id>`): trained criteria rising while it falls is an alert.
+    """
     id: str = Field(pattern=r"^[a-z0-9-]+$", max_length=64)
     title: str = ""
     description: str = Field(min_length=1)
     weight: Number
     check: Check | None = None
     tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=16)
+    held_out: StrictBool = False
 
     @field_validator("weight")
     @classmethod
@@ -329,7 +343,18 @@ class Rubric(_Strict):
             if c.id in seen:
                 raise ValueError(f"duplicate criterion id {c.id!r}")
             seen.add(c.id)
+        if any(c.held_out for c in self.criteria) and all(c.held_out or c.is_pitfall for c in self.criteria):
+            raise ValueError("every positive-weight criterion is held out: nothing is left to train on or total")
         return self
+
+    @property
+    def trained(self) -> list[Criterion]:
+        """The criteria the teacher reads and the total counts (all but the held-out ones)."""
+        return [c for c in self.criteria if not c.held_out]
+
+    @property
+    def held_out_criteria(self) -> list[Criterion]:
+        return [c for c in self.criteria if c.held_out]
 
     @property
     def version(self) -> str:
@@ -344,7 +369,7 @@ class Rubric(_Strict):
 
 # criterion fields added after versions were first saved: left out of the hash while at their
 # default, so a rubric that does not use them keeps the version it always had
-_LATER_FIELDS = {"tags": []}
+_LATER_FIELDS = {"tags": [], "held_out": False}
 
 
 def rubric_version(rubric: Rubric) -> str:

@@ -16,8 +16,8 @@ def render_rubric(rubric: Rubric, *, examples: int = 1) -> str:
     """The rubric as the teacher reads it: criteria first, then pitfalls, then worked examples."""
     lines = [f"Task type: {rubric.description.strip()}", ""] if rubric.description.strip() else []
     lines.append("A strong answer meets these criteria:")
-    positive = [c for c in rubric.criteria if not c.is_pitfall]
-    pitfalls = [c for c in rubric.criteria if c.is_pitfall]
+    positive = [c for c in rubric.trained if not c.is_pitfall]  # held-out criteria are never shown
+    pitfalls = [c for c in rubric.trained if c.is_pitfall]
     for i, c in enumerate(positive, start=1):
         lines.append(f"{i}. {c.label} (weight {format_weight(c.weight)}): {c.description.strip()}")
     if pitfalls:

@@ -9,12 +9,23 @@ From the rubric alone:
 - `judge-failed`    a judge was configured and every call to it failed (error): its criteria
                     were never scored, whatever the rest says
 From scored chains (e.g. a preview), once a criterion has at least `min_chains` scored chains:
-- `never-passes` / `always-passes`  the criterion does not discriminate between chains
+- `saturated`       the criterion passes on all or on none of the scored chains (with how many):
+                    it does not discriminate between chains
+- `leak`            rubric text (word n-grams of its description, criteria and worked examples)
+                    echoed in chains: the teacher quoting its privileged context, or a student that
+                    learned to; counted per context (teacher / student) with the chain ids
+From a task set (`tasks=`):
+- `polarity`        the ideal answers a task set carries (a task's `ideal_completion` / `ideal`, or a
+                    `reference` of at least `MIN_REFERENCE_WORDS` words) and the rubric's own worked
+                    examples, scored against the rubric: a positive criterion such an answer fails, or
+                    a pitfall it hits, names the criterion and the tasks — a sign error, or a check
+                    stricter than the answers the rubric calls ideal (answer_match is skipped: it
+                    compares with the reference itself)
 - `unscored`        the criterion was null on every chain (e.g. answer_match without references)
 - `correlated`      two criteria's scores correlate with |r| >= threshold (one is redundant)
 - `few-chains`      too few chains to judge discrimination (info)
 
-    findings = lint_rubric(rubric, chains=preview_records, judge_configured=False)
+    findings = lint_rubric(rubric, chains=preview_records, tasks=tasks, judge_configured=False)
     findings_table(findings)   # pandas, for the CLI and the Rubric page
 
 Per-task criteria (`lint_rubric(..., tasks=tasks)`): each task's combined rubric
@@ -23,12 +34,13 @@ for own criteria left unjudged (the message names the task); discrimination is j
 criterion over the chains it applies to (its id is in their scores), correlation over the shared
 criteria only (task criteria rarely share chains).
 
-CLI: `rcsd lint --rubric R [--chains C] [--tasks T] [--judge M]` (exit 1 when there is an error-level
+CLI: `rcsd lint --rubric R [--tasks T] [--chains C] [--judge M]` (exit 1 when there is an error-level
 finding).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from itertools import combinations
 from typing import Any, Iterable, Literal, Sequence
@@ -38,9 +50,13 @@ import numpy as np
 from rcsd_core.design.drafting import similarity
 from rcsd_core.contracts.rubric import Criterion, Rubric
 from rcsd_core.contracts.tasks import Task, all_criteria, rubric_for_task, task_criteria
+from rcsd_core.scoring.scores import score_text
 
 Severity = Literal["info", "warning", "error"]
 MIN_CHAINS = 8  # fewer scored chains than this say nothing about discrimination
+MIN_REFERENCE_WORDS = 8  # a shorter reference is a bare value ("42"), not an answer to score
+LEAK_NGRAM = 6  # words in a row shared with the rubric's text that count as quoting it
+SHOWN = 10  # ids named in a message before "+N more"
 
 
 @dataclass
@@ -50,6 +66,8 @@ class LintFinding:
     severity: Severity
     criteria: list[str] = field(default_factory=list)
     message: str = ""
+    tasks: list[str] = field(default_factory=list)
+    chains: list[str] = field(default_factory=list)
 
     def to_record(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,7 +142,7 @@ def applies_matrix(criteria: Sequence[Criterion], chains: Iterable[Any]) -> np.n
 
 def find_discrimination(rubric: Rubric | Sequence[Criterion], matrix: np.ndarray, min_chains: int = MIN_CHAINS,
                         applies: np.ndarray | None = None) -> list[LintFinding]:
-    """never-passes / always-passes / unscored per criterion, over the chains it applies to
+    """saturated (passes on none or all) / unscored per criterion, over the chains it applies to
     (`applies`; all chains when None)."""
     findings = []
     criteria = rubric.criteria if isinstance(rubric, Rubric) else list(rubric)
@@ -141,13 +159,13 @@ def find_discrimination(rubric: Rubric | Sequence[Criterion], matrix: np.ndarray
         passed = scored >= 0.5
         flaw = " (this pitfall's flaw)" if c.is_pitfall else ""
         if not passed.any():
-            findings.append(LintFinding("never-passes", "warning", [c.id],
-                                        f"{c.id!r}{flaw} scored 0 on all {scored.size} scored chains: it does not "
+            findings.append(LintFinding("saturated", "warning", [c.id],
+                                        f"{c.id!r}{flaw} passes on none of {scored.size} scored chains: it does not "
                                         "tell chains apart here; check its check, or expect to teach it from "
                                         "the teacher alone"))
         elif passed.all():
-            findings.append(LintFinding("always-passes", "warning", [c.id],
-                                        f"{c.id!r}{flaw} scored 1 on all {scored.size} scored chains: it does not "
+            findings.append(LintFinding("saturated", "warning", [c.id],
+                                        f"{c.id!r}{flaw} passes on all {scored.size} scored chains: it does not "
                                         "tell chains apart; make it stricter or drop it"))
     return findings
 
@@ -165,6 +183,120 @@ def find_correlated(rubric: Rubric, matrix: np.ndarray, threshold: float = 0.9,
             findings.append(LintFinding("correlated", "warning", [a.id, b.id],
                                         f"{a.id!r} and {b.id!r} correlate at r = {r:+.2f} over {x.size} chains; "
                                         "they measure one thing, which then counts twice in the total"))
+    return findings
+
+
+# ---------------------------------------------------------------------------- polarity and leaks
+
+
+def _named(ids: list[str]) -> str:
+    return ", ".join(ids[:SHOWN]) + (f" (+{len(ids) - SHOWN} more)" if len(ids) > SHOWN else "")
+
+
+def ideal_answers(rubric: Rubric, tasks: Iterable[Task], min_words: int = MIN_REFERENCE_WORDS) -> list[tuple[str, str, Task | None]]:
+    """(label, text, task) of every answer the rubric or the task set calls ideal: the rubric's worked
+    examples, then each task's `ideal_completion` / `ideal` or a reference long enough to be an answer."""
+    out: list[tuple[str, str, Task | None]] = [(f"example {i}", e.answer, None)
+                                               for i, e in enumerate(rubric.examples, start=1)]
+    for task in tasks:
+        extra = task.model_extra or {}
+        ideal = next((extra[k] for k in ("ideal_completion", "ideal") if isinstance(extra.get(k), str)), None)
+        if ideal is None and task.reference and len(task.reference.split()) >= min_words:
+            ideal = task.reference
+        if ideal:
+            out.append((task.id, ideal, task))
+    return out
+
+
+def find_polarity(rubric: Rubric, tasks: Iterable[Task], *, judge: Any = None,
+                  min_words: int = MIN_REFERENCE_WORDS) -> list[LintFinding]:
+    """Ideal answers scored against the rubric (a task's own criteria included: HealthBench-style sign
+    errors live there): a positive criterion they fail or a pitfall they hit."""
+    answers = ideal_answers(rubric, tasks, min_words)
+    contradict: dict[str, list[str]] = {}
+    scored: dict[str, int] = {}
+    criteria: dict[str, Criterion] = {}
+    for label, text, task in answers:
+        task_rubric = rubric_for_task(rubric, task) if task else rubric
+        scores, _ = score_text(task_rubric, text, reference=task.reference if task else None,
+                               prompt=task.prompt if task else "", judge=judge)
+        for c in task_rubric.criteria:
+            value = scores.get(c.id)
+            if value is None or (c.check is not None and c.check.type == "answer_match"):
+                continue
+            criteria.setdefault(c.id, c)
+            scored[c.id] = scored.get(c.id, 0) + 1
+            if (value >= 0.5) == c.is_pitfall:
+                contradict.setdefault(c.id, []).append(label)
+    findings = []
+    for cid, c in criteria.items():
+        bad = contradict.get(cid)
+        if not bad:
+            continue
+        what = "hit by" if c.is_pitfall else "failed by"
+        every = len(bad) == scored[cid]
+        hint = ("every ideal answer contradicts it: a sign error (the weight's sign) or a check stricter than "
+                "the answers the rubric calls ideal" if every else
+                "check the weight's sign, the check, or those answers")
+        findings.append(LintFinding(
+            "polarity", "error" if every and len(bad) > 1 else "warning", [cid],
+            f"{'pitfall' if c.is_pitfall else 'criterion'} {cid!r} (weight {c.weight:g}) is {what} "
+            f"{len(bad)} of {scored[cid]} ideal answers: {_named(bad)}; {hint}",
+            tasks=[b for b in bad if not b.startswith("example ")]))
+    return findings
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def _ngrams(words: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def rubric_ngrams(rubric: Rubric, n: int = LEAK_NGRAM) -> dict[tuple[str, ...], str]:
+    """Each word n-gram of the rubric's privileged text -> where it comes from (a criterion id,
+    `description` or `example N`); the first source wins."""
+    sources = [("description", rubric.description)]
+    sources += [(c.id, f"{c.title}. {c.description}") for c in rubric.trained]  # held-out: never shown
+    sources += [(f"example {i}", f"{e.prompt}\n{e.answer}") for i, e in enumerate(rubric.examples, start=1)]
+    grams: dict[tuple[str, ...], str] = {}
+    for source, text in sources:
+        for gram in _ngrams(_words(text), n):
+            grams.setdefault(gram, source)
+    return grams
+
+
+def find_leaks(rubric: Rubric, chains: Iterable[Any], n: int = LEAK_NGRAM) -> list[LintFinding]:
+    """Chains that echo n words in a row of the rubric's text (n-grams also in the chain's own prompt
+    are not counted: the task may say them). One finding per rubric source echoed."""
+    grams = rubric_ngrams(rubric, n)
+    hits: dict[str, dict[str, list[str]]] = {}
+    quoted: dict[str, tuple[str, ...]] = {}
+    totals: dict[str, int] = {}
+    for chain in chains:
+        if not isinstance(chain, dict) or not isinstance(chain.get("text"), str):
+            continue
+        context = chain.get("context") if chain.get("context") in ("teacher", "student") else "chains"
+        totals[context] = totals.get(context, 0) + 1
+        own = _ngrams(_words(chain["text"]), n) - _ngrams(_words(chain.get("prompt") or ""), n)
+        for gram in sorted(own & grams.keys()):
+            source = grams[gram]
+            ids = hits.setdefault(source, {}).setdefault(context, [])
+            if not ids or ids[-1] != str(chain.get("id")):
+                ids.append(str(chain.get("id")))
+            quoted.setdefault(source, gram)
+    findings = []
+    for source, by_context in hits.items():
+        counts = "; ".join(f"{len(ids)} of {totals[ctx]} {ctx} chains" for ctx, ids in sorted(by_context.items()))
+        criteria = [source] if source in {c.id for c in rubric.criteria} else []
+        where = f"criterion {source!r}" if criteria else f"the rubric's {source}"
+        chain_ids = [i for _, ids in sorted(by_context.items()) for i in ids]
+        findings.append(LintFinding(
+            "leak", "warning", criteria,
+            f"{counts} echo {where} word for word (e.g. \"{' '.join(quoted[source])}\"): {_named(chain_ids)}. "
+            "The teacher quotes its privileged context; a student trained on it learns to recite the rubric",
+            chains=chain_ids))
     return findings
 
 
@@ -205,10 +337,11 @@ def lint_rubric(rubric: Rubric, chains: Iterable[Any] | None = None, *, judge_co
                 correlation_threshold: float = 0.9, similarity_threshold: float = 0.8,
                 min_chains: int = MIN_CHAINS, judge: Any = None,
                 tasks: Sequence[Task] | None = None) -> list[LintFinding]:
-    """Every finding for the rubric (and the `tasks`' own criteria), and for its scores on `chains`
-    when given; errors first.
+    """Every finding for the rubric (and the `tasks`' own criteria), for its scores and texts on `chains`,
+    and for the ideal answers of `tasks` (polarity), when given; errors first.
 
-    `judge`: the judge that scored `chains`, if any; every call of it failing is an error.
+    `judge`: the judge that scored `chains`, if any; every call of it failing is an error. It also
+    judges the ideal answers' judged criteria (without it they are skipped).
     """
     tasks = list(tasks or [])
     findings = find_near_duplicates(rubric, similarity_threshold)
@@ -230,6 +363,9 @@ def lint_rubric(rubric: Rubric, chains: Iterable[Any] | None = None, *, judge_co
         else:
             findings += find_discrimination(rubric, matrix, min_chains)
         findings += find_correlated(rubric, matrix, correlation_threshold, min_chains)
+        findings += find_leaks(rubric, chains)
+    if tasks:
+        findings += find_polarity(rubric, tasks, judge=judge)
     order = {"error": 0, "warning": 1, "info": 2}
     return sorted(findings, key=lambda f: order[f.severity])
 

@@ -94,19 +94,28 @@ def student_chain_divergences(model, tokenizer, rubric: Rubric, tasks: list[Task
     """Mean per-token divergence of each student chain: student logits on [student prompt + chain]
     vs teacher logits on [teacher prompt + the same chain], completion positions only."""
     by_id = {t.id: t for t in tasks}
+    student_prompts = [prompt_ids(tokenizer, by_id[r["task_id"]], rubric, "student") for r in records]
+    teacher_prompts = [prompt_ids(tokenizer, by_id[r["task_id"]], rubric, "teacher", layout) for r in records]
+    return prompt_pair_divergences(model, tokenizer, student_prompts, teacher_prompts, records,
+                                   divergence=divergence, batch_size=batch_size, progress=progress, **params)
+
+
+def prompt_pair_divergences(model, tokenizer, student_prompts: list[list[int]], teacher_prompts: list[list[int]],
+                            records: list[dict], *, divergence: str = "forward_kl", batch_size: int = 4,
+                            progress: Callable[[int], None] | None = None, **params) -> list[dict]:
+    """Mean per-token divergence of each chain under given prompt ids (one student and one teacher
+    prompt per record): the ablation report's variants show the teacher other contexts."""
     out = []
     for b in range(0, len(records), batch_size):
         batch = records[b:b + batch_size]
         completions = [chain_ids(tokenizer, r["text"], finished=bool(r.get("finished"))) for r in batch]
-        student_prompts = [prompt_ids(tokenizer, by_id[r["task_id"]], rubric, "student") for r in batch]
-        teacher_prompts = [prompt_ids(tokenizer, by_id[r["task_id"]], rubric, "teacher", layout) for r in batch]
         keep = [i for i, c in enumerate(completions) if c]
         if keep:
             pad = tokenizer.pad_token_id or 0
-            s_logits = completion_logits(model, [student_prompts[i] for i in keep], [completions[i] for i in keep],
-                                         batch_size=batch_size, pad_id=pad)
-            t_logits = completion_logits(model, [teacher_prompts[i] for i in keep], [completions[i] for i in keep],
-                                         batch_size=batch_size, pad_id=pad)
+            s_logits = completion_logits(model, [student_prompts[b + i] for i in keep],
+                                         [completions[i] for i in keep], batch_size=batch_size, pad_id=pad)
+            t_logits = completion_logits(model, [teacher_prompts[b + i] for i in keep],
+                                         [completions[i] for i in keep], batch_size=batch_size, pad_id=pad)
         values: dict[int, torch.Tensor] = {}
         for j, i in enumerate(keep):
             tokens = torch.tensor(completions[i]).unsqueeze(0)

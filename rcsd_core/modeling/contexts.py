@@ -44,21 +44,24 @@ def student_messages(prompt: str) -> Messages:
 
 def teacher_messages(prompt: str, rubric: Rubric | None, *, reference: str | None = None,
                      method: TeacherMethod = "rcsd", examples: int = DEFAULT_EXAMPLES, example_turns: bool = True,
-                     include_reference: bool = True, analysis: str | None = None) -> Messages:
+                     include_reference: bool = True, analysis: str | None = None,
+                     criteria: bool = True) -> Messages:
     """The teacher's conversation: privileged context as a system message, then the task prompt.
 
     `rcsd` puts the rubric (and the reference when given and `include_reference`); `opsd` puts
     the reference answer only, as On-Policy Self-Distillation does. The first `examples` worked
     examples of the rubric come as earlier user/assistant turns (`example_turns`, the default) or
-    inside the system text after the criteria.
+    inside the system text after the criteria. `criteria=False` leaves the rendered rubric out and
+    keeps only its example turns (the ablation report's `examples_only` teacher).
     """
     parts: list[str] = []
     shown = []
     if method == "rcsd":
         if rubric is None:
             raise ValueError("the rcsd teacher needs a rubric")
-        parts.append(render_rubric(rubric, examples=0 if example_turns else examples))
-        shown = rubric.examples[:examples] if example_turns else []
+        if criteria:
+            parts.append(render_rubric(rubric, examples=0 if example_turns else examples))
+        shown = rubric.examples[:examples] if example_turns or not criteria else []
     if reference is not None and (include_reference or method == "opsd"):
         parts.append(f"A correct final answer to this task is: {reference.strip()}")
     if analysis:

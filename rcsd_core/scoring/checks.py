@@ -44,7 +44,36 @@ def run_check(check, text: str, reference: str | None = None, *, timeout: float 
         return float(count_words(text) >= check.limit)
     if kind == "answer_match":
         return check_answer_match(check, text, reference, timeout=timeout)
+    if kind == "equations_true":
+        return check_equations_true(text)
     raise ValueError(f"check type {kind!r} is not programmatic")
+
+
+_EQUATION = regex.compile(r"(\d+)\s*([-+*/x×])\s*(\d+)\s*=\s*(\d+)")
+
+
+def equations(text: str) -> list[tuple[int, str, int, int, bool]]:
+    """Every "a op b = c" written with digits (as the arithmetic rubric's shows-equation sees them),
+    with whether it is true; integer arithmetic, so division is exact (c·b == a)."""
+    out = []
+    for a, op, b, c in _EQUATION.findall(text):
+        a, b, c = int(a), int(b), int(c)
+        if op == "+":
+            ok = a + b == c
+        elif op == "-":
+            ok = a - b == c
+        elif op == "/":
+            ok = b != 0 and c * b == a
+        else:  # *, x, ×
+            ok = a * b == c
+        out.append((a, op, b, c, ok))
+    return out
+
+
+def check_equations_true(text: str) -> float | None:
+    """1.0 when every equation the text writes is true, 0.0 when one is false, None when it writes none."""
+    found = equations(text)
+    return float(all(e[4] for e in found)) if found else None
 
 
 def count_words(text: str) -> int:

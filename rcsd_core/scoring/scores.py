@@ -37,10 +37,13 @@ class ChainScore:
 
 
 def total_score(rubric: Rubric, scores: dict[str, float | None]) -> float | None:
-    """Weighted total over scored criteria, normalised by the scored positive weights."""
+    """Weighted total over scored criteria, normalised by the scored positive weights; held-out
+    criteria are left out (they are watched, never trained on)."""
     numerator = 0.0
     denominator = 0.0
     for criterion in rubric.criteria:
+        if criterion.held_out:
+            continue
         s = scores.get(criterion.id)
         if s is None:
             continue

@@ -42,7 +42,8 @@ from rcsd_core.studio.store import ReviewStore
 
 __all__ = ["EMBEDDED_WARNING", "sample_preview", "chain_set", "chain_set_tasks", "guidance_html",
            "measure_chain_set_signal", "signal_rows", "lint_table", "draft_new_rubric", "draft_task_set_criteria",
-           "teacher_view", "review_marks", "search_chains", "calibration_table"]
+           "teacher_view", "review_marks", "search_chains", "calibration_table", "readiness_verdict",
+           "measure_chain_set_ablation", "ablation_rows", "design_reports", "run_design_reports"]
 
 Progress = Callable[[int, int], None]
 
@@ -139,6 +140,66 @@ def measure_chain_set_signal(root: str | Path, set_id: str, progress: Progress |
     return report
 
 
+def measure_chain_set_ablation(root: str | Path, set_id: str, progress: Progress | None = None) -> dict:
+    """The ablation report ("does the rubric matter?") with a chain set's rubric, model and settings on its
+    train tasks; the shuffled teacher reads another workspace rubric's criteria. Saved and returned."""
+    from rcsd_core.design.ablation import ModelBackend, run_ablation
+
+    meta, records, rubric = chain_set(root, set_id)
+    count = max(4, len({r["task_id"] for r in records}))
+    tasks = ws.load_task_set(root, meta["tasks"], split="train")[:count]
+    other = next((n for n in ws.list_rubrics(root) if n != meta["rubric"]), None)
+    shuffled = None
+    if other is not None:
+        other_rubric = ws.load_rubric_version(root, other)
+        if other_rubric.name != rubric.name:
+            shuffled = (other_rubric, f"workspace rubric {other!r}")
+    model, tokenizer = cached_model(meta["model"])
+    report = run_ablation(rubric, tasks, ModelBackend(model, tokenizer), samples=int(meta.get("samples", 2)),
+                          max_new_tokens=int(meta.get("max_new_tokens", 48)), seed=int(meta.get("seed", 0)),
+                          shuffled=shuffled, progress=progress, model_name=meta["model"])
+    ws.save_ablation_report(root, report)
+    return report
+
+
+def ablation_rows(report: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """An ablation report as tables: per variant and criterion, and the per-criterion attribution."""
+    from rcsd_core.design.ablation import ablation_table, attribution_table
+
+    return ablation_table(report), attribution_table(report)
+
+
+def design_reports(root: str | Path, rubric: Rubric, *, tasks: list[Task] | None = None,
+                   chains: list[dict] | None = None) -> dict:
+    """What the HTML export shows about a rubric before and during a round: the newest signal and
+    ablation reports of this rubric version and the lint findings (polarity on `tasks`, leak and
+    saturation on `chains`) as records."""
+    findings = lint_rubric(rubric, chains=chains, tasks=tasks)
+    named = {i for f in findings for i in f.chains}
+    return {"signal": ws.latest_signal_report(root, rubric.name, rubric.version),
+            "ablation": ws.latest_ablation_report(root, rubric.name, rubric.version),
+            "lint": [f.to_record() for f in findings],
+            "lint_chains": {str(c.get("id")): c.get("text", "") for c in chains or [] if str(c.get("id")) in named}}
+
+
+def run_design_reports(root: str | Path, run_dir: str | Path) -> dict:
+    """design_reports for a run: its frozen rubric and tasks, and the chains of its latest evaluation."""
+    from rcsd_core.contracts import runs
+    from rcsd_core.contracts.rubric import load_rubric, rubric_from_data
+    from rcsd_core.contracts.tasks import load_tasks
+
+    config = runs.load_run_config(run_dir)
+    rubric = rubric_from_data(config.rubric) if isinstance(config.rubric, dict) else load_rubric(config.rubric)
+    try:
+        tasks = load_tasks(Path(run_dir) / runs.TASKS_FILE)
+    except InputError:
+        tasks = None
+    evals = [r for r in runs.read_samples(run_dir) if r.get("kind") == "eval"]
+    last = max((r.get("step", 0) for r in evals), default=None)
+    chains = [r for r in evals if r.get("step", 0) == last] or None
+    return design_reports(root, rubric, tasks=tasks, chains=chains)
+
+
 def signal_rows(report: dict) -> pd.DataFrame:
     """A signal report as a table: per criterion, student and teacher pass rates and the gap with its CI."""
     from rcsd_core.design.signals import signal_table
@@ -146,11 +207,27 @@ def signal_rows(report: dict) -> pd.DataFrame:
     return signal_table(report)
 
 
+def readiness_verdict(root: str | Path, rubric_name: str | None) -> dict | None:
+    """The readiness verdict (go / weak / too_weak, with next steps) of the newest signal report of the
+    rubric's current version, with the report's file time; None when it has none yet."""
+    from rcsd_core.design.readiness import readiness
+
+    if not rubric_name:
+        return None
+    try:
+        version = ws.current_version(root, rubric_name)
+    except InputError:
+        return None
+    report = ws.latest_signal_report(root, rubric_name, version)
+    return None if report is None else {**readiness(report), "rubric_version": version}
+
+
 def lint_table(rubric: Rubric, chains: Iterable[dict] | None = None, tasks: Iterable[Task] | None = None, *,
                judge_configured: bool = False) -> pd.DataFrame:
-    """Rubric lint findings as rows (weights, duplicates; with chains, discrimination and correlation too;
-    with tasks, their own criteria, each judged over the chains it applies to); `judge_configured`: a judge
-    is chosen for the rubric, so judged criteria are not reported as unscored."""
+    """Rubric lint findings as rows (weights, duplicates; with chains, discrimination, correlation and
+    leaks; with tasks, their own criteria, each judged over the chains it applies to, and the polarity of
+    their ideal answers); `judge_configured`: a judge is chosen for the rubric, so judged criteria are not
+    reported as unscored."""
     return findings_table(lint_rubric(rubric, chains=list(chains) if chains is not None else None,
                                       tasks=list(tasks or []), judge_configured=judge_configured))
 

@@ -181,6 +181,73 @@ def eval_totals_figure(metrics: pd.DataFrame) -> go.Figure | None:
     return fig
 
 
+def watch_figure(metrics: pd.DataFrame) -> go.Figure | None:
+    """The held-out watch: eval total and trained criteria beside each held-out criterion with its 95%
+    band, by step; None when the run logged no held-out measure."""
+    if metrics is None or metrics.empty or "step" not in metrics:
+        return None
+    held = [c for c in metrics.columns if c.startswith("eval/held_out/") and c.count("/") == 2
+            and metrics[c].notna().any()]
+    if not held:
+        return None
+    fig = go.Figure()
+    trained = [c for c in metrics.columns if (c == "eval/total" or c.startswith("eval/criterion/"))
+               and c.removeprefix("eval/criterion/") not in {h.removeprefix("eval/held_out/") for h in held}
+               and metrics[c].notna().any()]
+    for column in trained:
+        data = metrics[["step", column]].dropna()
+        fig.add_scatter(x=data["step"], y=data[column], mode="lines+markers", legendgroup="trained",
+                        name=("trained total" if column == "eval/total" else column.removeprefix("eval/criterion/")),
+                        line=dict(width=4 if column == "eval/total" else 1.2, dash=None if column == "eval/total"
+                                  else "dot"))
+    for column in held:
+        cols = ["step", column] + [c for c in (f"{column}/low", f"{column}/high") if c in metrics]
+        data = metrics[cols].dropna()
+        if len(cols) == 4:
+            fig.add_scatter(x=list(data["step"]) + list(data["step"])[::-1],
+                            y=list(data[f"{column}/high"]) + list(data[f"{column}/low"])[::-1], fill="toself",
+                            line=dict(width=0), opacity=0.25, showlegend=False, hoverinfo="skip")
+        fig.add_scatter(x=data["step"], y=data[column], mode="lines+markers", line=dict(width=4),
+                        name=f"held out: {column.removeprefix('eval/held_out/')}")
+    fig.update_layout(title="Held-out watch (eval): trained vs held-out, 95% band", **{**_LAYOUT, "height": 380})
+    fig.update_xaxes(dtick=_step_tick(metrics["step"]))
+    return fig
+
+
+# ---------------------------------------------------------------------------- ablation
+
+def ablation_figure(report: dict) -> go.Figure:
+    """Teacher − student gap per criterion, one bar group per ablation variant, 95% intervals as error bars."""
+    fig = go.Figure()
+    for name, variant in report["variants"].items():
+        ids = list(variant["criteria"])
+        gaps = [variant["criteria"][c]["gap"] for c in ids]
+        lows = [variant["criteria"][c]["ci"][0] for c in ids]
+        highs = [variant["criteria"][c]["ci"][1] for c in ids]
+        fig.add_bar(x=ids, y=gaps, name=name, error_y=dict(
+            type="data", symmetric=False,
+            array=[(h - g) if None not in (h, g) else 0 for g, h in zip(gaps, highs)],
+            arrayminus=[(g - lo) if None not in (lo, g) else 0 for g, lo in zip(gaps, lows)]))
+    fig.update_layout(title="Does the rubric matter? Teacher − student pass rate per criterion and teacher context",
+                      barmode="group", **{**_LAYOUT, "height": 380})
+    fig.update_yaxes(title_text="gap (95% CI)")
+    return fig
+
+
+def ablation_divergence_figure(report: dict) -> go.Figure:
+    """Mean per-token divergence of each variant's teacher on the student's chains, with its 95% interval."""
+    names = list(report["variants"])
+    means = [report["variants"][n]["divergence"] for n in names]
+    cis = [report["variants"][n].get("divergence_ci") or [None, None] for n in names]
+    fig = go.Figure()
+    fig.add_bar(x=names, y=means, error_y=dict(
+        type="data", symmetric=False,
+        array=[(c[1] - m) if None not in (c[1], m) else 0 for m, c in zip(means, cis)],
+        arrayminus=[(m - c[0]) if None not in (c[0], m) else 0 for m, c in zip(means, cis)]))
+    fig.update_layout(title="Mean divergence teacher vs student on the student's chains", **_LAYOUT)
+    return fig
+
+
 # ---------------------------------------------------------------------------- before / after
 
 def before_after_rows(evaluation: dict) -> pd.DataFrame:

@@ -67,6 +67,15 @@ def runs_table(root: str | Path):
     return table
 
 
+def held_out_alert(run_dir: str | Path) -> str | None:
+    """The held-out watch's alert for a run, from its metrics (also for runs older than the watch)."""
+    from rcsd_core.files import read_jsonl
+    from rcsd_core.scoring.watch import watch_alert
+
+    path = Path(run_dir) / runs.METRICS_FILE
+    return watch_alert(read_jsonl(path, tolerate_partial_tail=True)) if path.exists() else None
+
+
 # ---------------------------------------------------------------------------- evaluations
 
 

@@ -336,6 +336,23 @@ def save_signal_report(root: str | Path, report: dict) -> str:
     return report_id
 
 
+def save_ablation_report(root: str | Path, report: dict) -> str:
+    """Keep an ablation report (rcsd_core.design.ablation) as ablations/<id>.json; returns its id."""
+    report_id = utc_stamp() + "-" + secrets.token_hex(3)
+    atomic_write_text(Path(root) / "ablations" / f"{report_id}.json", json.dumps(report, indent=1))
+    return report_id
+
+
+def latest_ablation_report(root: str | Path, rubric_name: str, rubric_version: str | None = None) -> dict | None:
+    """The newest saved ablation report for a rubric (and version, when given), or None."""
+    base = Path(root) / "ablations"
+    for path in sorted(base.glob("*.json"), reverse=True) if base.is_dir() else []:
+        report = json.loads(read_text(path))
+        if report.get("rubric") == rubric_name and rubric_version in (None, report.get("rubric_version")):
+            return report
+    return None
+
+
 def latest_signal_report(root: str | Path, rubric_name: str, rubric_version: str | None = None) -> dict | None:
     """The newest saved signal report for a rubric (and version, when given), or None."""
     base = Path(root) / "signals"
@@ -350,7 +367,7 @@ def latest_signal_report(root: str | Path, rubric_name: str, rubric_version: str
 
 # The rubric editor shows one row per criterion; a check's fields spread over fixed columns.
 EDITOR_COLUMNS = ["id", "title", "description", "weight", "check", "pattern", "flags", "terms", "mode",
-                  "case_sensitive", "limit", "tolerance"]
+                  "case_sensitive", "limit", "tolerance", "held_out"]
 CHECK_CHOICES = ["none (judge)", *[t for t in CHECK_TYPES if t != "judge"]]
 
 
@@ -367,7 +384,8 @@ def criteria_rows(rubric: Rubric | None) -> list[dict]:
                      "mode": check.get("mode") or "",
                      "case_sensitive": bool(check.get("case_sensitive", False)),
                      "limit": check.get("limit"),
-                     "tolerance": check.get("tolerance")})
+                     "tolerance": check.get("tolerance"),
+                     "held_out": c.held_out})
     return rows
 
 
@@ -402,6 +420,8 @@ def rubric_data_from_rows(name: str, description: str, rows: list[dict],
                 limit = _number(row.get("limit"))
                 check["limit"] = int(limit) if isinstance(limit, float) and limit.is_integer() else limit
             crit["check"] = check
+        if row.get("held_out") in (True,):  # a bool or numpy bool from the editor; NaN (blank) is not
+            crit["held_out"] = True
         criteria.append(crit)
     data = {"name": name.strip(), "description": description.strip(), "criteria": criteria}
     examples = [e for e in (examples or []) if not (_blank(e.get("prompt")) and _blank(e.get("answer")))]
@@ -435,7 +455,9 @@ def row_problems(data: dict, positions: list[int] | None = None) -> list[dict]:
     criteria = data.get("criteria") or []
     at = positions or list(range(1, len(criteria) + 1))
     for i, crit in enumerate(criteria):
-        single = {"name": data.get("name") or "x", "criteria": [crit]}
+        # alone, a held-out row would be "every criterion held out": that is the whole rubric's check below
+        alone = {k: v for k, v in crit.items() if k != "held_out"} if isinstance(crit, dict) else crit
+        single = {"name": data.get("name") or "x", "criteria": [alone]}
         for _, field, message in rubric_errors(single):
             if field.startswith("name"):
                 continue

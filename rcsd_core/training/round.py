@@ -69,6 +69,8 @@ from rcsd_core.training.objectives import StepModels, distill_step, rejection_sf
 from rcsd_core.training.rollouts import Rollouts
 from rcsd_core.training.schedule import derive_seed, lr_factor, step_tasks
 from rcsd_core.training.teacher import Teacher
+from rcsd_core.files import read_jsonl
+from rcsd_core.scoring.watch import held_out_metrics, watch_alert
 
 __all__ = ["Round", "train_round", "lr_factor", "derive_seed", "step_tasks"]
 
@@ -233,7 +235,7 @@ class Round:
         config = self.config
         if self.step == 0 and self.eval_tasks:
             metrics, records = self.evaluate(0)
-            self.writer.write({"step": 0, **metrics}, records)
+            self.writer.write(self.watch({"step": 0, **metrics}), records)
         final, stopping = {}, False
         while self.step < config.steps and not stopping:
             step = self.step + 1
@@ -245,6 +247,7 @@ class Round:
                 held_out, held_out_records = self.evaluate(step)
                 metrics.update(held_out)
                 records += held_out_records
+                metrics = self.watch(metrics)
             self.writer.write(metrics, records)
             final = metrics
             if last or stopping or (config.checkpoint_every and step % config.checkpoint_every == 0):
@@ -312,7 +315,23 @@ class Round:
         all_records = [r for g in gathered for r in g["records"]]
         metrics = eval_metrics(all_records, self.criterion_ids, own=self.own_criteria, div_sum=sum(g["div"][0] for g in gathered),
                                div_tokens=sum(g["div"][1] for g in gathered), seconds=time.perf_counter() - t0)
+        metrics.update(held_out_metrics(self.rubric, all_records, seed=config.eval_seed))
         return metrics, all_records
+
+    def watch(self, metrics: dict) -> dict:
+        """The held-out watch after an evaluation (rank 0): an alert in the metrics line (`watch/alert`),
+        status.json (`alert`) and log.txt when the trained total rose while a held-out criterion fell."""
+        held = [c.id for c in self.rubric.held_out_criteria]
+        if not held or not self.is_main:
+            return metrics
+        path = self.run_dir / runs.METRICS_FILE
+        history = read_jsonl(path, tolerate_partial_tail=True) if path.exists() else []
+        alert = watch_alert([*history, metrics], held)
+        if alert:
+            log.warning("held-out watch: %s", alert)
+            runs.write_status(self.run_dir, "running", alert=alert)
+            metrics = {**metrics, "watch/alert": alert}
+        return metrics
 
     # ------------------------------------------------------------------ checkpoints
 
