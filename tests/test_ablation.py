@@ -216,26 +216,16 @@ def test_html_export_carries_the_ablation_lint_watch_and_chains():
 
 
 def test_preview_page_runs_the_ablation_and_shows_its_verdict(tmp_path, monkeypatch):
-    from streamlit.testing.v1 import AppTest
+    from test_pages import by_label, open_page, sample_tiny, settle
 
     from rcsd_core.studio import workspace as ws
 
     home = ws.ensure_workspace(tmp_path / "ws")
     monkeypatch.setenv("RCSD_HOME", str(home))
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=240)
-    at.session_state["rubric"] = "grade-school-math"
-    at.switch_page("pages/preview.py").run()
-
-    def label(widgets, name):
-        return next(w for w in widgets if w.label == name)
-
-    label(at.selectbox, "Model").set_value("tiny-random")
-    label(at.number_input, "Tasks (first N of the train split)").set_value(1)
-    label(at.number_input, "Samples per task").set_value(1)
-    label(at.number_input, "Max new tokens").set_value(8)
-    label(at.radio, "Context").set_value("student")
-    label(at.button, "Sample chains").click().run()
-    label(at.button, "Run the ablation").click().run()
+    at = open_page("pages/preview.py", rubric="grade-school-math")
+    sample_tiny(at)
+    by_label(at.button, "Run the ablation").click().run()
+    settle(at, timeout=240)
     assert not at.exception, [e.value for e in at.exception]
     saved = ws.latest_ablation_report(home, "grade-school-math")
     assert saved is not None and set(saved["variants"]) == set(VARIANTS) and saved["tasks"] == 4
