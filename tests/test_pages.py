@@ -465,7 +465,7 @@ def test_rubrics_page_shows_edits_and_saves_a_tasks_own_criteria(home):
     assert "2 of 3 tasks carry their own criteria (3 in all, 1 replacing the rubric's)" in texts(at)
     editor = at.data_editor[2]                      # rubric criteria, worked examples, then the task's
     assert list(editor.value["id"]) == ["names-pens"] and list(editor.value["tags"]) == ["axis:completeness"]
-    assert "the teacher and the scorer see 6 criteria for this task · no changes" in texts(at)
+    assert "the teacher and the scorer see 7 criteria for this task · no changes" in texts(at)  # 6 shared + 1 own
 
     # a zero weight: the tasks contract's own message, beside its row
     key = "task-criteria-per-task-pt-1"
@@ -484,7 +484,7 @@ def test_rubrics_page_shows_edits_and_saves_a_tasks_own_criteria(home):
         {"id": "shows-sum", "description": "Writes 4 + 3.", "weight": 2, "check": "contains", "terms": "4 + 3",
          "tags": "axis:reasoning"}]}
     at.run()
-    assert "see 7 criteria for this task" in texts(at)
+    assert "see 8 criteria for this task" in texts(at)
     by_label(at.text_input, "Save as task set").set_value("per-task-v2")
     by_label(at.button, "Save as a new task set").click().run()
     assert not at.exception, [e.value for e in at.exception]

@@ -82,7 +82,7 @@ def test_a_round_on_per_task_rubrics_logs_groups_and_scores_each_task_on_its_own
     # before/after: each prompt on its own rubric, the tasks' own criteria as group rows
     evaluation = evaluate_run(run_dir, samples=1)
     rows = {r["criterion"]: r for r in evaluation["criteria"]}
-    assert set(rows) == {*SHARED, "weight:essential", "weight:important", "weight:pitfall",
+    assert set(rows) == {*SHARED, "equations-true", "weight:essential", "weight:important", "weight:pitfall",
                          "tag:axis:completeness", "tag:axis:format"}
     assert rows["weight:important"]["prompts"] == 1 and rows["weight:pitfall"]["prompts"] == 1
     assert rows["final-answer-line"]["prompts"] == 2     # the replace-mode eval task has no shared criteria

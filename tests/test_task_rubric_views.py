@@ -140,7 +140,7 @@ def test_lint_judges_discrimination_over_the_chains_a_criterion_applies_to():
     chains = [score_chain(SHARED, {"id": f"s{i}", "task_id": "t2", "text": "sorry"}, tasks=BY_ID).to_record()
               for i in range(8)]
     found = {(f.code, tuple(f.criteria)) for f in lint_rubric(SHARED, chains, tasks=TASKS)}
-    assert ("always-passes", ("apologises",)) in found
+    assert ("saturated", ("apologises",)) in found
     assert not any(code == "unscored" for code, _ in found)   # polite applies to none of these chains
     # without the tasks, the shared criterion looks unscored on all 8
     assert ("unscored", ("polite",)) in {(f.code, tuple(f.criteria)) for f in lint_rubric(SHARED, chains)}
