@@ -3,6 +3,7 @@
     rcsd score | preview                          (cli/chains.py)
     rcsd signal | guidance | draft | lint | calibrate   (cli/design.py)
     rcsd train | status | eval                    (cli/rounds.py)
+    rcsd agreement                                (cli/reviews.py)
     rcsd app                                      (cli/app.py)
 
 `rcsd <command> --help` gives each one's arguments. Bad input exits with code 2 and one line on
@@ -15,10 +16,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rcsd_core.cli import app, chains, design, rounds
+from rcsd_core.cli import app, chains, design, reviews, rounds
 from rcsd_core.errors import InputError
 
-SUBCOMMANDS = (chains, design, rounds, app)
+SUBCOMMANDS = (chains, design, rounds, reviews, app)
 
 
 def build_parser() -> argparse.ArgumentParser:
