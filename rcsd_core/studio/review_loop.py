@@ -1,0 +1,86 @@
+"""Verdicts that reach the next rubric version: promoted worked examples and answered review items.
+
+    version = promote_example(root, store, flag_id, promoted_by="ana")
+        # a chain whose latest decision is accept becomes the rubric's first worked example (shown
+        # to the teacher as turns); the new version's history entry records chain, flag and review
+    items = needs_work_items(root, store, "arithmetic")     # open "rubric needs work" reviews
+    version = save_answering(root, rubric, [review_id, ...], note="…")
+        # a version saved from the editor that answers those items; they leave the open list
+
+The worked example goes first: the teacher is shown the first `teacher_examples` (2 by default)
+examples, and on the embedded model the teacher signal comes mostly from those turns
+(modeling.contexts), so an example reviewers accepted is one the next round's teacher sees.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rcsd_core.contracts.rubric import Rubric, rubric_from_data
+from rcsd_core.errors import InputError
+from rcsd_core.studio import workspace as ws
+from rcsd_core.studio.store import ReviewStore
+
+
+def promote_example(root: str | Path, store: ReviewStore, flag_id: int, *, promoted_by: str) -> str:
+    """A new version of the flag's rubric with the chain as its first worked example; returns it."""
+    if not promoted_by.strip():
+        raise InputError("say who promotes the chain", field="promoted_by")
+    flag = store.flag(flag_id)
+    latest = flag["latest"]
+    if latest is None or latest["decision"] != "accept":
+        raise InputError(f"flag {flag_id}: only a chain whose latest decision is accept can become a worked "
+                         f"example (it is {flag['status']})", field="flag")
+    chain = flag["chain"]
+    prompt, text = str(chain.get("prompt") or "").strip(), str(chain.get("text") or "").strip()
+    if not prompt or not text:
+        raise InputError(f"flag {flag_id}: the chain snapshot has no {'prompt' if not prompt else 'text'} to make "
+                         "a worked example of", field="chain")
+    rubric = ws.load_rubric_version(root, flag["rubric_name"])
+    if any(e.prompt.strip() == prompt and e.answer.strip() == text for e in rubric.examples):
+        raise InputError(f"chain {flag['chain_id']} is already a worked example of {rubric.name}", field="flag")
+    data = rubric.model_dump(mode="json")
+    data["examples"] = [{"prompt": prompt, "answer": text}, *data.get("examples", [])]
+    new = rubric_from_data(data, source=f"promoted chain {flag['chain_id']}")
+    provenance = {"kind": "promoted-example", "chain_id": flag["chain_id"], "flag_id": int(flag_id),
+                  "review_id": latest["id"], "reviewer": latest["reviewer"], "promoted_by": promoted_by.strip(),
+                  "reviewed_version": flag["rubric_version"]}
+    note = (f"worked example from chain {flag['chain_id']} (flag #{flag_id}, review #{latest['id']} "
+            f"by {latest['reviewer']}, promoted by {promoted_by.strip()})")
+    return ws.save_rubric_version(root, new, note=note, provenance=provenance)
+
+
+def answered_review_ids(root: str | Path, name: str) -> set[int]:
+    """Review ids some saved version of the rubric says it answers."""
+    return {int(i) for entry in ws.rubric_versions(root, name)
+            for i in (entry.get("provenance") or {}).get("answers_reviews", [])}
+
+
+def needs_work_items(root: str | Path, store: ReviewStore, name: str) -> list[dict]:
+    """Open "rubric needs work" items of a rubric: each flag whose latest decision is that, and no saved
+    version answers yet. {review_id, flag_id, chain_id, criterion, reviewer, note, chain}, oldest first."""
+    answered = answered_review_ids(root, name)
+    out = []
+    for row in store.queue(rubric=name, status="rubric-needs-work").itertuples():
+        flag = store.flag(int(row.id))
+        latest = flag["latest"]
+        if latest["id"] in answered:
+            continue
+        out.append({"review_id": latest["id"], "flag_id": flag["id"], "chain_id": flag["chain_id"],
+                    "criterion": flag["criterion"] or _first_failed(latest["verdicts"]),
+                    "reviewer": latest["reviewer"], "note": latest["note"], "chain": flag["chain"]})
+    return sorted(out, key=lambda item: item["review_id"])
+
+
+def save_answering(root: str | Path, rubric: Rubric, review_ids: list[int], *, note: str = "") -> str:
+    """Save a version that answers these review items (recorded in its history entry)."""
+    ids = sorted({int(i) for i in review_ids})
+    provenance = {"kind": "answers-reviews", "answers_reviews": ids} if ids else None
+    label = f"answers review{'s' if len(ids) != 1 else ''} " + ", ".join(f"#{i}" for i in ids) if ids else ""
+    return ws.save_rubric_version(root, rubric, note="; ".join(p for p in (note.strip(), label) if p),
+                                  provenance=provenance)
+
+
+def _first_failed(verdicts: dict) -> str | None:
+    """The first criterion a reviewer failed: where the editor opens when the flag names none."""
+    return next((cid for cid, v in verdicts.items() if v == 0.0), None)
