@@ -7,8 +7,9 @@ import streamlit as st
 from rcsd_core.contracts.config import DEFAULT_MODEL
 from rcsd_core.contracts.rubric import dump_rubric, rubric_from_data
 from rcsd_core.errors import InputError
-from rcsd_core.studio import actions, state
+from rcsd_core.studio import actions, review_loop, state
 from rcsd_core.studio import workspace as ws
+from rcsd_core.studio.store import ReviewStore
 
 root = ws.ensure_workspace(ws.workspace_root())
 
@@ -94,8 +95,32 @@ st.caption(f"{len(rubric.criteria)} criteria · current version `{current}` · {
 
 edit_tab, context_tab, history_tab, export_tab = st.tabs(["Edit criteria", "Teacher context", "History", "Export"])
 
+# ---------------------------------------------------------------------------- review items
+try:  # "rubric needs work" reviews of this rubric that no saved version answers yet
+    open_items = review_loop.needs_work_items(root, ReviewStore(ws.store_path(root)), name)
+except InputError as exc:
+    state.show_error(exc)
+    open_items = []
+fix = st.session_state.get("rubric_fix") or {}
+focus = next((i for i in open_items if fix.get("rubric") == name and i["review_id"] == fix.get("review_id")), None)
+
 # ---------------------------------------------------------------------------- edit
 with edit_tab:
+    if focus is not None:
+        with st.container(border=True):
+            criterion = focus["criterion"] or fix.get("criterion")
+            st.markdown(f"**Review #{focus['review_id']} says the rubric needs work"
+                        + (f" on `{criterion}`**" if criterion else "**"))
+            c_left, c_right = st.columns(2)
+            with c_left:
+                st.text(f"{focus['reviewer']}: {focus['note'] or '(no note)'}")
+                match = next((c for c in rubric.criteria if c.id == criterion), None)
+                if match is not None:
+                    st.caption(f"Criterion {match.id} (row {rubric.criteria.index(match) + 1} of the table below)")
+                    st.text(f"{match.title}\n{match.description}")
+            with c_right:
+                st.caption(f"Chain {focus['chain_id']}")
+                st.code(focus["chain"].get("text") or "(empty)", language=None, wrap_lines=True)
     description = st.text_area("Description", rubric.description, key=f"desc-{name}-{current}", height=80)
     st.markdown("**Criteria** — one row each. A negative weight makes a pitfall (passes when the flaw is present). "
                 "Without a check a judge model decides. List fields (flags, terms) are comma-separated.")
@@ -137,8 +162,16 @@ with edit_tab:
         else:
             st.success(f"Valid · saving creates version `{draft.version}`.")
             note = st.text_input("Note for this version", key=f"note-{name}-{current}")
+            answers = st.multiselect(
+                "This version answers review items", [i["review_id"] for i in open_items],
+                default=[focus["review_id"]] if focus else [], key=f"answers-{name}-{current}",
+                format_func=lambda r: next(f"#{i['review_id']} · {i['criterion'] or '?'} · {i['reviewer']}: "
+                                           f"{i['note'][:60]}" for i in open_items if i["review_id"] == r),
+            ) if open_items else []
             if st.button("Save as new version", type="primary"):
-                version = ws.save_rubric_version(root, draft, note=note)
+                version = review_loop.save_answering(root, draft, answers, note=note)
+                if answers:
+                    st.session_state.pop("rubric_fix", None)
                 st.toast(f"Saved {name} version {version}")
                 st.rerun()
     findings = actions.lint_table(draft or rubric)

@@ -84,3 +84,45 @@ def save_answering(root: str | Path, rubric: Rubric, review_ids: list[int], *, n
 def _first_failed(verdicts: dict) -> str | None:
     """The first criterion a reviewer failed: where the editor opens when the flag names none."""
     return next((cid for cid, v in verdicts.items() if v == 0.0), None)
+
+
+# ---------------------------------------------------------------------------- review rounds
+
+
+def start_round(root: str | Path, store: ReviewStore, *, set_id: str, name: str, reviewers: list[str] | str,
+                overlap: int, created_by: str) -> int:
+    """A review round over a saved chain set's chains (rubric and version from the set's meta)."""
+    meta = ws.chain_set_meta(root, set_id)
+    chains = ws.load_chain_set(root, set_id)
+    people = [r.strip() for r in reviewers.split(",")] if isinstance(reviewers, str) else list(reviewers)
+    return store.create_round(name, chains, rubric_name=meta.get("rubric", "?"),
+                              rubric_version=meta.get("rubric_version", "?"), reviewers=[p for p in people if p],
+                              overlap=int(overlap), created_by=created_by)
+
+
+def round_agreement(store: ReviewStore, round_id: int) -> dict:
+    """`scoring.agreement.agreement_report` of a round's reviews, the automatic scores of the chain
+    snapshots as the judge; each disagreement carries its flag id."""
+    from rcsd_core.scoring.agreement import agreement_report
+
+    judge = {c["id"]: dict(c.get("scores") or {}) for c in store.round_chains(round_id)}
+    report = agreement_report(store.review_rows(round_id), judge)
+    flags = dict(zip(store.assignments(round_id)["chain_id"], store.assignments(round_id)["flag_id"]))
+    for row in report["criteria"].values():
+        for item in row["disagreements"]:
+            item["flag_id"] = int(flags[item["chain_id"]])
+    return report
+
+
+def agreement_table(report: dict):
+    """One row per criterion: the `rcsd agreement` figures, Fleiss' m and disagreeing chains counted."""
+    import pandas as pd
+
+    from rcsd_core.scoring.agreement import JSON_KEYS
+
+    rows = [{"criterion": cid, **{k: row[k] for k in JSON_KEYS}, "ratings_per_chain": row["fleiss"]["m"],
+             "disagreeing": len(row["disagreements"])} for cid, row in report["criteria"].items()]
+    columns = ["criterion", *JSON_KEYS, "ratings_per_chain", "disagreeing"]
+    frame = pd.DataFrame(rows, columns=columns)
+    return frame.astype({c: object for c in ("fleiss_kappa", "krippendorff_alpha", "judge_kappa", "precision",
+                                             "recall", "f1")}).where(frame.notna(), None)

@@ -241,10 +241,11 @@ class ReviewStore:
                                                       (int(flag_id),))]
 
     def queue(self, *, rubric: str | None = None, criterion: str | None = None, status: str | None = None,
-              reviewer: str | None = None) -> pd.DataFrame:
+              reviewer: str | None = None, rounds: bool = True) -> pd.DataFrame:
         """The flags with their current status, newest first, optionally filtered.
 
-        `reviewer` keeps flags that reviewer has decided at least once.
+        `reviewer` keeps flags that reviewer has decided at least once; `rounds=False` leaves out the
+        flags of review rounds (their status would show one reviewer another's verdict).
         """
         rows = self._rows(
             "SELECT f.id, f.chain_id, f.rubric_name, f.rubric_version, f.criterion, f.reason, f.flagged_by, f.time,"
@@ -263,6 +264,9 @@ class ReviewStore:
             ids = {r["flag_id"] for r in self._rows("SELECT DISTINCT flag_id FROM reviews WHERE reviewer = ?",
                                                     (reviewer,))}
             frame = frame[frame["id"].isin(ids)]
+        if not rounds:
+            ids = {r[0] for r in self._rows("SELECT DISTINCT flag_id FROM assignments")}
+            frame = frame[~frame["id"].isin(ids)]
         return frame.reset_index(drop=True)
 
     def reviewers(self) -> list[str]:
