@@ -30,8 +30,10 @@ def fmt(value) -> str:
     return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def decision_form(flag: dict, *, own: dict | None, reviewer_fixed: str | None = None) -> None:
-    """The decision form of one flag; `own` is the reviewer's own latest review (its defaults)."""
+def decision_form(flag: dict, *, own: dict | None, reviewer_fixed: str | None = None,
+                  advance_key: str | None = None) -> None:
+    """The decision form of one flag; `own` is the reviewer's own latest review (its defaults);
+    after a decision the selection under `advance_key` is dropped, so the next open chain opens."""
     chain = flag["chain"]
     own = own or {}
     with st.form(f"decide-{flag['id']}-{reviewer_fixed or ''}", clear_on_submit=False):
@@ -55,6 +57,8 @@ def decision_form(flag: dict, *, own: dict | None, reviewer_fixed: str | None = 
             try:
                 store.add_review(flag["id"], reviewer=reviewer, decision=decision, note=note, verdicts=verdicts)
                 st.session_state["user"] = reviewer.strip()
+                if advance_key and not own:
+                    st.session_state.pop(advance_key, None)
                 st.rerun()
             except InputError as exc:
                 state.show_error(exc)
@@ -172,7 +176,7 @@ if mode == "Review round":
                 show_chain(flag)
             with right:
                 st.markdown(f"**Your status:** `{own['decision'] if own else 'open'}`")
-                decision_form(flag, own=own, reviewer_fixed=user)
+                decision_form(flag, own=own, reviewer_fixed=user, advance_key=key)
                 if own:
                     next_steps({**flag, "latest": own}, user)
             st.subheader("Reviews of this chain")
