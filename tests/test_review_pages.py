@@ -91,6 +91,9 @@ def test_round_queue_hiding_and_agreement_view(home):
     by_label(at.radio, "Decision").set_value("accept")
     by_label(at.selectbox, "concise (auto: pass)").set_value("pass")
     by_label(at.button, "Record decision").click().run()
+    assert "stay hidden until you record yours" in texts(at)  # his next open chain (t2, shared with cy) opened
+    shared = int(store.reviewer_queue(info["id"], "ben")["flag_id"][0])
+    by_label(at.selectbox, "Chain").set_value(shared).run()
     history = frame_with(at, "decision")
     assert set(history["reviewer"]) == {"ana", "ben"}  # after his own decision, both
 
