@@ -211,6 +211,16 @@ with history_tab:
         new = b.selectbox("To version", versions, index=len(versions) - 1, key="diff-new")
         diff = ws.rubric_diff(root, name, old, new)
         st.code(diff or "(identical)", language="diff")
+        sets = [m["id"] for m in ws.list_chain_sets(root) if m.get("rubric") == name]
+        if sets and old != new:
+            set_id = st.selectbox("Score both on chain set", sets, key="compare-set")
+            try:
+                st.markdown(f"**{old} vs {new} on the same chains** — pass rates, chains whose verdict changed, "
+                            "agreement with the majority human verdict (κ, F1) and the saved signal of each version.")
+                st.dataframe(review_loop.version_comparison(root, ReviewStore(ws.store_path(root)), name, old, new,
+                                                            set_id), hide_index=True, width="stretch")
+            except InputError as exc:
+                state.show_error(exc)
         if old != current and st.button(f"Make {old} current again"):
             ws.set_current_version(root, name, old)
             st.rerun()

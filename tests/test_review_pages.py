@@ -153,3 +153,24 @@ def test_promote_and_needs_work_from_the_review_page(home):
     entry = ws.rubric_versions(home, "grade-school-math")[-1]
     assert entry["provenance"] == {"kind": "answers-reviews", "answers_reviews": [review]}
     assert ws.rubric_versions(home, "grade-school-math")[-2]["provenance"]["kind"] == "promoted-example"
+
+
+def test_two_versions_side_by_side_on_the_history_tab(home):
+    from rcsd_core.contracts.rubric import rubric_from_data
+
+    set_id = chain_set(home)
+    store = ReviewStore(ws.store_path(home))
+    round_id = store.create_round("r", ws.load_chain_set(home, set_id), rubric_name="grade-school-math",
+                                  rubric_version="x", reviewers=["ana"], overlap=1, created_by="lead")
+    for flag_id in store.reviewer_queue(round_id, "ana")["flag_id"]:
+        store.add_review(int(flag_id), reviewer="ana", decision="accept", verdicts={"concise": 1.0})
+    old = ws.current_version(home, "grade-school-math")
+    data = ws.load_rubric_version(home, "grade-school-math").model_dump(mode="json")
+    data["criteria"] = [c for c in data["criteria"] if c["id"] != "restates-rubric"]
+    new = ws.save_rubric_version(home, rubric_from_data(data))
+    at = open_page("pages/rubrics.py", rubric="grade-school-math")
+    table = frame_with(at, "pass_new").set_index("criterion")
+    assert "restates-rubric" in table.index and pd.isna(table.loc["restates-rubric", "pass_new"])
+    assert table.loc["final-answer-line", "pass_old"] == pytest.approx(1.0)  # every chain ends "Answer: n"
+    assert table.loc["concise", "n_human"] == 3
+    assert f"{old} vs {new} on the same chains" in texts(at)

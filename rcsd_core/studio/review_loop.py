@@ -126,3 +126,24 @@ def agreement_table(report: dict):
     frame = pd.DataFrame(rows, columns=columns)
     return frame.astype({c: object for c in ("fleiss_kappa", "krippendorff_alpha", "judge_kappa", "precision",
                                              "recall", "f1")}).where(frame.notna(), None)
+
+
+# ---------------------------------------------------------------------------- rubric iteration
+
+
+def version_comparison(root: str | Path, store: ReviewStore, name: str, old: str, new: str, set_id: str):
+    """Two saved versions of a rubric scored on one chain set side by side (scoring.versions), with
+    the human verdicts on those chains and each version's saved signal (teacher − student pass
+    rate, from its newest signal report; None when it was never measured)."""
+    from rcsd_core.scoring.versions import compare_versions
+
+    chains = ws.load_chain_set(root, set_id)
+    ids = {c["id"] for c in chains}
+    rows = [r for r in store.review_rows() if r["chain_id"] in ids]
+    table = compare_versions(chains, ws.load_rubric_version(root, name, old), ws.load_rubric_version(root, name, new),
+                             rows)
+    for side, version in (("old", old), ("new", new)):
+        report = ws.latest_signal_report(root, name, version)
+        gaps = {cid: c.get("gap") for cid, c in (report or {}).get("criteria", {}).items()}
+        table[f"signal_{side}"] = [gaps.get(cid) for cid in table["criterion"]]
+    return table
