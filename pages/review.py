@@ -7,6 +7,7 @@ work" to the Rubrics editor; history, disagreement, export, calibration."""
 import pandas as pd
 import streamlit as st
 
+from rcsd_core.contracts.config import DEFAULT_MODEL
 from rcsd_core.errors import InputError
 from rcsd_core.studio import actions, review_loop, state
 from rcsd_core.studio import workspace as ws
@@ -221,6 +222,32 @@ if mode == "Review round":
                     st.subheader(f"Chain {flag['chain_id']}")
                     show_chain(flag)
                     history_table(store.history(int(shown)))
+            judged = [c.id for c in review_loop.round_rubric(root, store, round_id).criteria
+                      if c.is_judged and c.id in report["criteria"]]
+            with st.expander("Teach the judge from the disagreements (judged criteria)"):
+                if not judged:
+                    st.caption("No judged criterion (one without a check) has reviewer verdicts in this round.")
+                else:
+                    j1, j2, j3 = st.columns(3)
+                    judged_id = j1.selectbox("Judged criterion", judged, key="teach_criterion")
+                    judge_model = j2.text_input("Judge model", value=DEFAULT_MODEL, key="teach_model")
+                    max_shots = j3.number_input("Few-shot examples at most", 1, 16, 4, key="teach_shots")
+                    if st.button("Measure the judge before and after"):
+                        try:
+                            with st.spinner("Judging…"):
+                                model, tokenizer = state.cached_model(judge_model)
+                                taught = review_loop.teach_judge(root, store, round_id, judged_id, model, tokenizer,
+                                                                 max_shots=int(max_shots))
+                            st.session_state["taught_judge"] = taught
+                        except InputError as exc:
+                            state.show_error(exc)
+                    taught = st.session_state.get("taught_judge")
+                    if taught and taught["criterion"] == judged_id:
+                        st.caption(f"Judge–human agreement on {taught['held_out']} held-out chains; examples from "
+                                   f"{len(taught['shots'])} disagreeing chain(s): " + ", ".join(taught["shots"]))
+                        st.dataframe(review_loop.before_after_table(taught), hide_index=True, width="stretch")
+                        if taught["note"]:
+                            st.caption(taught["note"])
             st.download_button("Export this round's reviews (JSONL, for rcsd agreement)",
                                store.export_review_rows_jsonl(round_id=round_id),
                                file_name=f"round-{info['name']}-reviews.jsonl", mime="application/jsonl")

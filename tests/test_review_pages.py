@@ -174,3 +174,25 @@ def test_two_versions_side_by_side_on_the_history_tab(home):
     assert table.loc["final-answer-line", "pass_old"] == pytest.approx(1.0)  # every chain ends "Answer: n"
     assert table.loc["concise", "n_human"] == 3
     assert f"{old} vs {new} on the same chains" in texts(at)
+
+
+def test_teach_the_judge_before_and_after(home):
+    from rcsd_core.contracts.rubric import rubric_from_data
+
+    data = ws.load_rubric_version(home, "grade-school-math").model_dump(mode="json")
+    data["criteria"].append({"id": "polite", "title": "Polite", "description": "The answer is polite.", "weight": 1})
+    version = ws.save_rubric_version(home, rubric_from_data(data))
+    set_id = chain_set(home, n=4)
+    store = ReviewStore(ws.store_path(home))
+    round_id = store.create_round("judge-round", ws.load_chain_set(home, set_id), rubric_name="grade-school-math",
+                                  rubric_version=version, reviewers=["ana"], overlap=1, created_by="lead")
+    for i, flag_id in enumerate(store.reviewer_queue(round_id, "ana")["flag_id"]):
+        store.add_review(int(flag_id), reviewer="ana", decision="accept", verdicts={"polite": float(i % 2)})
+    at = open_page("pages/review.py", user="lead")
+    by_label(at.text_input, "Judge model").input("tiny-random")
+    by_label(at.button, "Measure the judge before and after").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    page = texts(at)
+    assert "held-out chains" in page
+    table = frame_with(at, "judge")
+    assert table["judge"].iloc[0] == "before"

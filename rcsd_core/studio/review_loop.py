@@ -147,3 +147,46 @@ def version_comparison(root: str | Path, store: ReviewStore, name: str, old: str
         gaps = {cid: c.get("gap") for cid, c in (report or {}).get("criteria", {}).items()}
         table[f"signal_{side}"] = [gaps.get(cid) for cid in table["criterion"]]
     return table
+
+
+# ---------------------------------------------------------------------------- the judge learns from reviewers
+
+
+def round_rubric(root: str | Path, store: ReviewStore, round_id: int) -> Rubric:
+    """The rubric version a round was started on (the current one when that version is not saved here)."""
+    info = store.round(round_id)
+    try:
+        return ws.load_rubric_version(root, info["rubric_name"], info["rubric_version"])
+    except InputError:
+        return ws.load_rubric_version(root, info["rubric_name"])
+
+
+def teach_judge(root: str | Path, store: ReviewStore, round_id: int, criterion_id: str, model, tokenizer, *,
+                max_shots: int = 4) -> dict:
+    """A local judge on one judged criterion of a round's chains, without and with the chains it
+    disagreed with the reviewers on as few-shot examples (scoring.judge_shots); kappa on held-out chains."""
+    from rcsd_core.scoring.agreement import latest_ratings
+    from rcsd_core.scoring.judge_shots import judge_before_after
+    from rcsd_core.scoring.judges import LocalJudge
+
+    rubric = round_rubric(root, store, round_id)
+    try:
+        criterion = rubric.criterion(criterion_id)
+    except KeyError:
+        raise InputError(f"the round's rubric has no criterion {criterion_id!r}", field="criterion") from None
+    ratings = latest_ratings(store.review_rows(round_id)).get(criterion_id, {})
+    if not ratings:
+        raise InputError(f"no reviewer gave a verdict on {criterion_id!r} in this round", field="criterion")
+    return judge_before_after(lambda shots: LocalJudge(model, tokenizer, shots={criterion_id: list(shots)}),
+                              criterion, store.round_chains(round_id), ratings, max_shots=max_shots)
+
+
+def before_after_table(result: dict):
+    """The judge–human figures before and after the shots, one row each."""
+    import pandas as pd
+
+    rows = [{"judge": label, **{k: (result[key] or {}).get(k) for k in ("kappa", "precision", "recall", "f1", "n",
+                                                                         "ties", "note")}}
+            for label, key in (("before", "before"), ("with the shots", "after")) if result[key] is not None]
+    frame = pd.DataFrame(rows)
+    return frame.astype(object).where(frame.notna(), None)
