@@ -174,6 +174,41 @@ with edit_tab:
                     st.session_state.pop("rubric_fix", None)
                 st.toast(f"Saved {name} version {version}")
                 st.rerun()
+    with st.expander("Propose criteria from reviewed chains (accepted vs rejected)"):
+        st.caption("The model reads chains reviewers accepted and rejected under this rubric and proposes criteria "
+                   "that separate them. Keep, edit or drop each; kept ones are added as a new version. "
+                   + actions.EMBEDDED_WARNING)
+        c_model = st.text_input("Model for proposals", value=DEFAULT_MODEL, key=f"contrast-model-{name}")
+        if st.button("Propose criteria", key=f"contrast-{name}"):
+            try:
+                with st.spinner("Drafting…"):
+                    result, rows, n_acc, n_rej = review_loop.contrastive_proposals(
+                        root, ReviewStore(ws.store_path(root)), name, c_model)
+                st.session_state[f"contrast-rows-{name}"] = {"rows": rows, "accepted": n_acc, "rejected": n_rej,
+                                                             "errors": result.errors, "raw": result.raw,
+                                                             "dropped": result.dropped}
+            except InputError as exc:
+                state.show_error(exc)
+        proposal = st.session_state.get(f"contrast-rows-{name}")
+        if proposal:
+            for problem in proposal["errors"]:
+                st.warning(state.plain(problem))
+            if not proposal["rows"]:
+                st.error("No usable new criterion came out. The model's raw reply:")
+                st.code(proposal["raw"] or "(empty)", language=None, wrap_lines=True)
+            else:
+                kept = st.data_editor(pd.DataFrame(proposal["rows"]), key=f"contrast-editor-{name}",
+                                      hide_index=True, width="stretch")
+                if st.button("Add the kept criteria as a new version", key=f"contrast-save-{name}"):
+                    try:
+                        version = review_loop.add_kept_criteria(root, name, kept.to_dict("records"),
+                                                                accepted=proposal["accepted"],
+                                                                rejected=proposal["rejected"])
+                        st.session_state.pop(f"contrast-rows-{name}", None)
+                        st.toast(f"Saved {name} version {version}")
+                        st.rerun()
+                    except InputError as exc:
+                        state.show_error(exc)
     findings = actions.lint_table(draft or rubric)
     with st.expander(f"Lint: {len(findings)} finding{'s' if len(findings) != 1 else ''} "
                      "(preview chains on the Preview page to lint discrimination too)"):

@@ -196,3 +196,18 @@ def test_teach_the_judge_before_and_after(home):
     assert "held-out chains" in page
     table = frame_with(at, "judge")
     assert table["judge"].iloc[0] == "before"
+
+
+def test_contrastive_proposals_on_the_rubrics_page(home):
+    store = ReviewStore(ws.store_path(home))
+    version = ws.current_version(home, "grade-school-math")
+    for i, decision in enumerate(("accept", "reject")):
+        flag = store.add_flag({"id": f"s/c{i}", "prompt": "What is 2 + 2?", "text": ["2 + 2 = 4\nAnswer: 4", "fish"][i]},
+                              rubric_name="grade-school-math", rubric_version=version, reason="r", flagged_by="ana")
+        store.add_review(flag, reviewer="ben", decision=decision)
+    at = open_page("pages/rubrics.py", rubric="grade-school-math")
+    by_label(at.text_input, "Model for proposals").set_value("tiny-random")
+    by_label(at.button, "Propose criteria").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    # the random tiny model proposes nothing usable: said, with its raw reply
+    assert "No usable new criterion came out" in texts(at) or frame_with(at, "keep") is not None

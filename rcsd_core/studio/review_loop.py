@@ -190,3 +190,49 @@ def before_after_table(result: dict):
             for label, key in (("before", "before"), ("with the shots", "after")) if result[key] is not None]
     frame = pd.DataFrame(rows)
     return frame.astype(object).where(frame.notna(), None)
+
+
+# ---------------------------------------------------------------------------- contrastive drafting
+
+
+def reviewed_pairs(store: ReviewStore, rubric_name: str, limit: int = 4) -> tuple[list, list]:
+    """(prompt, text) of up to `limit` accepted and `limit` rejected chains of a rubric (latest decisions)."""
+    accepted, rejected = [], []
+    for chain in store.reviewed_chains():
+        if chain["review"]["rubric"] != rubric_name or not chain.get("text"):
+            continue
+        pair = (str(chain.get("prompt") or ""), chain["text"])
+        side = {"accept": accepted, "reject": rejected}.get(chain["review"]["decision"])
+        if side is not None and len(side) < limit and pair not in side:
+            side.append(pair)
+    return accepted, rejected
+
+
+def add_kept_criteria(root: str | Path, name: str, rows: list[dict], *, accepted: int, rejected: int) -> str:
+    """A new version of the rubric with the proposals a person kept (and edited); provenance says
+    they came from contrastive drafting on so many accepted and rejected chains."""
+    kept = [r for r in rows if r.get("keep")]
+    if not kept:
+        raise InputError("keep at least one proposed criterion", field="criteria")
+    data = ws.load_rubric_version(root, name).model_dump(mode="json")
+    data["criteria"] += [{"id": str(r["id"]).strip(), "title": str(r.get("title") or "").strip(),
+                          "description": str(r.get("description") or "").strip(), "weight": r.get("weight")}
+                         for r in kept]
+    rubric = rubric_from_data(data, source="contrastive draft")
+    return ws.save_rubric_version(root, rubric, note=f"{len(kept)} criteria drafted from {accepted} accepted vs "
+                                                     f"{rejected} rejected chains",
+                                  provenance={"kind": "contrastive-draft", "criteria": [r["id"] for r in kept],
+                                              "accepted": accepted, "rejected": rejected})
+
+
+def contrastive_proposals(root: str | Path, store: ReviewStore, name: str, model_name: str, *, limit: int = 4):
+    """The model's proposed criteria separating this rubric's accepted from its rejected chains:
+    (draft result, editable rows, n accepted, n rejected)."""
+    from rcsd_core.design.drafting import draft_contrastive
+    from rcsd_core.studio.state import cached_model
+
+    accepted, rejected = reviewed_pairs(store, name, limit)
+    model, tokenizer = cached_model(model_name.strip())
+    result, rows = draft_contrastive(model, tokenizer, rubric=ws.load_rubric_version(root, name),
+                                     accepted=accepted, rejected=rejected)
+    return result, rows, len(accepted), len(rejected)
