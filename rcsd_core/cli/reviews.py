@@ -43,6 +43,8 @@ def cmd_agreement(args: argparse.Namespace) -> int:
         return 0
     table = pd.DataFrame([{"criterion": cid, **{k: row[k] for k in JSON_KEYS}}
                           for cid, row in report["criteria"].items()])
+    for key in JSON_KEYS[1:-1]:  # None prints as '-' like the other tables
+        table[key] = pd.to_numeric(table[key])
     print(format_table(table))
     pairs = pd.DataFrame([{"criterion": cid, **pair} for cid, row in report["criteria"].items()
                           for pair in row["pairs"]])
