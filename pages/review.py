@@ -93,6 +93,13 @@ def next_steps(flag: dict, user: str) -> None:
     opens the Rubrics editor at the criterion with the chain beside it."""
     latest = flag["latest"] or {}
     if latest.get("decision") == "accept":
+        try:
+            failing = review_loop.example_warnings(flag["chain"], ws.load_rubric_version(root, flag["rubric_name"]))
+        except InputError:
+            failing = []
+        if failing:
+            st.warning("As a worked example the teacher would imitate a chain that fails "
+                       + state.plain(", ".join(failing)) + " under the automatic checks.")
         if st.button("Promote to worked example", key=f"promote-{flag['id']}",
                      help="a new rubric version with this chain as its first worked example (the teacher sees it)"):
             try:

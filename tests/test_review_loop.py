@@ -82,3 +82,13 @@ def test_needs_work_items_are_answered_by_a_saved_version(setup):
                                                                    "answers_reviews": [review]}
     assert entry["note"] == f"clearer wording; answers review #{review}"
     assert needs_work_items(root, store, "grade-school-math") == []
+
+
+def test_example_warnings_name_the_failed_checks(setup):
+    from rcsd_core.studio.review_loop import example_warnings
+
+    root, store, flag, _ = setup
+    rubric = ws.load_rubric_version(root, "grade-school-math")
+    chain = {"scores": {"final-answer-line": 0.0, "correct-answer": 1.0, "concise": None, "restates-rubric": 1.0}}
+    assert example_warnings(chain, rubric) == ["final-answer-line", "restates-rubric"]  # a pitfall found too
+    assert example_warnings({"scores": {"final-answer-line": 1.0, "restates-rubric": 0.0}}, rubric) == []
