@@ -116,3 +116,15 @@ def test_a_round_with_accepted_chains_as_sft_targets_runs(tmp_path):
     chosen_tokens = sum(s["n_tokens"] for s in runs.read_samples(run_dir) if s["kind"] == "train" and s.get("chosen"))
     trained = runs.read_metrics(run_dir).set_index("step").loc[1, "train/completion_tokens"]
     assert trained > chosen_tokens  # the accepted chains of the step's two prompts were trained on too
+
+
+def test_the_reviewed_set_is_frozen_into_the_run(tmp_path):
+    path = export(tmp_path, [("arith-000", "x", "reject")])
+    run_dir = runs.create_run(resolve_paths(config_from_data({**BASE, "reviewed_chains": path})), tmp_path / "runs",
+                              run_id="f")
+    assert (run_dir / "reviewed.jsonl").read_text() == open(path).read()
+    export(tmp_path / "later", [("arith-000", "x", "accept")])  # a later export elsewhere
+    open(path, "w").write("")  # the original emptied: the run keeps what it was created with
+    config = runs.load_run_config(run_dir)
+    assert config.reviewed_chains == str((run_dir / "reviewed.jsonl").resolve())
+    assert load_reviewed(config.reviewed_chains).rejected == {("arith-000", "x")}
