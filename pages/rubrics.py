@@ -9,9 +9,10 @@ from rcsd_core.contracts.config import DEFAULT_MODEL
 from rcsd_core.contracts.rubric import dump_rubric, rubric_from_data
 from rcsd_core.contracts.tasks import rubric_for_task
 from rcsd_core.errors import InputError
-from rcsd_core.studio import actions, exchange, judging, state
+from rcsd_core.studio import actions, exchange, judging, review_loop, state
 from rcsd_core.studio import task_criteria as tc
 from rcsd_core.studio import workspace as ws
+from rcsd_core.studio.store import ReviewStore
 
 root = ws.ensure_workspace(ws.workspace_root())
 
@@ -137,8 +138,32 @@ CRITERION_COLUMNS = {
                                                                 "in the total; a round watches it"),
 }
 
+# ---------------------------------------------------------------------------- review items
+try:  # "rubric needs work" reviews of this rubric that no saved version answers yet
+    open_items = review_loop.needs_work_items(root, ReviewStore(ws.store_path(root)), name)
+except InputError as exc:
+    state.show_error(exc)
+    open_items = []
+fix = st.session_state.get("rubric_fix") or {}
+focus = next((i for i in open_items if fix.get("rubric") == name and i["review_id"] == fix.get("review_id")), None)
+
 # ---------------------------------------------------------------------------- edit
 with edit_tab:
+    if focus is not None:
+        with st.container(border=True):
+            criterion = focus["criterion"] or fix.get("criterion")
+            st.markdown(f"**Review #{focus['review_id']} says the rubric needs work"
+                        + (f" on `{criterion}`**" if criterion else "**"))
+            c_left, c_right = st.columns(2)
+            with c_left:
+                st.text(f"{focus['reviewer']}: {focus['note'] or '(no note)'}")
+                match = next((c for c in rubric.criteria if c.id == criterion), None)
+                if match is not None:
+                    st.caption(f"Criterion {match.id} (row {rubric.criteria.index(match) + 1} of the table below)")
+                    st.text(f"{match.title}\n{match.description}")
+            with c_right:
+                st.caption(f"Chain {focus['chain_id']}")
+                st.code(focus["chain"].get("text") or "(empty)", language=None, wrap_lines=True)
     desc_key, rows_key, examples_key = (f"{kind}-{name}-{current}" for kind in ("desc", "criteria", "examples"))
     description = st.text_area("Description", state.draft_base(desc_key, rubric.description), key=desc_key, height=80)
     state.keep_draft(desc_key, description)
@@ -170,7 +195,54 @@ with edit_tab:
         else:
             st.success(f"Valid · saving creates version `{draft.version}`.")
             note = st.text_input("Note for this version", key=f"note-{name}-{current}")
+            answers = st.multiselect(
+                "This version answers review items", [i["review_id"] for i in open_items],
+                default=[focus["review_id"]] if focus else [], key=f"answers-{name}-{current}",
+                format_func=lambda r: next(f"#{i['review_id']} · {i['criterion'] or '?'} · {i['reviewer']}: "
+                                           f"{i['note'][:60]}" for i in open_items if i["review_id"] == r),
+            ) if open_items else []
             if st.button("Save as new version", type="primary"):
+                version = review_loop.save_answering(root, draft, answers, note=note)
+                if answers:
+                    st.session_state.pop("rubric_fix", None)
+                st.toast(f"Saved {name} version {version}")
+                st.rerun()
+    with st.expander("Propose criteria from reviewed chains (accepted vs rejected)"):
+        st.caption("The model reads chains reviewers accepted and rejected under this rubric and proposes criteria "
+                   "that separate them. Keep, edit or drop each; kept ones are added as a new version. "
+                   + actions.EMBEDDED_WARNING)
+        c_model = st.text_input("Model for proposals", value=DEFAULT_MODEL, key=f"contrast-model-{name}")
+        if st.button("Propose criteria", key=f"contrast-{name}"):
+            try:
+                with st.spinner("Drafting…"):
+                    result, rows, n_acc, n_rej = review_loop.contrastive_proposals(
+                        root, ReviewStore(ws.store_path(root)), name, c_model)
+                st.session_state[f"contrast-rows-{name}"] = {"rows": rows, "accepted": n_acc, "rejected": n_rej,
+                                                             "errors": result.errors, "raw": result.raw,
+                                                             "dropped": result.dropped}
+            except InputError as exc:
+                state.show_error(exc)
+        proposal = st.session_state.get(f"contrast-rows-{name}")
+        if proposal:
+            for problem in proposal["errors"]:
+                st.warning(state.plain(problem))
+            if not proposal["rows"]:
+                st.error("No usable new criterion came out. The model's raw reply:")
+                st.code(proposal["raw"] or "(empty)", language=None, wrap_lines=True)
+            else:
+                kept = st.data_editor(pd.DataFrame(proposal["rows"]), key=f"contrast-editor-{name}",
+                                      hide_index=True, width="stretch")
+                if st.button("Add the kept criteria as a new version", key=f"contrast-save-{name}"):
+                    try:
+                        version = review_loop.add_kept_criteria(root, name, kept.to_dict("records"),
+                                                                accepted=proposal["accepted"],
+                                                                rejected=proposal["rejected"])
+                        st.session_state.pop(f"contrast-rows-{name}", None)
+                        st.toast(f"Saved {name} version {version}")
+                        st.rerun()
+                    except InputError as exc:
+                        state.show_error(exc)
+    findings = actions.lint_table(draft or rubric)
                 version = ws.save_rubric_version(root, draft, note=note)
                 state.drop_draft(desc_key, rows_key, examples_key)
                 st.toast(f"Saved {name} version {version}")
@@ -301,6 +373,16 @@ with history_tab:
         new = b.selectbox("To version", versions, index=len(versions) - 1, key="diff-new")
         diff = ws.rubric_diff(root, name, old, new)
         st.code(diff or "(identical)", language="diff")
+        sets = [m["id"] for m in ws.list_chain_sets(root) if m.get("rubric") == name]
+        if sets and old != new:
+            set_id = st.selectbox("Score both on chain set", sets, key="compare-set")
+            try:
+                st.markdown(f"**{old} vs {new} on the same chains** — pass rates, chains whose verdict changed, "
+                            "agreement with the majority human verdict (κ, F1) and the saved signal of each version.")
+                st.dataframe(review_loop.version_comparison(root, ReviewStore(ws.store_path(root)), name, old, new,
+                                                            set_id), hide_index=True, width="stretch")
+            except InputError as exc:
+                state.show_error(exc)
         if old != current and st.button(f"Make {old} current again"):
             ws.set_current_version(root, name, old)
             st.rerun()

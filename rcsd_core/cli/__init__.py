@@ -5,6 +5,7 @@
     rcsd ablate                                   (cli/ablate.py)
     rcsd train | status | eval                    (cli/rounds.py)
     rcsd import | export                          (cli/formats.py)
+    rcsd agreement                                (cli/reviews.py)
     rcsd app                                      (cli/app.py)
 
 `rcsd <command> --help` gives each one's arguments. Bad input exits with code 2 and one line on
@@ -17,10 +18,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rcsd_core.cli import ablate, app, chains, design, formats, rounds
+from rcsd_core.cli import ablate, app, chains, design, formats, reviews, rounds
 from rcsd_core.errors import InputError
 
-SUBCOMMANDS = (chains, design, ablate, rounds, formats, app)
+SUBCOMMANDS = (chains, design, ablate, rounds, reviews, formats, app)
 
 
 def build_parser() -> argparse.ArgumentParser:

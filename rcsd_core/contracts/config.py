@@ -204,6 +204,14 @@ class RoundConfig(BaseModel):
     eval_seed: int = Field(1234, description="fixed sampling seed of every evaluation")
     checkpoint_every: int = Field(10, ge=0, description="save adapter + state every N steps (0 = end only)")
 
+    # ------------------------------------------------------------------ human review
+    reviewed_chains: str | None = Field(None, min_length=1, description="the review store's JSONL export "
+                                        "(Review → Export): a chain whose latest human decision is reject is "
+                                        "never a rejection-SFT target (training.reviewed)")
+    reviewed_use: Literal["exclude", "sft"] = Field("exclude", description="exclude: only leave rejected chains "
+                                                    "out; sft: the accepted chains of each step's prompts are "
+                                                    "extra rejection-SFT targets")
+
     # ------------------------------------------------------------------ hardware
     device: str = Field("auto", description="auto | cpu | cuda | cuda:N")
     dtype: str = Field("auto", description="auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16")
@@ -211,6 +219,8 @@ class RoundConfig(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self):
+        if self.reviewed_use == "sft" and (self.reviewed_chains is None or self.method != "rejection_sft"):
+            raise ValueError("reviewed_use 'sft' needs reviewed_chains and method 'rejection_sft'")
         if self.method == "opsd" and self.teacher_analysis:
             raise ValueError("teacher_analysis needs a rubric teacher; it does not apply to method 'opsd'")
         if self.warmup_steps > self.steps:
@@ -236,7 +246,7 @@ class RoundConfig(BaseModel):
             raise ValueError("unknown device; expected auto, cpu, cuda, cuda:N or mps")
         return value
 
-    @field_validator("model", "tasks", "rubric")
+    @field_validator("model", "tasks", "rubric", "reviewed_chains")
     @classmethod
     def _plain_path(cls, value: Any) -> Any:
         # a NUL or a newline in a path makes every os call raise; refuse it here, with the key
@@ -342,6 +352,8 @@ def resolve_paths(config: RoundConfig, *, base: str | Path | None = None) -> Rou
     if isinstance(config.rubric, str):
         updates["rubric"] = _resolve(config.rubric, base)
     updates["tasks"] = _resolve(config.tasks, base)
+    if config.reviewed_chains:
+        updates["reviewed_chains"] = _resolve(config.reviewed_chains, base)
     return config.model_copy(update=updates)
 
 

@@ -3,6 +3,7 @@
     runs/<run-id>/
       config.yaml     frozen copy of the round config, the rubric's content inlined, `tasks: tasks.jsonl`
       tasks.jsonl     frozen copy of the task set (a changed task file never changes an old run)
+      reviewed.jsonl  frozen copy of the config's reviewed_chains (the review export), when it names one
       .lock           held (flock) by the one process training the run: pid, host, start time
       status.json     {"status": queued|running|done|failed|stopped, "pid", "step", "steps", "error", "updated"}
       metrics.jsonl   one flushed JSON line per step (train/loss, criterion/<id>, eval/total, ...)
@@ -73,6 +74,7 @@ EVAL_STATUS_FILE = "eval-status.json"
 EVAL_LOG_FILE = "eval-log.txt"
 EVAL_STATUSES = ("queued", "running", "done", "failed")
 TASKS_FILE = "tasks.jsonl"
+REVIEWED_FILE = "reviewed.jsonl"  # frozen copy of the config's reviewed_chains (human verdicts), when named
 LOCK_FILE = ".lock"
 
 
@@ -116,7 +118,16 @@ def freeze_config(config: RoundConfig, run_dir: str | Path | None = None) -> Rou
     if config.method == "opsd" and not any(t.reference for t in tasks if (t.split or "train") == "train"):
         raise InputError("method 'opsd' needs tasks with a reference answer", source=tasks_path, field="reference")
     rubric_data = parse_yaml(checked_rubric_yaml(rubric), source=f"rubric {rubric.name}")
-    return config.model_copy(update={"rubric": rubric_data, "tasks": frozen_tasks})
+    update = {"rubric": rubric_data, "tasks": frozen_tasks}
+    if config.reviewed_chains:  # human verdicts frozen like the tasks: a later review never changes this run
+        reviewed_path = Path(config.reviewed_chains).expanduser().resolve()
+        text = read_text(reviewed_path)
+        if run_dir is None:
+            update["reviewed_chains"] = str(reviewed_path)
+        else:
+            atomic_write_text(Path(run_dir) / REVIEWED_FILE, text)
+            update["reviewed_chains"] = REVIEWED_FILE
+    return config.model_copy(update=update)
 
 
 def create_run(config: RoundConfig, runs_root: str | Path, run_id: str | None = None) -> Path:
@@ -176,6 +187,12 @@ def load_run_config(run_dir: str | Path) -> RoundConfig:
             raise InputError(f"tasks path {config.tasks!r} points outside the run directory", source=path,
                              field="tasks")
         config = config.model_copy(update={"tasks": str(inside)})
+    if config.reviewed_chains and not Path(config.reviewed_chains).is_absolute():
+        inside = (run_dir / config.reviewed_chains).resolve()
+        if not inside.is_relative_to(run_dir.resolve()):
+            raise InputError(f"reviewed_chains path {config.reviewed_chains!r} points outside the run directory",
+                             source=path, field="reviewed_chains")
+        config = config.model_copy(update={"reviewed_chains": str(inside)})
     return config
 
 

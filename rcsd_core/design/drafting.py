@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from rcsd_core.contracts.messages import encode_messages
-from rcsd_core.modeling.contexts import draft_messages
+from rcsd_core.modeling.contexts import contrastive_messages, draft_messages
 from rcsd_core.errors import InputError
 from rcsd_core.files import parse_yaml
 from rcsd_core.contracts.rubric import MAX_CRITERIA, Criterion, Rubric, rubric_from_data
@@ -314,3 +314,45 @@ def draft_rubric(model, tokenizer, *, description: str, prompts: list[str], refe
     if not samples[0].finished:
         result.errors.append(f"the reply was cut at {max_new_tokens} tokens; the last criterion may be incomplete")
     return result
+
+
+# ---------------------------------------------------------------------------- contrastive drafting
+
+
+def new_criteria(result: DraftResult, existing: Rubric) -> list[dict]:
+    """The drafted criteria that are not near-duplicates of the rubric's own (ids made unique
+    against it), as editable rows {keep, id, title, description, weight}; the rest go to
+    `result.dropped` with the reason."""
+    rows: list[dict] = []
+    if result.rubric is None:
+        return rows
+    taken = {c.id for c in existing.criteria}
+    own = [(c.id, _compare_text({"title": c.title, "description": c.description})) for c in existing.criteria]
+    for c in result.rubric.criteria:
+        data = {"title": c.title, "description": c.description}
+        twin = next((cid for cid, text in own if similarity(text, _compare_text(data)) >= SIMILARITY_THRESHOLD), None)
+        if twin is not None:
+            result.dropped.append({"item": data, "title": c.title, "reason": f"near-duplicate of the rubric's {twin!r}"})
+            continue
+        cid = _unique_id(c.id, taken)
+        taken.add(cid)
+        rows.append({"keep": True, "id": cid, "title": c.title, "description": c.description, "weight": c.weight})
+    return rows
+
+
+def draft_contrastive(model, tokenizer, *, rubric: Rubric, accepted: list[tuple[str, str]],
+                      rejected: list[tuple[str, str]], max_new_tokens: int = 300, seed: int = 0,
+                      temperature: float = 0.0) -> tuple[DraftResult, list[dict]]:
+    """Ask the model for criteria separating accepted from rejected chains ((prompt, text) pairs);
+    returns the parsed draft and its new criteria as rows a person keeps, edits or drops."""
+    from rcsd_core.modeling.generation import sample_chains
+
+    if not accepted or not rejected:
+        raise InputError("contrastive drafting needs at least one accepted and one rejected chain", field="chains")
+    messages = contrastive_messages(rubric.description, accepted, rejected, [c.label for c in rubric.criteria])
+    samples, _ = sample_chains(model, tokenizer, [encode_messages(tokenizer, messages)], n=1,
+                               max_new_tokens=max_new_tokens, temperature=temperature, seed=seed)
+    result = parse_draft(samples[0].text, rubric.name, rubric.description)
+    if not samples[0].finished:
+        result.errors.append(f"the reply was cut at {max_new_tokens} tokens; the last criterion may be incomplete")
+    return result, new_criteria(result, rubric)

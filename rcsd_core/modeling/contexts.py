@@ -156,3 +156,26 @@ def task_draft_messages(prompt: str, reference: str | None, *, description: str 
             "Use weights from 1 (minor) to 5 (essential); give pitfalls a negative weight.")},
     ]
 
+
+def contrastive_messages(description: str, accepted: list[tuple[str, str]], rejected: list[tuple[str, str]],
+                         existing: list[str]) -> Messages:
+    """Ask a model for criteria that separate the answers reviewers accepted from those they rejected
+    ((prompt, answer) pairs), other than the rubric's `existing` criterion titles; a YAML list."""
+    def block(label: str, pairs: list[tuple[str, str]]) -> str:
+        return "\n\n".join(f"{label} {i}.\nQuestion: {p.strip()}\nAnswer: {a.strip()}"
+                            for i, (p, a) in enumerate(pairs, start=1)) or f"(no {label.lower()} answers)"
+    have = "\n".join(f"- {t}" for t in existing) or "(none)"
+    return [
+        {"role": "system", "content": "You write grading rubrics for answers to tasks. Reply with YAML only."},
+        {"role": "user", "content": (
+            f"Task type: {description.strip()}\n\nReviewers accepted these answers:\n\n"
+            f"{block('Accepted', accepted)}\n\nReviewers rejected these answers:\n\n{block('Rejected', rejected)}\n\n"
+            f"The rubric already has these criteria:\n{have}\n\n"
+            "Write 1 to 4 new criteria, each checkable on one answer, that the accepted answers meet and the "
+            "rejected ones do not (or pitfalls the rejected ones show, with a negative weight). Do not repeat the "
+            "existing criteria. Reply with a YAML list only, in this form:\n"
+            "- title: Final answer line\n"
+            "  description: The answer ends with a line \"Answer: <result>\".\n"
+            "  weight: 3")},
+    ]
+

@@ -8,13 +8,15 @@ not understand the question, and the verdict is None — never 0.
 
     judge = LocalJudge(model, tokenizer)
     verdict = judge.judge(criterion, prompt=task.prompt, text=chain_text)
+    LocalJudge(model, tokenizer, shots={criterion.id: [JudgeShot(prompt, text, verdict=True), ...]})
+        # human-judged examples as earlier turns (scoring.judge_shots builds them from disagreements)
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Mapping, Protocol, Sequence
 
 from rcsd_core.contracts.messages import Messages, encode_messages
 from rcsd_core.contracts.rubric import Criterion
@@ -43,18 +45,37 @@ class Judge(Protocol):
     def judge(self, criterion: Criterion, *, prompt: str, text: str, reference: str | None = None) -> Verdict: ...
 
 
-def judge_messages(criterion: Criterion, *, prompt: str, text: str, reference: str | None = None) -> Messages:
-    """A yes/no question: does the response meet the criterion (or, for a pitfall, show the flaw)?"""
+@dataclass(frozen=True)
+class JudgeShot:
+    """A judged example shown before the question: a response and the verdict humans gave it."""
+    prompt: str
+    text: str
+    verdict: bool  # True: "Yes" (meets the criterion; for a pitfall, shows the flaw)
+
+
+def judge_messages(criterion: Criterion, *, prompt: str, text: str, reference: str | None = None,
+                   shots: Sequence[JudgeShot] = ()) -> Messages:
+    """A yes/no question: does the response meet the criterion (or, for a pitfall, show the flaw)?
+
+    `shots` come first as earlier question/answer turns (few-shot): each the same question on a
+    response humans judged, answered with their verdict.
+    """
+    messages: Messages = [{"role": "system", "content": "You grade responses strictly. Reply with one word: Yes or No."}]
+    for shot in shots:
+        messages += [{"role": "user", "content": _question(criterion, shot.prompt, shot.text, None)},
+                     {"role": "assistant", "content": "Yes" if shot.verdict else "No"}]
+    messages.append({"role": "user", "content": _question(criterion, prompt, text, reference)})
+    return messages
+
+
+def _question(criterion: Criterion, prompt: str, text: str, reference: str | None) -> str:
     ask = ("Does the response show this flaw" if criterion.is_pitfall else "Does the response meet this criterion")
     context = f"Task:\n{prompt.strip()}\n\n" if prompt else ""
     if reference is not None:
         context += f"Reference answer:\n{reference.strip()}\n\n"
-    return [
-        {"role": "system", "content": "You grade responses strictly. Reply with one word: Yes or No."},
-        {"role": "user", "content": f"{context}Response:\n{text.strip()}\n\n"
-                                    f"{ask}? {criterion.label}: {criterion.description.strip()}\n"
-                                    "Reply Yes or No."},
-    ]
+    return (f"{context}Response:\n{text.strip()}\n\n"
+            f"{ask}? {criterion.label}: {criterion.description.strip()}\n"
+            "Reply Yes or No.")
 
 
 def yes_no_token_ids(tokenizer) -> tuple[list[int], list[int]]:
@@ -91,10 +112,12 @@ def verdict_from_logits(logits: torch.Tensor, yes_ids: list[int], no_ids: list[i
 class LocalJudge:
     """Yes/no judging with a loaded causal LM."""
 
-    def __init__(self, model, tokenizer, *, name: str = "local"):
+    def __init__(self, model, tokenizer, *, name: str = "local",
+                 shots: Mapping[str, Sequence[JudgeShot]] | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.name = name
+        self.shots = dict(shots or {})  # criterion id -> few-shot examples (scoring.judge_shots)
         self.yes_ids, self.no_ids = yes_no_token_ids(tokenizer)
         if not self.yes_ids or not self.no_ids:
             raise ValueError("this tokenizer has no single-token Yes/No; the local judge cannot use it")
@@ -102,7 +125,8 @@ class LocalJudge:
     def judge(self, criterion: Criterion, *, prompt: str, text: str, reference: str | None = None) -> Verdict:
         import torch
 
-        ids = encode_messages(self.tokenizer, judge_messages(criterion, prompt=prompt, text=text, reference=reference))
+        ids = encode_messages(self.tokenizer, judge_messages(criterion, prompt=prompt, text=text, reference=reference,
+                                                             shots=self.shots.get(criterion.id, ())))
         device = next(self.model.parameters()).device
         with torch.no_grad():
             logits = self.model(input_ids=torch.tensor([ids], device=device)).logits[0, -1]

@@ -139,11 +139,13 @@ def rubric_yaml(root: str | Path, name: str, version: str | None = None) -> str:
     return read_text(rubric_path(root, name, version))
 
 
-def save_rubric_version(root: str | Path, rubric: Rubric, *, note: str = "") -> str:
+def save_rubric_version(root: str | Path, rubric: Rubric, *, note: str = "",
+                        provenance: dict[str, Any] | None = None) -> str:
     """Save the rubric as a new immutable version and make it current; returns the version.
 
     A version file is written once and never overwritten: saving content that already exists
-    only moves the `current` pointer (and logs it).
+    only moves the `current` pointer (and logs it). `provenance` (e.g. the review a promoted
+    worked example came from, or the review items a version answers) is kept in its history entry.
     """
     folder = _rubric_dir(root, rubric.name)
     text = checked_rubric_yaml(rubric)   # refused before anything is written when it could not load back
@@ -154,7 +156,10 @@ def save_rubric_version(root: str | Path, rubric: Rubric, *, note: str = "") -> 
         atomic_write_text(path, text)
     parent = read_text(folder / "current").strip() if (folder / "current").is_file() else None
     if parent != version:
-        append_jsonl(folder / "history.jsonl", {"version": version, "time": utc_now(), "note": note, "parent": parent})
+        entry = {"version": version, "time": utc_now(), "note": note, "parent": parent}
+        if provenance:
+            entry["provenance"] = provenance
+        append_jsonl(folder / "history.jsonl", entry)
         atomic_write_text(folder / "current", version + "\n")
     return version
 

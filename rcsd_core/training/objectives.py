@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Sequence
+from typing import Callable, Container, ContextManager, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -107,14 +107,19 @@ def _logged_divergence(loss: torch.Tensor, hs: torch.Tensor, ht: torch.Tensor, b
 # ---------------------------------------------------------------------------- rejection-SFT
 
 
-def best_chains(samples: Sequence[Sample], records: Sequence[dict]) -> list[int]:
+def best_chains(samples: Sequence[Sample], records: Sequence[dict],
+                rejected: Container[tuple[str, str]] = ()) -> list[int]:
     """Indices of the best-scoring chain of each prompt, in sample order (ties: the first sampled;
-    an unscored total counts as −inf)."""
+    an unscored total counts as −inf). A chain a human rejected — (task id, stripped text) in
+    `rejected` — is never chosen; a prompt whose chains were all rejected has none."""
     def total(i: int) -> float:
         return records[i]["total"] if records[i]["total"] is not None else -math.inf
 
     best: dict[int, int] = {}
     for i, s in enumerate(samples):
+        if rejected and (records[i].get("task_id"), s.text.strip()) in rejected:
+            records[i]["human_rejected"] = True
+            continue
         j = best.get(s.prompt_index)
         if j is None or total(i) > total(j):
             best[s.prompt_index] = i
@@ -122,12 +127,18 @@ def best_chains(samples: Sequence[Sample], records: Sequence[dict]) -> list[int]
 
 
 def rejection_sft_step(models: StepModels, samples: Sequence[Sample], records: list[dict],
-                       config: RoundConfig, *, between: Callable[[], None] | None = None) -> dict:
-    """Cross-entropy on the best-scoring chain of each prompt; marks those records `chosen`."""
-    picked = best_chains(samples, records)
+                       config: RoundConfig, *, between: Callable[[], None] | None = None,
+                       rejected: Container[tuple[str, str]] = (), extra: Sequence[Sample] = ()) -> dict:
+    """Cross-entropy on the best-scoring chain of each prompt; marks those records `chosen`.
+
+    Chains humans rejected (`rejected`, see best_chains) are never targets; `extra` (accepted
+    reviewed chains, training.reviewed) are further targets. `targets` in the stats: the
+    (prompt_index, text) of every chain trained on.
+    """
+    picked = best_chains(samples, records, rejected)
     for i in picked:
         records[i]["chosen"] = True
-    chosen = [samples[i] for i in picked]
+    chosen = [samples[i] for i in picked] + list(extra)
     n_tokens = sum(s.n_tokens for s in chosen)
     loss_sum = 0.0
     t0 = time.perf_counter()
@@ -144,7 +155,7 @@ def rejection_sft_step(models: StepModels, samples: Sequence[Sample], records: l
             (part_sum / n_tokens).backward()
         loss_sum += float(part_sum.detach())
     return {"loss_sum": loss_sum, "div_sum": None, "tokens": n_tokens, "teacher_s": 0.0,
-            "student_s": time.perf_counter() - t0}
+            "student_s": time.perf_counter() - t0, "targets": [(s.prompt_index, s.text) for s in chosen]}
 
 
 def _chunked_cross_entropy(hidden: torch.Tensor, batch, lm_head: torch.Tensor, chunk_size: int) -> torch.Tensor:

@@ -52,6 +52,7 @@ import os
 import sys
 import time
 import traceback
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -60,12 +61,14 @@ from rcsd_core.contracts import runs
 from rcsd_core.contracts.rubric import rubric_from_data
 from rcsd_core.contracts.tasks import check_task_rubrics, load_tasks, task_criteria
 from rcsd_core.errors import InputError
+from rcsd_core.modeling.contexts import student_prompt_ids
 from rcsd_core.modeling.divergence import chain_divergence
 from rcsd_core.training import checkpoints
 from rcsd_core.training.distributed import RoundInterrupted, StopRequest, gather, gradient_sync, write_rank_hash
 from rcsd_core.training.metrics import (MetricsWriter, close_logging, eval_metrics, peak_memory_gib, same_file,
                                        setup_logging, train_metrics)
 from rcsd_core.training.objectives import StepModels, distill_step, rejection_sft_step
+from rcsd_core.training.reviewed import ReviewedChains, accepted_samples, load_reviewed
 from rcsd_core.training.rollouts import Rollouts
 from rcsd_core.training.schedule import derive_seed, lr_factor, step_tasks
 from rcsd_core.training.teacher import Teacher
@@ -145,6 +148,10 @@ class Round:
         self.eval_tasks = eval_tasks[:config.eval_tasks] if config.eval_tasks else eval_tasks
         if not self.eval_tasks:
             log.warning("no eval tasks (split 'eval'): the round runs without evaluation")
+        self.reviewed = load_reviewed(config.reviewed_chains) if config.reviewed_chains else ReviewedChains()
+        if config.reviewed_chains:
+            log.info("reviewed chains: %d rejected (never targets), %d accepted", len(self.reviewed.rejected),
+                     sum(len(v) for v in self.reviewed.accepted.values()))
 
     def _setup_model(self) -> None:
         from rcsd_core.modeling.models import attach_lora, enable_checkpointing, load_model
@@ -269,7 +276,11 @@ class Round:
 
         self.optimizer.zero_grad(set_to_none=True)
         if config.method == "rejection_sft":
-            stats = rejection_sft_step(self.step_models, samples, records, config, between=self.stop.interrupt_point)
+            extra = (accepted_samples(self.reviewed, mine, self.tokenizer, partial(student_prompt_ids, self.tokenizer))
+                     if config.reviewed_use == "sft" else [])
+            stats = rejection_sft_step(self.step_models, samples, records, config, between=self.stop.interrupt_point,
+                                       rejected=self.reviewed.rejected, extra=extra)
+            stats.pop("targets")
         else:
             stats = distill_step(self.step_models, self.teacher, self.rollouts.teacher_prompts(mine, samples), samples, config,
                                  between=self.stop.interrupt_point)
