@@ -203,10 +203,16 @@ with edit_tab:
             ) if open_items else []
             if st.button("Save as new version", type="primary"):
                 version = review_loop.save_answering(root, draft, answers, note=note)
+                state.drop_draft(desc_key, rows_key, examples_key)
                 if answers:
                     st.session_state.pop("rubric_fix", None)
                 st.toast(f"Saved {name} version {version}")
                 st.rerun()
+    if draft is None or draft.version != current:
+        st.caption("Unsaved edits are kept while you visit other pages, until you save or discard them.")
+        if st.button("Discard unsaved edits"):
+            state.drop_draft(desc_key, rows_key, examples_key)
+            st.rerun()
     with st.expander("Propose criteria from reviewed chains (accepted vs rejected)"):
         st.caption("The model reads chains reviewers accepted and rejected under this rubric and proposes criteria "
                    "that separate them. Keep, edit or drop each; kept ones are added as a new version. "
@@ -242,16 +248,6 @@ with edit_tab:
                         st.rerun()
                     except InputError as exc:
                         state.show_error(exc)
-    findings = actions.lint_table(draft or rubric)
-                version = ws.save_rubric_version(root, draft, note=note)
-                state.drop_draft(desc_key, rows_key, examples_key)
-                st.toast(f"Saved {name} version {version}")
-                st.rerun()
-    if draft is None or draft.version != current:
-        st.caption("Unsaved edits are kept while you visit other pages, until you save or discard them.")
-        if st.button("Discard unsaved edits"):
-            state.drop_draft(desc_key, rows_key, examples_key)
-            st.rerun()
     findings = actions.lint_table(draft or rubric, judge_configured=judging.load_choice(root, name).kind != "none")
     with st.expander(f"Lint: {len(findings)} finding{'s' if len(findings) != 1 else ''} "
                      "(preview chains on the Preview page to lint discrimination too)"):
