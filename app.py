@@ -20,6 +20,7 @@ ensure_workspace(workspace_root())
 pages = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("pages/rubrics.py", title="Rubrics", icon=":material/checklist:"),
+    st.Page("pages/tasks.py", title="Task sets", icon=":material/list_alt:"),
     st.Page("pages/preview.py", title="Preview", icon=":material/visibility:"),
     st.Page("pages/review.py", title="Review", icon=":material/rate_review:"),
     st.Page("pages/train.py", title="Train", icon=":material/model_training:"),

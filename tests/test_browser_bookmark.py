@@ -42,7 +42,7 @@ def test_first_visit_by_bookmark_gets_the_studio_navigation(tmp_path):
             nav = page.locator('[data-testid="stSidebarNav"]')
             links = [t.strip() for t in nav.locator("a").all_inner_texts()]
             browser.close()
-        assert [link.split("\n")[-1] for link in links] == ["Home", "Rubrics", "Preview", "Review", "Train",
+        assert [link.split("\n")[-1] for link in links] == ["Home", "Rubrics", "Task sets", "Preview", "Review", "Train",
                                                             "Results"], links
     finally:
         server.terminate()

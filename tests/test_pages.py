@@ -101,7 +101,7 @@ def by_label(widgets, label: str):
 
 @pytest.mark.parametrize("page, says", [
     ("pages/home.py", "No previews yet"), ("pages/rubrics.py", "A strong answer meets these criteria:"),
-    ("pages/preview.py", "No chains yet"), ("pages/review.py", "Nothing flagged yet"),
+    ("pages/tasks.py", "Valid · no changes."), ("pages/preview.py", "No chains yet"), ("pages/review.py", "Nothing flagged yet"),
     ("pages/train.py", "No runs yet"), ("pages/results.py", "No runs yet")])
 def test_every_page_renders_on_a_fresh_workspace(home, page, says):
     at = open_page(page)
