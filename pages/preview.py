@@ -170,8 +170,10 @@ with st.expander("Guidance map: where the rubric pushes this chain"):
 
 # ---------------------------------------------------------------------------- signal
 with st.expander("Signal per criterion: will this rubric teach this model anything?"):
-    st.caption("Samples fresh chains in student and teacher context and compares pass rates per criterion "
-               "with a 95% bootstrap interval. A criterion whose gap includes zero gives this model no signal.")
+    st.caption("Compares student and teacher pass rates per criterion with a 95% bootstrap interval; a criterion "
+               "whose gap includes zero gives this model no signal. Reuses these chains when they were sampled in "
+               "both contexts on at least 4 tasks with the current judge (then only the divergence is computed); "
+               "otherwise samples fresh ones.")
     report = ws.latest_signal_report(root, rubric.name, rubric.version)
     if st.button("Measure signal", key="signal"):
         try:
@@ -189,7 +191,8 @@ with st.expander("Signal per criterion: will this rubric teach this model anythi
             state.show_error(f"Signal measurement failed: {measured.error}")
     if report:
         st.text(f"{report.get('model')} · {report.get('tasks')} tasks × {report.get('samples')} samples · "
-                f"mean divergence {report['divergence'].get('mean') or 0:.3f}")
+                f"mean divergence {report['divergence'].get('mean') or 0:.3f}"
+                + (f" · from chain set {report['chain_set']}" if report.get("chain_set") else " · fresh chains"))
         st.dataframe(actions.signal_rows(report), hide_index=True, width="stretch", column_config=state.SIGNAL_COLUMNS)
 
 with st.expander("Does the rubric matter? Ablation of the teacher's context"):

@@ -117,3 +117,22 @@ def test_unsaved_rubric_edits_survive_a_visit_to_another_page(home):
     rubric = ws.load_rubric_version(home, "grade-school-math")
     assert by_label(at.text_area, "Description").value == rubric.description
     assert "no changes from the current version" in texts(at)
+
+
+def test_signal_reuses_the_previews_chains_when_they_fit(home):
+    from test_pages import settle, texts
+
+    at = open_page("pages/preview.py", rubric="grade-school-math")
+    sample_tiny(at, tasks=4, samples=1, context="both")
+    (chain_set,) = ws.list_chain_sets(home)
+    by_label(at.button, "Measure signal").click().run()
+    settle(at)
+    report = ws.latest_signal_report(home, "grade-school-math")
+    assert report["reused_chains"] and report["chain_set"] == chain_set["id"]
+    assert f"from chain set {chain_set['id']}" in texts(at)
+
+    at = open_page("pages/preview.py", rubric="grade-school-math")
+    sample_tiny(at, tasks=4, samples=1, context="student")       # one context only: fresh chains are needed
+    by_label(at.button, "Measure signal").click().run()
+    settle(at)
+    assert not ws.latest_signal_report(home, "grade-school-math")["reused_chains"]

@@ -121,3 +121,24 @@ def test_cli_bad_rubric_exits_2_without_output(tmp_path):
     assert done.returncode == 2
     assert len(done.stderr.strip().splitlines()) == 1 and "bad.yaml" in done.stderr and "weight" in done.stderr
     assert not out.exists()
+
+
+def test_signal_reuses_chains_already_sampled_in_both_contexts(tiny):
+    from rcsd_core.design.preview import preview_chains
+
+    model, tokenizer = tiny
+    from rcsd_core.contracts.tasks import load_tasks
+
+    rubric = load_rubric(RUBRIC)
+    tasks = load_tasks(TASKS, split="train")[:4]
+    records, _ = preview_chains(rubric, tasks, model=model, tokenizer=tokenizer, samples=2, max_new_tokens=6,
+                                context="both", seed=3)
+    calls = []
+    reused = measure_signal(rubric, tasks, model=model, tokenizer=tokenizer, samples=2, max_new_tokens=6, seed=3,
+                            records=records, progress=lambda d, t: calls.append((d, t)))
+    fresh = measure_signal(rubric, tasks, model=model, tokenizer=tokenizer, samples=2, max_new_tokens=6, seed=3)
+    assert reused["reused_chains"] and not fresh["reused_chains"]
+    assert calls[-1] == (8, 8)                         # only the 8 student chains' divergence was measured
+    # the same seed samples the same chains, so reusing them gives the fresh report's figures
+    assert reused["criteria"] == fresh["criteria"] and reused["total"] == fresh["total"]
+    assert reused["divergence"]["mean"] == pytest.approx(fresh["divergence"]["mean"])

@@ -139,12 +139,14 @@ def measure_signal(rubric: Rubric, tasks: list[Task], *, model=None, tokenizer=N
                    samples: int = 4, max_new_tokens: int = 64, seed: int = 0, divergence: str = "forward_kl",
                    judge: Judge | None = None, progress: Callable[[int, int], None] | None = None,
                    include_reference: bool = False, temperature: float = 1.0,
-                   layout: TeacherLayout | None = None) -> dict:
+                   layout: TeacherLayout | None = None, records: list[dict] | None = None) -> dict:
     """Sample, score and compare student vs teacher chains; the JSON-ready signal report.
 
     progress(done, total) counts sampled chains (2 · samples · tasks) then student chains whose
     divergence is measured (samples · tasks). `layout` is the teacher's context (a run's
     `config.teacher_layout()`); by default a new round's, with the reference when `include_reference`.
+    `records`: chains already sampled and scored in both contexts on `tasks` with this rubric and
+    layout (a preview's, `design.preview.preview_chains`); then only the divergence is measured.
     """
     if not tasks:
         raise ValueError("measure_signal needs at least one task")
@@ -152,17 +154,21 @@ def measure_signal(rubric: Rubric, tasks: list[Task], *, model=None, tokenizer=N
         from rcsd_core.modeling.models import load_model
         model, tokenizer = load_model(model_name)
     layout = layout or TeacherLayout(include_reference=include_reference)
-    n_sampled = 2 * samples * len(tasks)
+    reused = records is not None
+    n_sampled = 0 if reused else 2 * samples * len(tasks)
     total_steps = n_sampled + samples * len(tasks)
 
     def sampling_progress(done: int, _count: int) -> None:
         if progress:
             progress(done, total_steps)
 
-    records, stats = preview_chains(rubric, tasks, model=model, tokenizer=tokenizer, model_name=model_name,
-                                    samples=samples, max_new_tokens=max_new_tokens, context="both", seed=seed,
-                                    temperature=temperature, layout=layout, judge=judge,
-                                    progress=sampling_progress)
+    tokens_per_s = None
+    if not reused:
+        records, stats = preview_chains(rubric, tasks, model=model, tokenizer=tokenizer, model_name=model_name,
+                                        samples=samples, max_new_tokens=max_new_tokens, context="both", seed=seed,
+                                        temperature=temperature, layout=layout, judge=judge,
+                                        progress=sampling_progress)
+        tokens_per_s = round(stats.tokens_per_s, 2)
     student = [r for r in records if r["context"] == "student"]
     teacher = [r for r in records if r["context"] == "teacher"]
 
@@ -210,7 +216,8 @@ def measure_signal(rubric: Rubric, tasks: list[Task], *, model=None, tokenizer=N
         "include_reference": layout.include_reference,
         "layout": asdict(layout),
         "judge": getattr(judge, "name", None),
-        "tokens_per_s": round(stats.tokens_per_s, 2),
+        "tokens_per_s": tokens_per_s,
+        "reused_chains": reused,
     })
 
 

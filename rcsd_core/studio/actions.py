@@ -46,6 +46,7 @@ __all__ = ["EMBEDDED_WARNING", "sample_preview", "chain_set", "chain_set_tasks",
            "measure_chain_set_ablation", "ablation_rows", "design_reports", "run_design_reports"]
 
 Progress = Callable[[int, int], None]
+MIN_SIGNAL_TASKS = 4   # fewer tasks than this say little about a criterion's gap
 
 
 # ---------------------------------------------------------------------------- preview
@@ -123,19 +124,30 @@ def guidance_html(root: str | Path, set_id: str, chain: dict) -> str:
 def measure_chain_set_signal(root: str | Path, set_id: str, progress: Progress | None = None) -> dict:
     """Measure the signal with a chain set's rubric, model and settings on its train tasks; saved and returned.
 
-    Uses at least 4 tasks (more when the chain set covered more), fresh chains in both contexts, and
-    the judge remembered for the rubric (judging.load_choice) for criteria without a check.
+    The chain set's own chains are reused when they fit — sampled in both contexts on at least
+    MIN_SIGNAL_TASKS tasks, with the judge now remembered for the rubric — so only the divergence
+    is computed; otherwise fresh chains are sampled in both contexts on at least MIN_SIGNAL_TASKS
+    tasks (more when the chain set covered more). The judge (judging.load_choice) scores criteria
+    without a check.
     """
     from rcsd_core.design.signals import measure_signal
 
     meta, records, rubric = chain_set(root, set_id)
-    count = max(4, len({r["task_id"] for r in records}))
+    choice = judging.load_choice(root, meta["rubric"])
+    covered = list(dict.fromkeys(r["task_id"] for r in records))
+    reuse = (meta.get("context") == "both" and len(covered) >= MIN_SIGNAL_TASKS
+             and meta.get("judge", JudgeChoice().label) == choice.label)
+    count = max(MIN_SIGNAL_TASKS, len(covered))
     tasks = ws.load_task_set(root, meta["tasks"], split="train")[:count]
+    if reuse and [t.id for t in tasks] != covered:
+        reuse = False      # the task set no longer starts with the chain set's tasks
     model, tokenizer = cached_model(meta["model"])
-    judge = judging.build_judge(judging.load_choice(root, meta["rubric"]), preview_model=meta["model"])
+    judge = None if reuse else judging.build_judge(choice, preview_model=meta["model"])
     report = measure_signal(rubric, tasks, model=model, tokenizer=tokenizer, model_name=meta["model"],
                             samples=int(meta.get("samples", 2)), max_new_tokens=int(meta.get("max_new_tokens", 48)),
-                            seed=int(meta.get("seed", 0)), judge=judge, progress=progress)
+                            seed=int(meta.get("seed", 0)), judge=judge, progress=progress,
+                            records=records if reuse else None)
+    report = {**report, "chain_set": set_id if reuse else None, "judge_choice": choice.label}
     ws.save_signal_report(root, report)
     return report
 
