@@ -136,3 +136,27 @@ def test_signal_reuses_the_previews_chains_when_they_fit(home):
     by_label(at.button, "Measure signal").click().run()
     settle(at)
     assert not ws.latest_signal_report(home, "grade-school-math")["reused_chains"]
+
+
+def test_train_form_follows_the_rubric_to_its_task_set_before_launch(home):
+    at = open_page("pages/train.py", rubric="grade-school-math")
+    assert at.selectbox(key="train-task-set").value == "arithmetic"
+    at.selectbox(key="train-rubric").set_value("legal-issue-analysis").run()
+    assert at.selectbox(key="train-task-set").value == ws.suggested_task_set(home, "legal-issue-analysis") == "legal"
+    at.selectbox(key="train-task-set").set_value("science").run()
+    assert at.selectbox(key="train-task-set").value == "science"      # the user's choice stays
+
+
+def test_criteria_editor_reports_a_row_without_an_id_instead_of_dropping_it(home):
+    from test_pages import texts
+
+    at = open_page("pages/rubrics.py", rubric="grade-school-math")
+    version = ws.current_version(home, "grade-school-math")
+    at.session_state[f"criteria-grade-school-math-{version}"] = {
+        "edited_rows": {}, "deleted_rows": [], "added_rows": [{"description": "Cites the units.", "weight": 2}]}
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    problems = frame_with(at, "row")
+    rows = len(ws.load_rubric_version(home, "grade-school-math").criteria) + 1
+    assert list(problems["row"]) == [rows] and list(problems["field"]) == ["id"]
+    assert "1 problem to fix before saving" in texts(at) and "saving creates version" not in texts(at)
