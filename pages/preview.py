@@ -58,18 +58,12 @@ if submitted:
                          max_new_tokens=int(max_new_tokens), context=context, seed=int(seed))
     except InputError as exc:
         state.show_error(exc)
-finished = background.show(root, "preview")       # progress, ETA and Cancel while it runs (after a reload too)
+finished = background.outcome(root, "preview", "Sampling")   # progress, ETA and Cancel while it runs
 if finished is not None:
-    background.forget(root, "preview", finished)
-    if finished.status == "done":
-        set_id, stats = finished.result
-        st.session_state["chain_set"] = set_id
-        st.success(f"{stats.tokens} tokens in {background.format_seconds(finished.elapsed_s)} · "
-                   f"{stats.tokens_per_s:.0f} tokens/s")
-    elif finished.status == "cancelled":
-        st.info("Sampling cancelled: nothing was saved.")
-    else:
-        state.show_error(f"Sampling failed: {finished.error}")
+    set_id, stats = finished.result
+    st.session_state["chain_set"] = set_id
+    st.success(f"{stats.tokens} tokens in {background.format_seconds(finished.elapsed_s)} · "
+               f"{stats.tokens_per_s:.0f} tokens/s")
 
 # ---------------------------------------------------------------------------- which chain set
 sets = ws.list_chain_sets(root)
@@ -180,15 +174,8 @@ with st.expander("Signal per criterion: will this rubric teach this model anythi
             background.start(root, "signal", "Measuring signal", actions.measure_chain_set_signal, root, set_id)
         except InputError as exc:
             state.show_error(exc)
-    measured = background.show(root, "signal")
-    if measured is not None:
-        background.forget(root, "signal", measured)
-        if measured.status == "done":
-            report = measured.result
-        elif measured.status == "cancelled":
-            st.info("Signal measurement cancelled: nothing was saved.")
-        else:
-            state.show_error(f"Signal measurement failed: {measured.error}")
+    if (measured := background.outcome(root, "signal", "Signal measurement")) is not None:
+        report = measured.result
     if report:
         st.text(f"{report.get('model')} · {report.get('tasks')} tasks × {report.get('samples')} samples · "
                 f"mean divergence {report['divergence'].get('mean') or 0:.3f}"
@@ -206,15 +193,8 @@ with st.expander("Does the rubric matter? Ablation of the teacher's context"):
             background.start(root, "ablation", "Ablation", actions.measure_chain_set_ablation, root, set_id)
         except InputError as exc:
             state.show_error(exc)
-    ablated = background.show(root, "ablation")
-    if ablated is not None:
-        background.forget(root, "ablation", ablated)
-        if ablated.status == "done":
-            ablation = ablated.result
-        elif ablated.status == "cancelled":
-            st.info("Ablation cancelled: nothing was saved.")
-        else:
-            state.show_error(f"Ablation failed: {ablated.error}")
+    if (ablated := background.outcome(root, "ablation", "Ablation")) is not None:
+        ablation = ablated.result
     if ablation:
         st.info(state.plain(f"Verdict: {ablation['verdict']}"))
         st.text(f"{ablation.get('model')} · {ablation.get('tasks')} tasks × {ablation.get('samples')} samples · "

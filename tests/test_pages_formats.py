@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from test_pages import home, open_page  # noqa: F401  (home is a fixture)
+
 from rcsd_core.contracts import runs
 from rcsd_core.contracts.config import preset_config
 from rcsd_core.contracts.rubric_text import render_rubric
@@ -19,24 +21,9 @@ from rcsd_core.studio import exchange
 from rcsd_core.studio import workspace as ws
 from rcsd_core.studio.store import ReviewStore
 
-TIMEOUT = 120
-APP = Path(__file__).resolve().parent.parent / "app.py"
 HB = Path(__file__).parent / "fixtures" / "formats" / "healthbench.jsonl"
 
 
-@pytest.fixture()
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("RCSD_HOME", str(tmp_path / "ws"))
-    return ws.ensure_workspace(tmp_path / "ws")
-
-
-def open_page(page: str, **session) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    for key, value in session.items():
-        at.session_state[key] = value
-    at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def submit_import(at: AppTest, name: str, data: bytes, fmt: str = "detect") -> AppTest:

@@ -3,23 +3,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from streamlit.testing.v1 import AppTest
+
+from test_pages import by_label, frame_with, home, open_page, texts  # noqa: F401  (home is a fixture)
 
 from rcsd_core.studio import workspace as ws
 from rcsd_core.studio.store import ReviewStore
 
-APP = Path(__file__).resolve().parent.parent / "app.py"
-TIMEOUT = 120
 
-
-@pytest.fixture()
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("RCSD_HOME", str(tmp_path / "ws"))
-    return ws.ensure_workspace(tmp_path / "ws")
 
 
 def chain_set(home, n=3) -> str:
@@ -30,30 +23,6 @@ def chain_set(home, n=3) -> str:
     return ws.save_chain_set(home, records, {"rubric": "grade-school-math", "rubric_version": version})
 
 
-def open_page(page: str, **state) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=TIMEOUT)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.switch_page(page).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def by_label(widgets, label: str):
-    matches = [w for w in widgets if w.label == label]
-    assert matches, f"no widget labelled {label!r}: {[w.label for w in widgets]}"
-    return matches[0]
-
-
-def texts(at: AppTest) -> str:
-    return "\n".join(str(e.value) for kind in ("markdown", "caption", "info", "success", "error", "warning", "text",
-                                               "code", "subheader") for e in getattr(at, kind))
-
-
-def frame_with(at: AppTest, column: str) -> pd.DataFrame:
-    matches = [e.value for e in at.dataframe if column in e.value.columns]
-    assert matches, f"no table with column {column!r}"
-    return matches[0]
 
 
 def test_round_queue_hiding_and_agreement_view(home):

@@ -163,3 +163,21 @@ def show(root: str | Path, kind: str) -> Job | None:
 
     st.fragment(run_every=1)(poll)()
     return None
+
+
+def outcome(root: str | Path, kind: str, what: str) -> Job | None:
+    """show() for a page section: the job when it finished well (taken: a later run shows nothing);
+    a cancelled or failed one is said in one line and taken too; None while nothing finished."""
+    finished = show(root, kind)
+    if finished is None:
+        return None
+    forget(root, kind, finished)
+    if finished.status == "done":
+        return finished
+    if finished.status == "cancelled":
+        st.info(f"{what} cancelled: nothing was saved.")
+    else:
+        from rcsd_core.studio.state import show_error
+
+        show_error(f"{what} failed: {finished.error}")
+    return None
