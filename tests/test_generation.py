@@ -139,3 +139,25 @@ def test_min_new_tokens_holds_back_end_of_turn(eos_as, peaked, prompts):
                             min_new_tokens=3)
     assert stop not in held[0].completion_ids[:3]
     assert held[0].n_tokens >= 3
+
+
+def test_progress_every_reports_inside_a_batch_so_a_raise_stops_sampling_at_once(tiny):
+    from rcsd_core.modeling.generation import sample_chains
+
+    model, tokenizer = tiny
+    prompts = [encode_messages(tokenizer, [{"role": "user", "content": "Count to ten."}])]
+    calls = []
+    _, _ = sample_chains(model, tokenizer, prompts, n=4, max_new_tokens=32, min_new_tokens=32, batch_size=4,
+                         progress=lambda d, t: calls.append((d, t)), progress_every=8)
+    assert calls == [(0, 4)] * 4 + [(4, 4)]           # every 8 of 32 decode steps, then the batch's end
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel_at_second_beat(done, total, seen=[]):
+        seen.append(done)
+        if len(seen) == 2:
+            raise Cancelled
+    with pytest.raises(Cancelled):
+        sample_chains(model, tokenizer, prompts, n=4, max_new_tokens=32, min_new_tokens=32, batch_size=4,
+                      progress=cancel_at_second_beat, progress_every=8)

@@ -26,6 +26,9 @@ from rcsd_core.scoring.scores import score_chain
 Context = Literal["student", "teacher", "both"]
 
 
+PROGRESS_EVERY = 8   # decode steps between progress reports inside a batch: how soon a cancel is seen
+
+
 def contexts_for(context: Context) -> list[str]:
     if context not in ("student", "teacher", "both"):
         raise ValueError(f"context must be student, teacher or both, not {context!r}")
@@ -61,7 +64,8 @@ def preview_chains(rubric: Rubric, tasks: list[Task], *, model=None, tokenizer=N
             progress(done, count)
 
     drawn, total = sample_chains(model, tokenizer, ids, n=samples, max_new_tokens=max_new_tokens,
-                                 temperature=temperature, seed=seed, batch_size=batch_size, progress=report)
+                                 temperature=temperature, seed=seed, batch_size=batch_size, progress=report,
+                                 progress_every=PROGRESS_EVERY if progress else 0)
     by_id = {t.id: t for t in tasks}
     for s in drawn:
         kind, task = prompts[s.prompt_index]

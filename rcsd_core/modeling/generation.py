@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from rcsd_core.modeling.batching import left_pad
 
@@ -51,14 +52,17 @@ class SamplingStats:
 def sample_chains(model, tokenizer, prompts: list[list[int]], *, n: int = 1, max_new_tokens: int = 128,
                   temperature: float = 1.0, top_p: float = 1.0, seed: int = 0, batch_size: int = 8,
                   min_new_tokens: int = 0, share_prefix: bool = True,
-                  progress: Callable[[int, int], None] | None = None) -> tuple[list[Sample], SamplingStats]:
+                  progress: Callable[[int, int], None] | None = None,
+                  progress_every: int = 0) -> tuple[list[Sample], SamplingStats]:
     """Sample n completions for each prompt (token ids), in batches of `batch_size` sequences.
 
     temperature 0 decodes greedily. `min_new_tokens` holds back end-of-turn that long (the
     benchmark uses it so every chain has the same length). With `share_prefix`, the tokens every
     prompt of a batch starts with (the chat template's system turn; in teacher context the whole
     rubric) are run through the model once and their cache is shared by the batch.
-    `progress(done, total)` is called after each batch.
+    `progress(done, total)` is called after each batch, and with `progress_every` > 0 also every that
+    many decode steps inside a batch (with the chains done so far): a progress callback that raises
+    (a studio job being cancelled) then stops sampling within a few tokens instead of a whole batch.
     """
     jobs = [(p, s) for p in range(len(prompts)) for s in range(n)]
     device = next(model.parameters()).device
@@ -87,6 +91,9 @@ def sample_chains(model, tokenizer, prompts: list[list[int]], *, n: int = 1, max
                     extra = prefixes.cache_for(rows[0][:shared], len(rows))
                 else:
                     input_ids, attention_mask = left_pad(rows, pad, device)
+                if progress and progress_every > 0:
+                    extra["stopping_criteria"] = StoppingCriteriaList(
+                        [_EveryNSteps(progress_every, lambda: progress(b, len(jobs)))])
                 out = model.generate(input_ids=input_ids, attention_mask=attention_mask,
                                      max_new_tokens=max_new_tokens, min_new_tokens=min_new_tokens or None,
                                      eos_token_id=eos, pad_token_id=pad, top_k=None, **sampling, **extra)
@@ -102,6 +109,20 @@ def sample_chains(model, tokenizer, prompts: list[list[int]], *, n: int = 1, max
         if device.type == "cpu":
             torch.random.set_rng_state(generator_state)
     return samples, SamplingStats(tokens=tokens, seconds=time.perf_counter() - start)
+
+
+class _EveryNSteps(StoppingCriteria):
+    """A generate() stopping criterion that never stops: it calls `beat` every `every` decode steps
+    (an exception raised there leaves generate, which is how a cancelled studio job stops)."""
+
+    def __init__(self, every: int, beat: Callable[[], None]):
+        self.every, self.beat, self.steps = every, beat, 0
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs) -> torch.Tensor:
+        self.steps += 1
+        if self.steps % self.every == 0:
+            self.beat()
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
 
 
 # ---------------------------------------------------------------------------- shared prefixes
