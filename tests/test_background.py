@@ -97,3 +97,26 @@ def test_preview_page_shows_progress_reattaches_and_cancels(home, monkeypatch):
     again.run()
     assert "Sampling cancelled: nothing was saved." in texts(again)
     assert ws.list_chain_sets(home) == []
+
+
+def test_model_work_runs_one_job_at_a_time(tmp_path):
+    gate, order = threading.Event(), []
+
+    def first(*, progress):
+        order.append("first starts")
+        gate.wait(10)
+        order.append("first ends")
+
+    def second(*, progress):
+        order.append("second starts")
+
+    a = background.start(tmp_path, "preview", "Sampling", first)
+    deadline = time.time() + 10
+    while a.status != "running" and time.time() < deadline:
+        time.sleep(0.01)
+    b = background.start(tmp_path, "signal", "Measuring signal", second)
+    time.sleep(0.2)
+    assert b.status == "queued" and "waiting for the studio's other job" in b.describe()
+    gate.set()
+    _wait(a), _wait(b)
+    assert order == ["first starts", "first ends", "second starts"] and b.status == "done"

@@ -11,7 +11,8 @@ reloaded or opened in another tab finds the job by its workspace and kind and re
 work function takes a `progress(done, total)` keyword; each call updates the job and is where a
 cancel request takes effect (JobCancelled is raised inside the work, which leaves nothing half-
 written: chain sets and reports are saved atomically after the last chain). One job per
-workspace and kind runs at a time. Jobs live as long as the server: a restart forgets them.
+workspace and kind at a time, and one doing model work per server (others wait, "queued"). Jobs
+live as long as the server: a restart forgets them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import streamlit as st
 
 from rcsd_core.errors import InputError
 
-ACTIVE = ("running",)
+ACTIVE = ("queued", "running")
 
 
 class JobCancelled(Exception):
@@ -39,7 +40,7 @@ class Job:
     kind: str
     label: str
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
-    status: str = "running"
+    status: str = "queued"
     done: int = 0
     total: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -59,7 +60,7 @@ class Job:
 
     @property
     def cancelling(self) -> bool:
-        return self._cancel.is_set() and self.status == "running"
+        return self._cancel.is_set() and self.status in ACTIVE
 
     @property
     def fraction(self) -> float:
@@ -79,7 +80,9 @@ class Job:
     def describe(self) -> str:
         """One line for a progress bar: done/total, elapsed and ETA."""
         if self.cancelling:
-            return f"{self.label}: cancelling at the next batch…"
+            return f"{self.label}: cancelling…"
+        if self.status == "queued":
+            return f"{self.label}: waiting for the studio's other job to finish"
         count = f"{self.done}/{self.total}" if self.total else "starting"
         eta = f" · about {format_seconds(self.eta_s)} left" if self.eta_s is not None else ""
         return f"{self.label}: {count} · {format_seconds(self.elapsed_s)} so far{eta}"
@@ -94,6 +97,14 @@ def format_seconds(seconds: float) -> str:
 def _registry() -> tuple[threading.Lock, dict[tuple[str, str], Job]]:
     """The server's jobs, newest per (workspace, kind); one registry per server process."""
     return threading.Lock(), {}
+
+
+@st.cache_resource(show_spinner=False)
+def _model_work() -> threading.Lock:
+    """Held by the job doing model work: one at a time per server, so jobs do not split the CPU
+    cores between them and each one's seed gives the chains it would give alone (sampling seeds
+    torch's global generator)."""
+    return threading.Lock()
 
 
 def latest(root: str | Path, kind: str) -> Job | None:
@@ -115,7 +126,12 @@ def start(root: str | Path, kind: str, label: str, work: Callable[..., Any], *ar
 
     def run() -> None:
         try:
-            job.result = work(*args, progress=job.progress, **kwargs)
+            with _model_work():
+                if job._cancel.is_set():
+                    raise JobCancelled
+                job.status = "running"
+                job.started = time.monotonic()
+                job.result = work(*args, progress=job.progress, **kwargs)
             job.status = "done"
         except JobCancelled:
             job.status = "cancelled"
