@@ -1,7 +1,10 @@
-"""Page state the studio's pages share: remembered selections, the one model cache, plain-text errors.
+"""Page state the studio's pages share: remembered selections, dependent selectors, unsaved drafts,
+the one model cache, plain-text errors.
 
     from rcsd_core.studio import state
     name = state.remembered_select("Rubric", names, "rubric")       # what was chosen last, on any page
+    name, version, task_set = state.rubric_picker(root, "preview")  # outside a form: they follow each other
+    rows = state.draft_base(key, saved_rows); state.keep_draft(key, edited_rows)   # edits survive a page change
     model, tokenizer = state.cached_model("tiny-random")           # loaded once per app process
     state.show_error(exc)                                          # an error box with no Markdown in it
 
