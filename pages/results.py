@@ -52,8 +52,11 @@ def watch_evaluation() -> None:
     current = jobs.evaluation_status(run_dir)
     if current is None or current["status"] not in jobs.ACTIVE:
         st.rerun()
-    st.info(f"Evaluating base vs adapter on the eval split ({current['status']}, since {current.get('created')})…")
-    st.code(jobs.evaluation_log(run_dir, 6) or "(starting)", language=None)
+    fraction, text = jobs.evaluation_progress(current)
+    st.info("Evaluating base vs adapter on the eval split…")
+    st.progress(fraction, text=text)
+    with st.expander("Evaluation log"):
+        st.code(jobs.evaluation_log(run_dir, 6) or "(starting)", language=None)
 
 
 if job and job["status"] in jobs.ACTIVE:

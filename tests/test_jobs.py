@@ -101,3 +101,16 @@ def test_spawn_detached_appends_output_to_the_log(tmp_path):
     pid = runs.spawn_detached([sys.executable, "-c", "print('hello from the job')"], log)
     wait_for(lambda: not runs.pid_alive(pid))
     assert log.read_text() == "earlier\nhello from the job\n"
+
+
+def test_evaluation_progress_reads_done_total_and_eta_from_the_status():
+    from datetime import datetime, timezone
+
+    from rcsd_core.studio.jobs import evaluation_progress
+
+    now = datetime(2026, 1, 1, 12, 1, 0, tzinfo=timezone.utc)
+    fraction, text = evaluation_progress({"started": "2026-01-01T12:00:00+00:00", "done": 20, "total": 80}, now)
+    assert fraction == 0.25
+    assert text == "20/80 chains (without, then with the adapter) · 1 min 00 s so far · about 3 min 00 s left"
+    assert evaluation_progress({"started": "2026-01-01T12:00:30+00:00", "total": None}, now) == \
+        (0.0, "loading the model · 30 s so far")

@@ -350,6 +350,8 @@ def test_results_page_launches_an_evaluation_job_and_shows_its_result(home):
     while runs.read_eval_status(run_dir)["status"] in ("queued", "running") and time.time() < deadline:
         time.sleep(0.5)
     assert runs.read_eval_status(run_dir)["status"] == "done", runs.tail_log(run_dir, 40, name=runs.EVAL_LOG_FILE)
+    job = runs.read_eval_status(run_dir)
+    assert (job["done"], job["total"]) == (4, 4)      # 2 prompts × 1 chain, without then with the adapter
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     metrics = {m.label: m.value for m in at.metric}

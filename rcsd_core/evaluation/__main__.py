@@ -3,7 +3,8 @@
     python -m rcsd_core.evaluation --run-dir runs/<id> [--limit N] [--samples N] [--seed S]
 
 Calls `evaluate_run` (which writes eval.json atomically) and keeps the run's eval-status.json
-current: running (with this pid) → done, or failed with the reason. The studio's Results page
+current: running (with this pid, `started`, and `done`/`total` chains sampled so far) → done, or
+failed with the reason. The studio's Results page
 launches it detached (`rcsd_core.contracts.runs.launch_evaluation`) and polls that file.
 Exit codes: 0 done, 1 failed, 2 bad input (one line on stderr), 130 interrupted.
 This is the only place of the evaluation layer that parses arguments.
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from rcsd_core.contracts.runs import CONFIG_FILE, write_eval_status
 from rcsd_core.errors import InputError
+from rcsd_core.files import utc_now
 
 
 def positive(text: str) -> int:
@@ -50,11 +52,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_job(run_dir: Path, args: argparse.Namespace) -> int:
     """evaluate_run (which holds the run's lock) with eval-status.json kept current; the exit code."""
-    write_eval_status(run_dir, "running", pid=os.getpid(), error=None)
+    write_eval_status(run_dir, "running", pid=os.getpid(), error=None, done=0, total=None, started=utc_now())
+
+    def progress(done: int, total: int) -> None:  # the page's progress bar and ETA read these
+        write_eval_status(run_dir, "running", done=done, total=total)
+
     try:
         from rcsd_core.evaluation.before_after import evaluate_run  # torch loads here, after the status
 
-        result = evaluate_run(run_dir, tasks=args.limit, samples=args.samples, seed=args.seed)
+        result = evaluate_run(run_dir, tasks=args.limit, samples=args.samples, seed=args.seed, progress=progress)
     except InputError as exc:
         write_eval_status(run_dir, "failed", error=str(exc))
         print(f"rcsd eval: error: {exc}", file=sys.stderr)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -41,12 +41,13 @@ from rcsd_core.scoring.stats import bootstrap_diff_ci, bootstrap_mean_ci, exclud
 
 
 def sample_student(model, tokenizer, rubric: Rubric, tasks: Sequence[Task], *, samples: int, max_new_tokens: int,
-                   seed: int, temperature: float = 1.0, top_p: float = 1.0,
-                   batch_size: int = 16) -> tuple[list[Sample], list[dict]]:
+                   seed: int, temperature: float = 1.0, top_p: float = 1.0, batch_size: int = 16,
+                   progress: Callable[[int, int], None] | None = None) -> tuple[list[Sample], list[dict]]:
     """Sample `samples` chains per task in student context and score them: (samples, records)."""
     prompts = [student_prompt_ids(tokenizer, t) for t in tasks]
     drawn, _ = sample_chains(model, tokenizer, prompts, n=samples, max_new_tokens=max_new_tokens,
-                             temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size)
+                             temperature=temperature, top_p=top_p, seed=seed, batch_size=batch_size,
+                             progress=progress)
     return drawn, score_samples(rubric, tasks, drawn)
 
 
@@ -108,21 +109,23 @@ def compare_eval(before_records: Sequence[dict], after_records: Sequence[dict], 
 
 
 def evaluate_run(run_dir: str | Path, *, tasks: int | Sequence[Task] | None = None, samples: int | None = None,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, progress: Callable[[int, int], None] | None = None) -> dict:
     """Score the student without and with the run's adapter on the eval split; writes eval.json.
 
     tasks: how many eval prompts (the first N of the eval split), or the tasks themselves;
     default the run's eval_tasks. samples: chains per prompt (default the run's eval_samples).
+    progress(done, total) counts the chains sampled without and then with the adapter.
     The evaluation owns the run while it reads the adapter (its lock: no round resumes under it,
     and a running round's run is refused with who holds it), from `rcsd eval` and the studio's job alike.
     """
     from rcsd_core.contracts.runs import RunLock
 
     with RunLock(run_dir, purpose="evaluation"):
-        return _evaluate(Path(run_dir), tasks=tasks, samples=samples, seed=seed)
+        return _evaluate(Path(run_dir), tasks=tasks, samples=samples, seed=seed, progress=progress)
 
 
-def _evaluate(run_dir: Path, *, tasks: int | Sequence[Task] | None, samples: int | None, seed: int) -> dict:
+def _evaluate(run_dir: Path, *, tasks: int | Sequence[Task] | None, samples: int | None, seed: int,
+              progress: Callable[[int, int], None] | None = None) -> dict:
     from rcsd_core.contracts.rubric import rubric_from_data
     from rcsd_core.contracts.runs import ADAPTER_DIR, EVAL_FILE, load_run_config
     from rcsd_core.errors import InputError
@@ -145,9 +148,14 @@ def _evaluate(run_dir: Path, *, tasks: int | Sequence[Task] | None, samples: int
     model.eval()
     common = dict(samples=samples, max_new_tokens=config.max_new_tokens, seed=seed, temperature=config.temperature,
                   top_p=config.top_p, batch_size=config.sampling_batch_size)
+    chains = len(eval_tasks) * samples
     with model.disable_adapter():
-        before_samples, before = sample_student(model, tokenizer, rubric, eval_tasks, **common)
-    after_samples, after = sample_student(model, tokenizer, rubric, eval_tasks, **common)
+        before_samples, before = sample_student(
+            model, tokenizer, rubric, eval_tasks, **common,
+            progress=progress and (lambda done, _total: progress(done, 2 * chains)))
+    after_samples, after = sample_student(
+        model, tokenizer, rubric, eval_tasks, **common,
+        progress=progress and (lambda done, _total: progress(chains + done, 2 * chains)))
     divergence = held_out_divergence(model, tokenizer, config, rubric, eval_tasks, before_samples, after_samples)
 
     rows = compare_eval(before, after, rubric, seed=seed, tasks=eval_tasks).to_dict(orient="records")

@@ -27,6 +27,7 @@ from typing import Any, Callable
 import streamlit as st
 
 from rcsd_core.errors import InputError
+from rcsd_core.studio.jobs import format_seconds  # noqa: F401  (pages show durations with it)
 
 ACTIVE = ("queued", "running")
 
@@ -86,11 +87,6 @@ class Job:
         count = f"{self.done}/{self.total}" if self.total else "starting"
         eta = f" · about {format_seconds(self.eta_s)} left" if self.eta_s is not None else ""
         return f"{self.label}: {count} · {format_seconds(self.elapsed_s)} so far{eta}"
-
-
-def format_seconds(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 @st.cache_resource(show_spinner=False)

@@ -12,6 +12,7 @@ an active job with `st.fragment(run_every=2)` and reruns once it ends.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -88,6 +89,29 @@ def launch_evaluation(run_dir: str | Path, *, limit: int | None = None, samples:
 def evaluation_status(run_dir: str | Path) -> dict | None:
     """The last evaluation job of a run, or None when none was launched (older runs show eval.json alone)."""
     return runs.read_eval_status(run_dir)
+
+
+def evaluation_progress(status: dict, now: datetime | None = None) -> tuple[float, str]:
+    """(fraction, one line) of a running evaluation job from its status: chains sampled of all,
+    time so far and the time left at that rate ("loading the model" before the first batch)."""
+    done, total = int(status.get("done") or 0), status.get("total")
+    try:
+        started = datetime.fromisoformat(str(status.get("started") or status.get("created")))
+    except ValueError:
+        started = None
+    now = now or datetime.now(timezone.utc)
+    elapsed = (now - started).total_seconds() if started else None
+    so_far = f" · {format_seconds(elapsed)} so far" if elapsed is not None else ""
+    if not total:
+        return 0.0, f"loading the model{so_far}"
+    left = f" · about {format_seconds(elapsed / done * (int(total) - done))} left" if done and elapsed else ""
+    return min(done / int(total), 1.0), f"{done}/{total} chains (without, then with the adapter){so_far}{left}"
+
+
+def format_seconds(value: float) -> str:
+    """A duration as a person reads it: 42 s, 3 min 05 s."""
+    value = max(0, int(round(value)))
+    return f"{value // 60} min {value % 60:02d} s" if value >= 60 else f"{value} s"
 
 
 def evaluation_log(run_dir: str | Path, lines: int = 20) -> str:
