@@ -13,7 +13,7 @@ import os
 import subprocess
 
 import pytest
-from test_browser_e2e import BROWSER_ARGS, CHROMIUM, REPO, free_port, idle, wait_healthy
+from test_browser_e2e import CHROMIUM, REPO, free_port, studio_page, wait_healthy
 
 from rcsd_core.cli.app import app_command
 
@@ -22,8 +22,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.timeout(600),
 
 
 def test_first_visit_by_bookmark_gets_the_studio_navigation(tmp_path):
-    from playwright.sync_api import sync_playwright
-
     port = free_port()
     env = {**os.environ, "RCSD_HOME": str(tmp_path / "ws")}
     with open(tmp_path / "server.log", "w") as log:
@@ -32,16 +30,10 @@ def test_first_visit_by_bookmark_gets_the_studio_navigation(tmp_path):
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, server, tmp_path / "server.log")
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS, headless=True)
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            page.set_default_timeout(60_000)
-            page.goto(f"{url}/preview")             # the server's very first visitor, by bookmark
-            page.get_by_role("heading", name="Preview", exact=True).first.wait_for()
-            idle(page)
+        # the server's very first visitor, by bookmark
+        with studio_page(f"{url}/preview", heading="Preview", exact=True, width=1280, height=900) as page:
             nav = page.locator('[data-testid="stSidebarNav"]')
             links = [t.strip() for t in nav.locator("a").all_inner_texts()]
-            browser.close()
         assert [link.split("\n")[-1] for link in links] == ["Home", "Rubrics", "Task sets", "Preview", "Review", "Train",
                                                             "Results"], links
     finally:

@@ -12,6 +12,7 @@ docs/screenshots/ when RCSD_SCREENSHOTS=1, else to the test's temporary folder.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -83,6 +84,26 @@ def shots(tmp_path) -> Path:
 
 
 # ---------------------------------------------------------------------------- page helpers
+
+@contextlib.contextmanager
+def studio_page(url: str, *, heading: str = "rcsd studio", exact: bool = False, width: int = 1440, height: int = 1500,
+                **options):
+    """A headless Chromium page on `url`, once `heading` shows and the script run has ended; the
+    browser is closed afterwards. `options` go to new_page (e.g. accept_downloads=True)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height}, **options)
+            page.set_default_timeout(60_000)
+            page.goto(url)
+            page.get_by_role("heading", name=heading, exact=exact).first.wait_for()
+            idle(page)
+            yield page
+        finally:
+            browser.close()
+
 
 def idle(page, timeout: float = 120_000) -> None:
     """Wait until the script run finishes (Streamlit's status widget shows 'Running…' meanwhile)."""

@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 import pytest
-from test_browser_e2e import BROWSER_ARGS, CHROMIUM, go, idle, studio  # noqa: F401  (studio: a fixture)
+from test_browser_e2e import CHROMIUM, go, idle, studio, studio_page  # noqa: F401  (studio: a fixture)
 
 from rcsd_core.studio import workspace as ws
 from rcsd_core.studio.store import ReviewStore
@@ -46,40 +46,31 @@ def reviewed(tmp_path):
 
 
 def test_import_healthbench_then_download_argilla_records(reviewed, studio, tmp_path):
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     expect.set_options(timeout=60_000)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1440, "height": 1400}, accept_downloads=True)
-        page.set_default_timeout(60_000)
-        try:
-            page.goto(studio)
-            page.get_by_role("heading", name="rcsd studio").wait_for()
-            idle(page)
+    with studio_page(studio, height=1400, accept_downloads=True) as page:
 
-            # -- import a HealthBench-style file
-            go(page, "Rubrics")
-            page.get_by_text("Import a data set: HealthBench, RaR, CSV, Parquet or TRL").click()
-            uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="Data set file")
-            uploader.locator('input[type="file"]').set_input_files(str(HB))
-            expect(uploader.get_by_text("healthbench.jsonl")).to_be_visible()
-            page.get_by_role("button", name="Import data set").click()
-            idle(page)
-            page.get_by_text(re.compile(r"Imported 3 tasks as task set healthbench with rubric healthbench")).wait_for()
-            assert [len(t.criteria) for t in ws.load_task_set(reviewed, "healthbench")] == [4, 3, 3]
+        # -- import a HealthBench-style file
+        go(page, "Rubrics")
+        page.get_by_text("Import a data set: HealthBench, RaR, CSV, Parquet or TRL").click()
+        uploader = page.locator('[data-testid="stFileUploader"]').filter(has_text="Data set file")
+        uploader.locator('input[type="file"]').set_input_files(str(HB))
+        expect(uploader.get_by_text("healthbench.jsonl")).to_be_visible()
+        page.get_by_role("button", name="Import data set").click()
+        idle(page)
+        page.get_by_text(re.compile(r"Imported 3 tasks as task set healthbench with rubric healthbench")).wait_for()
+        assert [len(t.criteria) for t in ws.load_task_set(reviewed, "healthbench")] == [4, 3, 3]
 
-            # -- download the reviewed chain as Argilla records
-            go(page, "Review")
-            select_by_typing(page, "Export for", "Argilla records")
-            with page.expect_download() as download:
-                page.get_by_role("button", name="Download Argilla records").click()
-            saved = tmp_path / "argilla.jsonl"
-            download.value.save_as(saved)
-            assert download.value.suggested_filename == "reviewed-chains-argilla.jsonl"
-            records = [json.loads(line) for line in saved.read_text().splitlines()]
-            assert [r["id"] for r in records] == ["set/c1"]
-            assert records[0]["responses"]["decision"] == [{"value": "reject", "user_id": "ben"}]
-            assert records[0]["suggestions"]["concise"]["value"] == "yes"
-        finally:
-            browser.close()
+        # -- download the reviewed chain as Argilla records
+        go(page, "Review")
+        select_by_typing(page, "Export for", "Argilla records")
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download Argilla records").click()
+        saved = tmp_path / "argilla.jsonl"
+        download.value.save_as(saved)
+        assert download.value.suggested_filename == "reviewed-chains-argilla.jsonl"
+        records = [json.loads(line) for line in saved.read_text().splitlines()]
+        assert [r["id"] for r in records] == ["set/c1"]
+        assert records[0]["responses"]["decision"] == [{"value": "reject", "user_id": "ben"}]
+        assert records[0]["suggestions"]["concise"]["value"] == "yes"

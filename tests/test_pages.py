@@ -178,12 +178,7 @@ def test_preview_tiny_random_grid_flag_then_review_decision(home):
     at = open_page("pages/preview.py", rubric="grade-school-math")
     assert "No chains yet" in texts(at)
     assert by_label(at.selectbox, "Model").value == "smollm2-135m-instruct"   # the embedded default
-    by_label(at.selectbox, "Model").set_value("tiny-random")
-    by_label(at.number_input, "Tasks (first N of the train split)").set_value(2)
-    by_label(at.number_input, "Samples per task").set_value(1)
-    by_label(at.number_input, "Max new tokens").set_value(8)
-    by_label(at.button, "Sample chains").click().run()
-    settle(at)
+    sample_tiny(at, tasks=2, tokens=8, context="both")
     assert not at.exception, [e.value for e in at.exception]
     grid = frame_with(at, "chain")
     assert len(grid) == 4                                   # 2 tasks × 1 sample × (student, teacher)
@@ -426,12 +421,7 @@ def test_review_page_shows_user_text_as_plain_text(home):
 
 def test_a_damaged_review_database_is_said_and_the_pages_stay_usable(home):
     at = open_page("pages/preview.py", rubric="grade-school-math")
-    by_label(at.selectbox, "Model").set_value("tiny-random")
-    by_label(at.number_input, "Tasks (first N of the train split)").set_value(1)
-    by_label(at.number_input, "Samples per task").set_value(1)
-    by_label(at.number_input, "Max new tokens").set_value(4)
-    by_label(at.button, "Sample chains").click().run()
-    settle(at)
+    sample_tiny(at, tasks=1, tokens=8, context="both")
     ws.store_path(home).write_bytes(b"this is not a sqlite database" * 100)   # damaged on disk
 
     at = open_page("pages/review.py")                      # no exception: the page says what is wrong

@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from rcsd_core.cli.args import add_model_args, add_teacher_args, check_divergence, check_out, format_table, positive
+from rcsd_core.cli.args import add_model_args, add_sampling_args, add_teacher_args, check_divergence, check_out, format_table
 from rcsd_core.errors import InputError
 
 SAMPLES_DIR = Path(__file__).resolve().parents[2] / "sample_rubrics"
@@ -30,11 +30,7 @@ def register(sub) -> None:
     p.add_argument("--tasks", required=True)
     add_model_args(p)
     add_teacher_args(p)
-    p.add_argument("--samples", type=positive, default=2)
-    p.add_argument("--max-new-tokens", type=positive, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=positive, help="use only the first N tasks")
-    p.add_argument("--temperature", type=float, default=1.0)
+    add_sampling_args(p, samples=2)
     p.add_argument("--shuffled-rubric", help="another rubric whose criteria the shuffled teacher reads "
                                              "(default: the first other sample rubric)")
     p.add_argument("--no-attribution", action="store_true", help="skip leaving each criterion out in turn")

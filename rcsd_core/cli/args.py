@@ -31,6 +31,15 @@ def add_model_args(p: argparse.ArgumentParser, *, default: str = "smollm2-135m-i
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 
 
+def add_sampling_args(p: argparse.ArgumentParser, *, samples: int) -> None:
+    """How chains are sampled on a task set: preview, signal and ablate take the same options."""
+    p.add_argument("--samples", type=positive, default=samples)
+    p.add_argument("--max-new-tokens", type=positive, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=positive, help="use only the first N tasks")
+    p.add_argument("--temperature", type=float, default=1.0)
+
+
 def add_teacher_args(p: argparse.ArgumentParser) -> None:
     """The divergence and the teacher's context, as a round would show them."""
     p.add_argument("--divergence", default="forward_kl", help="forward_kl | reverse_kl | jsd | topk_forward_kl | "

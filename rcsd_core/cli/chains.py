@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rcsd_core.cli.args import (add_judge_args, add_model_args, check_judge_args, check_out, format_table, make_judge,
+from rcsd_core.cli.args import (add_judge_args, add_model_args, add_sampling_args, check_judge_args, check_out, format_table, make_judge,
                                 positive, write_out)
 from rcsd_core.errors import InputError
 
@@ -33,12 +33,8 @@ def register(sub) -> None:
     p.add_argument("--rubric", required=True)
     p.add_argument("--tasks", required=True)
     add_model_args(p)
-    p.add_argument("--samples", type=positive, default=2)
-    p.add_argument("--max-new-tokens", type=positive, default=64)
+    add_sampling_args(p, samples=2)
     p.add_argument("--context", choices=["student", "teacher", "both"], default="both")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--temperature", type=float, default=1.0)
-    p.add_argument("--limit", type=positive, help="use only the first N tasks")
     add_judge_args(p)
     p.add_argument("--threads", type=positive,
                    help="CPU threads for torch (default: the cores other processes leave idle)")

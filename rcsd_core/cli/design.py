@@ -20,7 +20,7 @@ import json
 import sys
 
 from rcsd_core.cli.task_drafts import add_task_draft_args, cmd_draft_per_task
-from rcsd_core.cli.args import (add_judge_args, add_model_args, add_teacher_args, check_divergence, format_table,
+from rcsd_core.cli.args import (add_judge_args, add_model_args, add_sampling_args, add_teacher_args, check_divergence, format_table,
                                 judge_configured, make_judge, positive)
 from rcsd_core.errors import InputError
 
@@ -31,11 +31,7 @@ def register(sub) -> None:
     p.add_argument("--tasks", required=True)
     add_model_args(p)
     add_teacher_args(p)
-    p.add_argument("--samples", type=positive, default=4)
-    p.add_argument("--max-new-tokens", type=positive, default=64)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit", type=positive, help="use only the first N tasks")
-    p.add_argument("--temperature", type=float, default=1.0)
+    add_sampling_args(p, samples=4)
     add_judge_args(p)
     p.add_argument("--out", required=True)
     p.set_defaults(func=cmd_signal)
