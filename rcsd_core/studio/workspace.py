@@ -80,7 +80,7 @@ def seed_samples(root: str | Path) -> list[str]:
             target = root / "tasks" / f"{path.stem}.jsonl"
             if not target.exists():
                 atomic_write_text(target, read_text(tasks))
-            atomic_write_text(_rubric_dir(root, rubric.name) / "tasks", path.stem + "\n")
+            atomic_write_text(rubric_dir(root, rubric.name) / "tasks", path.stem + "\n")
         names.append(rubric.name)
     return names
 
@@ -109,12 +109,12 @@ def list_rubrics(root: str | Path) -> list[str]:
 
 def rubric_versions(root: str | Path, name: str) -> list[dict]:
     """The save history of a rubric, oldest first: {version, time, note, parent}."""
-    path = _rubric_dir(root, name) / "history.jsonl"
+    path = rubric_dir(root, name) / "history.jsonl"
     return read_jsonl(path, tolerate_partial_tail=True) if path.is_file() else []
 
 
 def current_version(root: str | Path, name: str) -> str:
-    path = _rubric_dir(root, name) / "current"
+    path = rubric_dir(root, name) / "current"
     if not path.is_file():
         raise InputError(f"no rubric named {name!r} in the workspace", field="rubric")
     return read_text(path).strip()
@@ -125,7 +125,7 @@ def rubric_path(root: str | Path, name: str, version: str | None = None) -> Path
     version = version or current_version(root, name)
     if not re.fullmatch(r"[0-9a-f]{12}", version):
         raise InputError(f"invalid rubric version {version!r}", field="version")
-    path = _rubric_dir(root, name) / f"{version}.yaml"
+    path = rubric_dir(root, name) / f"{version}.yaml"
     if not path.is_file():
         raise InputError(f"rubric {name!r} has no version {version}", field="version")
     return path
@@ -147,7 +147,7 @@ def save_rubric_version(root: str | Path, rubric: Rubric, *, note: str = "",
     only moves the `current` pointer (and logs it). `provenance` (e.g. the review a promoted
     worked example came from, or the review items a version answers) is kept in its history entry.
     """
-    folder = _rubric_dir(root, rubric.name)
+    folder = rubric_dir(root, rubric.name)
     text = checked_rubric_yaml(rubric)   # refused before anything is written when it could not load back
     folder.mkdir(parents=True, exist_ok=True)
     version = rubric.version
@@ -172,7 +172,7 @@ def set_current_version(root: str | Path, name: str, version: str) -> None:
 
 def duplicate_rubric(root: str | Path, name: str, new_name: str) -> str:
     """Copy the current version of a rubric under a new name; returns the new version."""
-    _rubric_dir(root, new_name)   # refuses a bad name with a clear message
+    rubric_dir(root, new_name)   # refuses a bad name with a clear message
     if new_name in list_rubrics(root):
         raise InputError(f"a rubric named {new_name!r} already exists", field="name")
     data = load_rubric_version(root, name).model_dump(mode="json")
@@ -182,7 +182,7 @@ def duplicate_rubric(root: str | Path, name: str, new_name: str) -> str:
 
 def create_rubric(root: str | Path, name: str, description: str = "") -> str:
     """A new rubric with one placeholder criterion to edit."""
-    _rubric_dir(root, name)
+    rubric_dir(root, name)
     if name in list_rubrics(root):
         raise InputError(f"a rubric named {name!r} already exists", field="name")
     data = {"name": name, "description": description,
@@ -212,7 +212,7 @@ def rubric_diff(root: str | Path, name: str, old: str, new: str) -> str:
 
 def suggested_task_set(root: str | Path, name: str) -> str | None:
     """The task set a rubric was last tried on (at first the sample pairing), when one is recorded."""
-    path = _rubric_dir(root, name) / "tasks"
+    path = rubric_dir(root, name) / "tasks"
     if path.is_file():
         value = read_text(path).strip()
         if value in list_task_sets(root):
@@ -222,16 +222,12 @@ def suggested_task_set(root: str | Path, name: str) -> str | None:
 
 def remember_task_set(root: str | Path, name: str, task_set: str) -> None:
     """Record `task_set` as the one `name` is tried on: Preview and Train open on it next time."""
-    if task_set in list_task_sets(root) and _rubric_dir(root, name).is_dir():
-        atomic_write_text(_rubric_dir(root, name) / "tasks", task_set + "\n")
+    if task_set in list_task_sets(root) and rubric_dir(root, name).is_dir():
+        atomic_write_text(rubric_dir(root, name) / "tasks", task_set + "\n")
 
 
 def rubric_dir(root: str | Path, name: str) -> Path:
     """The folder of a rubric's versions and what the studio remembers for it (task set, judge)."""
-    return _rubric_dir(root, name)
-
-
-def _rubric_dir(root: str | Path, name: str) -> Path:
     return Path(root) / "rubrics" / check_name(name, "rubric")
 
 
