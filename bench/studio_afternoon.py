@@ -5,7 +5,7 @@ preview and cancel it (how long Cancel takes), a 2-step cpu-demo round, its befo
 
     .venv/bin/python bench/studio_afternoon.py      # a fresh temporary workspace; prints each step's seconds
 """
-import json, os, sys, tempfile, threading, time
+import json, os, tempfile, time
 from pathlib import Path
 
 home = Path(tempfile.mkdtemp()) / "ws"
