@@ -2,18 +2,20 @@
 
 With a padding mask, transformers' "sdpa" attention repeats every key/value head for its query
 heads (`repeat_kv`) except in an eager decode step on transformers >= 5.2x; under torch.compile
-(dynamo) it always repeats. The sampler's `grouped_attention` folds the query heads of a group
+(dynamo) it always repeats. rcsd's `grouped_attention` (modeling/attention.py) folds the query heads of a group
 into the query axis instead. This script runs one attention call of each path on the shapes of a
 real model (default: the embedded SmolLM2, 9 query / 3 key-value heads) and counts, with a
 TorchDispatchMode, the bytes every aten operation allocates; the cache itself is the yardstick.
 
     python bench/grouped_attention.py                       # 16 rows, 128 cache columns, decode and prefill
     python bench/grouped_attention.py --rows 64 --columns 512 --heads 16 --kv-heads 8 --head-dim 128
+    python bench/grouped_attention.py --dtype bfloat16
 
 Paths: `hf_sdpa` (transformers' own, eager), `hf_sdpa_traced` (its branch under dynamo),
 `sdpa_enable_gqa` (torch SDPA with enable_gqa=True and the mask), `folded` (query heads folded into
-the query axis: what the sampler does on CUDA, and in a decode step everywhere), `grouped` (the
-sampler's attention function as it runs on this machine).
+the query axis: what `grouped` does on CUDA), `matmul` (Q·Kᵀ, a float32 softmax, ·V with the groups
+folded: what `grouped` does on a CPU for calls this small), `grouped` (the attention function every
+rcsd forward uses, as it runs on this machine).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from transformers.integrations import sdpa_attention
 
-from rcsd_core.modeling.sampler import folded_attention, grouped_attention
+from rcsd_core.modeling.attention import folded_attention, grouped_attention, matmul_attention
 
 
 class Allocations(TorchDispatchMode):
@@ -77,8 +79,11 @@ def paths(groups: int):
     def folded(q, k, v, m):
         return folded_attention(q, k, v, m).transpose(1, 2)
 
+    def matmul(q, k, v, m):
+        return matmul_attention(q, k, v, m).transpose(1, 2)
+
     return {"hf_sdpa": hf, "hf_sdpa_traced": hf_traced, "sdpa_enable_gqa": enable_gqa, "folded": folded,
-            "grouped": grouped}
+            "matmul": matmul, "grouped": grouped}
 
 
 def main() -> None:
@@ -91,13 +96,15 @@ def main() -> None:
     parser.add_argument("--prefill", type=int, default=64, help="query length of the prefill case")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     args = parser.parse_args()
+    torch.set_default_dtype(getattr(torch, args.dtype))
     torch.set_num_threads(args.threads)
     B, H, Hkv, L, D = args.rows, args.heads, args.kv_heads, args.columns, args.head_dim
     key, value = torch.randn(B, Hkv, L, D), torch.randn(B, Hkv, L, D)
     cache_bytes = key.numel() * key.element_size()
     print(f"B={B} H={H} Hkv={Hkv} L={L} D={D}; one layer's keys: {cache_bytes / 2**20:.2f} MiB; "
-          f"torch {torch.__version__}, {args.threads} threads")
+          f"{args.dtype}; torch {torch.__version__}, {args.threads} threads")
     for T in (1, args.prefill):
         query = torch.randn(B, H, T, D)
         mask = torch.rand(B, 1, T, L) > 0.2

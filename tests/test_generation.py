@@ -90,8 +90,8 @@ def test_shared_prefix_is_used_and_changes_nothing(peaked, prompts, monkeypatch)
     assert generation.shared_prefix_length(prompts) >= generation.MIN_SHARED_PREFIX   # the template's system turn
     plain, _ = sample_chains(model, tokenizer, prompts, n=2, max_new_tokens=6, temperature=0, share_prefix=False)
     calls = []
-    original = generation._PrefixCache.cache_for
-    monkeypatch.setattr(generation._PrefixCache, "cache_for",
+    original = generation.PrefixCache.cache_for
+    monkeypatch.setattr(generation.PrefixCache, "cache_for",
                         lambda self, prefix, rows: calls.append((len(prefix), rows)) or original(self, prefix, rows))
     shared, _ = sample_chains(model, tokenizer, prompts, n=2, max_new_tokens=6, temperature=0, batch_size=4)
     assert calls == [(generation.shared_prefix_length(prompts[:2]), 4),

@@ -15,10 +15,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from rcsd_core.contracts.messages import encode_messages
 from rcsd_core.modeling.batching import pack_batch
 from rcsd_core.modeling.contexts import student_messages
+from rcsd_core.modeling.attention import attention_implementation, folded_attention, grouped_attention
 from rcsd_core.modeling.generation import sample_chains
-from rcsd_core.modeling.sampler import (Decoder, Sampler, Shape, attention_implementation, folded_attention,
-                                        grouped_attention,
-                                        pick_tokens, sample_chains_on_device, weights_key)
+from rcsd_core.modeling.sampler import (Decoder, Sampler, Shape, pick_tokens, sample_chains_on_device,
+                                        static_sampling_supported, weights_key)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -229,6 +229,8 @@ def test_other_architectures_qwen3_runs_and_sliding_windows_are_refused(tokenize
     assert_logprobs_match(qwen3, got, tokenizer.pad_token_id)
     with pytest.raises(NotImplementedError, match="sliding-window"):
         Sampler(mistral, tokenizer).sample(prompts, max_new_tokens=2)
+    # what a round's `sampler: auto` asks before it picks the Sampler over generate
+    assert static_sampling_supported(qwen3) and not static_sampling_supported(mistral)
 
 
 # ---------------------------------------------------------------------------- seeds and log-probs

@@ -36,16 +36,16 @@ def make_run(tmp_path, run_id: str, **overrides) -> Path:
 
 def stop_during_sampling_call(monkeypatch, run_dir: Path, call: int) -> None:
     """Write the STOP file when the round starts its `call`-th sampling (1 = the step-0 evaluation)."""
-    real = round_module.sample_chains
+    real = round_module.Rollouts.sample
     calls = {"n": 0}
 
-    def sampling(*args, **kwargs):
+    def sampling(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == call:
             (run_dir / runs.STOP_FILE).write_text("stop\n")
-        return real(*args, **kwargs)
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(round_module, "sample_chains", sampling)
+    monkeypatch.setattr(round_module.Rollouts, "sample", sampling)
 
 
 def steps_logged(run_dir: Path) -> list[int]:

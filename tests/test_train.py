@@ -297,12 +297,49 @@ def test_batch_layout_aligns_completions_whatever_the_padding():
         assert torch.allclose(head(together[1]), logits, atol=1e-4)
 
 
+def test_shared_prompts_run_once_and_give_the_same_hidden_states_and_gradients():
+    from rcsd_core.modeling.batching import pack_chains, pack_shared
+    from rcsd_core.modeling.models import attach_lora, load_model
+
+    model, tokenizer = load_model("tiny-random", device="cpu", dtype="float32")
+    lora = attach_lora(model, rank=4, alpha=8)
+    with torch.no_grad():  # a nonzero adapter, so its gradients are not trivially zero
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(3)) * 0.05)
+    pad = tokenizer.pad_token_id
+    a, b = [1, 2, 3, 4, 5], [6, 7]
+    prompts = [a, b, a, a, b]                                     # chains of two prompts, interleaved
+    completions = [[8, 9, 10], [11], [12, 13], [14, 15, 16, 17], [18, 19]]
+    shared = pack_shared(prompts, completions, pad)
+    plain = pack_batch(prompts, completions, pad)
+    assert shared.ids.shape == (2, len(a) + 2 + 1 + 3)            # [a | 8 9 | 12 | 14 15 16], one row per prompt
+    assert torch.equal(shared.mask, plain.mask) and torch.equal(shared.tokens, plain.tokens)
+    assert isinstance(pack_chains(prompts, completions, pad), type(shared))
+    assert isinstance(pack_chains([a, b], completions[:2], pad), type(plain))   # nothing shared: the plain layout
+
+    def hidden_and_grads(batch):
+        lora.zero_grad()
+        h = completion_hidden(lora, batch)
+        (h[plain.mask].square().sum()).backward()
+        return h.detach(), [p.grad.clone() for p in lora.parameters() if p.requires_grad]
+
+    lora.train()
+    h_shared, g_shared = hidden_and_grads(shared)
+    h_plain, g_plain = hidden_and_grads(plain)
+    torch.testing.assert_close(h_shared[plain.mask], h_plain[plain.mask], rtol=1e-4, atol=1e-5)
+    for mine, theirs in zip(g_shared, g_plain):  # float32 sums in another order: close to the largest entry
+        assert (mine - theirs).abs().max() <= 1e-3 * theirs.abs().max(), (mine - theirs).abs().max()
+    assert any(g.abs().sum() > 0 for g in g_shared)
+
+
 def test_teacher_hidden_with_a_shared_prefix_equals_the_full_forward(tiny, arith_rubric, arith_tasks):
     import copy
 
     from peft import LoraConfig, get_peft_model
 
     from rcsd_core.modeling.contexts import teacher_prompt_ids
+    from rcsd_core.modeling.generation import PrefixCache
 
     model, tokenizer = tiny
     tasks = arith_tasks[:3]
@@ -319,9 +356,14 @@ def test_teacher_hidden_with_a_shared_prefix_equals_the_full_forward(tiny, arith
         with torch.no_grad():
             full = completion_hidden(m, pack_batch(prompts, completions, pad))
             shared = teacher_hidden(m, prompts, completions, pad)
+            kept = PrefixCache(m)                                   # a frozen teacher's: kept between calls
+            again = [teacher_hidden(m, prompts, completions, pad, prefixes=kept) for _ in range(2)]
         mask = pack_batch(prompts, completions, pad).mask
         assert shared.shape == full.shape
         torch.testing.assert_close(shared[mask], full[mask], rtol=1e-4, atol=1e-4)
+        assert len(kept.caches) == 1                                # run once, used twice
+        for hidden in again:
+            torch.testing.assert_close(hidden[mask], full[mask], rtol=1e-4, atol=1e-4)
     assert recomputing.training  # left as it was
     with torch.no_grad():  # nothing shared worth a second forward: the plain path
         one = teacher_hidden(model, prompts[:1], completions[:1], pad)
@@ -414,7 +456,7 @@ def test_a_round_longer_than_the_models_context_fails_before_sampling(tmp_path, 
     """tiny-random has 4096 positions: 4,000 new tokens after a ~400-token teacher prompt do not fit."""
     import rcsd_core.training.rollouts as rollouts
 
-    monkeypatch.setattr(rollouts, "sample_chains", lambda *a, **k: pytest.fail("sampled before the check"))
+    monkeypatch.setattr(rollouts.Rollouts, "sample", lambda *a, **k: pytest.fail("sampled before the check"))
     run_dir = make_run(tmp_path, max_new_tokens=4000)
     with pytest.raises(InputError, match=r"exceeds the model's context of 4096 tokens; lower max_new_tokens"):
         train_round(run_dir)

@@ -171,8 +171,9 @@ class RoundConfig(BaseModel):
     sampler: Literal["auto", "generate", "static"] = Field(
         "auto", description="how the student's chains are sampled: 'static' decodes with a static cache and the "
                             "whole step on the device, captured as a CUDA graph on a GPU (modeling.sampler); "
-                            "'generate' is transformers' generate (the reference path); 'auto' = static on "
-                            "CUDA, generate elsewhere (on this project's 2-core CPU the two measured within 10%)")
+                            "'generate' is transformers' generate (the reference path); 'auto' = static where "
+                            "the model allows it (no sliding-window or linear-attention layers), else generate "
+                            "(bench/sampler_throughput.py)")
 
     # ------------------------------------------------------------------ optimisation
     learning_rate: float = Field(3e-4, gt=0)

@@ -2,9 +2,10 @@
 
 A round, its evaluations, the signal report and the guidance map all ask one question of a
 chain: how far is the student's next-token distribution from the teacher's at each completion
-position? They share the forwards here, over the one layout of `batching.pack_batch`:
+position? They share the forwards here, over the completion layout of `batching.pack_batch`
+(or `pack_chains`, which runs a prompt several chains share once):
 
-    hs = completion_hidden(model, pack_batch(student_prompts, completions, pad))   # (B, C, H)
+    hs = completion_hidden(model, pack_chains(student_prompts, completions, pad))  # (B, C, H)
     ht = teacher_hidden(model, teacher_prompts, completions, pad)                  # (B, C, H)
     total, tokens = chain_divergence(model, tokenizer, samples, teacher_prompts)
     logits = completion_logits(model, prompts, completions)                        # [(n_i, V)]
@@ -20,28 +21,33 @@ from typing import Sequence
 
 import torch
 
-from rcsd_core.modeling.batching import Batch, pack_batch
-from rcsd_core.modeling.generation import MIN_SHARED_PREFIX, Sample, cache_keyword, prefix_cache, shared_prefix_length
+from rcsd_core.modeling.batching import Batch, SharedBatch, pack_batch, pack_chains
+from rcsd_core.modeling.generation import (MIN_SHARED_PREFIX, PrefixCache, Sample, cache_keyword, final_hidden,
+                                           prefix_cache, shared_prefix_length)
 from rcsd_core.modeling.losses import lm_head_chunked_divergence
 
 
-def completion_hidden(model, batch: Batch) -> torch.Tensor:
+def completion_hidden(model, batch: Batch | SharedBatch) -> torch.Tensor:
     """Final (post-norm) hidden states at the positions that predict the completion; (B, C, H)."""
     device = next(model.parameters()).device
     batch = batch.to(device)
-    out = model(input_ids=batch.ids, attention_mask=batch.attention, position_ids=batch.positions,
-                output_hidden_states=True, logits_to_keep=1, use_cache=False)
+    hidden = final_hidden(model, input_ids=batch.ids, attention_mask=batch.attention, position_ids=batch.positions,
+                          use_cache=False)
+    if isinstance(batch, SharedBatch):
+        return hidden.reshape(-1, hidden.shape[-1])[batch.index]
     C = batch.tokens.shape[1]
-    return out.hidden_states[-1][:, batch.start:batch.start + C]
+    return hidden[:, batch.start:batch.start + C]
 
 
-def teacher_hidden(model, prompts: list[list[int]], completions: list[list[int]], pad_id: int) -> torch.Tensor:
+def teacher_hidden(model, prompts: list[list[int]], completions: list[list[int]], pad_id: int, *,
+                   prefixes: PrefixCache | None = None) -> torch.Tensor:
     """completion_hidden of the teacher, with the prefix all prompts share run once; (B, C, H).
 
     The shared prefix goes through the model once and its key/value cache is repeated for every
     row; the rest of each prompt and the completion follow, positioned as if the prefix were in
-    the row (the same layout sampling uses). Without a prefix worth sharing, or for a model whose
-    forward takes no cache, this is completion_hidden.
+    the row (the same layout sampling uses). `prefixes` keeps that cache between calls (only for
+    weights that do not change: a frozen teacher). Without a prefix worth sharing, or for a model
+    whose forward takes no cache, this is completion_hidden.
     """
     keyword = cache_keyword(model)
     shared = shared_prefix_length(prompts) if len(prompts) > 1 else 0
@@ -54,23 +60,28 @@ def teacher_hidden(model, prompts: list[list[int]], completions: list[list[int]]
     training = model.training
     model.eval()  # some transformers versions drop a cache in checkpointed layers in training mode
     try:
-        cache = prefix_cache(model, prompts[0][:shared], len(prompts))
-        out = model(input_ids=batch.ids, attention_mask=attention, position_ids=positions, output_hidden_states=True,
-                    logits_to_keep=1, use_cache=True, **{keyword: cache})
+        prefix = prompts[0][:shared]
+        cache = prefixes.cache_for(prefix, len(prompts))[keyword] if prefixes else \
+            prefix_cache(model, prefix, len(prompts))
+        hidden = final_hidden(model, input_ids=batch.ids, attention_mask=attention, position_ids=positions,
+                              use_cache=True, **{keyword: cache})
+        del cache  # the prefix's keys and values, once per row: gone before the student's forward
     finally:
         model.train(training)
     C = batch.tokens.shape[1]
-    return out.hidden_states[-1][:, batch.start:batch.start + C]
+    return hidden[:, batch.start:batch.start + C]
 
 
 @torch.no_grad()
 def chain_divergence(model, tokenizer, samples: Sequence[Sample], teacher_prompts: Sequence[list[int]], *,
                      name: str = "forward_kl", params: dict | None = None, micro_batch_size: int = 8,
-                     chunk_size: int = 512, teacher_context=None) -> tuple[float, int]:
+                     chunk_size: int = 512, teacher_context=None,
+                     prefixes: PrefixCache | None = None) -> tuple[float, int]:
     """(sum over completion tokens, token count) of the divergence student → teacher on given chains.
 
     `teacher_prompts[i]` is the teacher prompt of samples[i]; `teacher_context` is a context
-    manager factory that sets the teacher's weights (e.g. model.disable_adapter for frozen).
+    manager factory that sets the teacher's weights (e.g. model.disable_adapter for frozen);
+    `prefixes` the teacher's kept prefix caches (see teacher_hidden).
     """
     weight = model.get_output_embeddings().weight
     total, count = 0.0, 0
@@ -79,8 +90,8 @@ def chain_divergence(model, tokenizer, samples: Sequence[Sample], teacher_prompt
         completions = [s.completion_ids for s in part]
         with (teacher_context() if teacher_context else nullcontext()):
             ht = teacher_hidden(model, list(teacher_prompts[start:start + len(part)]), completions,
-                                tokenizer.pad_token_id)
-        s_batch = pack_batch([s.prompt_ids for s in part], completions, tokenizer.pad_token_id)
+                                tokenizer.pad_token_id, prefixes=prefixes)
+        s_batch = pack_chains([s.prompt_ids for s in part], completions, tokenizer.pad_token_id)
         hs = completion_hidden(model, s_batch)
         n = int(s_batch.mask.sum())
         value = lm_head_chunked_divergence(name, hs, ht, weight, s_batch.mask, chunk_size, tokens=s_batch.tokens,
@@ -105,8 +116,10 @@ def completion_logits(model, prompts: list[list[int]], completions: list[list[in
         batch = pack_batch(prompts[b:b + batch_size], completions[b:b + batch_size], pad_id).to(device)
         C = batch.tokens.shape[1]
         # the input's last C columns are P-1 .. P+C-2: exactly the positions that predict tokens 0..C-1
+        # (as an index tensor: see generation.last_position)
+        columns = torch.arange(batch.start, batch.start + C, device=device)
         logits = model(input_ids=batch.ids, attention_mask=batch.attention, position_ids=batch.positions,
-                       logits_to_keep=C).logits  # (B, C, V)
+                       logits_to_keep=columns).logits  # (B, C, V)
         for i, n in enumerate(int(k) for k in batch.mask.sum(-1)):
             out.append(logits[i, :n].float().cpu())
     return out

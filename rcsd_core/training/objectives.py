@@ -2,7 +2,7 @@
 and rejection-SFT. Pure of file I/O: models, chains and the config in, gradients accumulated on
 the LoRA parameters and a stats dict out. The caller zeroes gradients before and steps after.
 
-    models = StepModels(model, train_model, pad_id, device, sync)
+    models = StepModels.of(model, train_model, pad_id, device, sync)
     stats = distill_step(models, teacher, teacher_prompts, samples, config)
     stats = rejection_sft_step(models, samples, records, config)
     # stats: loss_sum, div_sum (sums over completion tokens), tokens, teacher_s, student_s
@@ -14,19 +14,22 @@ the ranks' gradients on the last micro-batch's backward (`sync`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable, Container, ContextManager, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from rcsd_core.contracts.config import RoundConfig
-from rcsd_core.modeling.batching import pack_batch
+from rcsd_core.modeling.batching import pack_chains
 from rcsd_core.modeling.divergence import completion_hidden, teacher_hidden
 from rcsd_core.modeling.generation import Sample
 from rcsd_core.modeling.losses import lm_head_chunked_divergence
+from rcsd_core.modeling.models import compute_precision
 
 
 @dataclass
@@ -35,7 +38,8 @@ class StepModels:
 
     `model` is the peft model (teacher forwards, train/eval mode, the lm_head weight); `train_model`
     is what the student's forward and backward go through (DDP-wrapped across ranks, else `model`);
-    `sync(last)` is the context of a micro-batch's backward (all-reduce only when `last`).
+    `sync(last)` is the context of a micro-batch's backward (all-reduce only when `last`);
+    `precision()` the context of every forward (the backward runs outside it).
     """
 
     model: torch.nn.Module
@@ -43,6 +47,12 @@ class StepModels:
     pad_id: int
     device: torch.device
     sync: Callable[[bool], ContextManager]
+    precision: Callable[[], ContextManager] = contextlib.nullcontext
+
+    @classmethod
+    def of(cls, model, train_model, pad_id: int, device, sync) -> "StepModels":
+        """The step's models with forwards in `models.compute_precision` (bf16 adapter products on a bf16 model)."""
+        return cls(model, train_model, pad_id, device, sync, precision=partial(compute_precision, model))
 
     @property
     def lm_head(self) -> torch.Tensor:
@@ -61,7 +71,8 @@ def distill_step(models: StepModels, teacher, teacher_prompts: Sequence[list[int
                  config: RoundConfig, *, between: Callable[[], None] | None = None) -> dict:
     """Teacher and student forwards on the chains, divergence backward; returns this rank's stats.
 
-    `teacher` has `weights()` (a context manager: the teacher's weights under no_grad);
+    `teacher` has `weights()` (a context manager: the teacher's weights under no_grad) and
+    `prefixes` (its kept prefix caches, or None);
     `teacher_prompts[i]` is the teacher prompt ids of samples[i]. `between()` runs before each
     micro-batch (a stop request may end the step there, before any weight has changed).
     """
@@ -75,15 +86,17 @@ def distill_step(models: StepModels, teacher, teacher_prompts: Sequence[list[int
         part = samples[piece]
         completions = [s.completion_ids for s in part]
         t0 = time.perf_counter()
-        with teacher.weights():  # (B, C, H); the rubric prefix the prompts share runs once
-            ht = teacher_hidden(models.model, list(teacher_prompts[piece]), completions, models.pad_id)
+        with teacher.weights(), models.precision():  # (B, C, H); the shared rubric prefix runs once
+            ht = teacher_hidden(models.model, list(teacher_prompts[piece]), completions, models.pad_id,
+                                prefixes=teacher.prefixes)
         t1 = time.perf_counter()
-        batch = pack_batch([s.prompt_ids for s in part], completions, models.pad_id).to(models.device)
+        batch = pack_chains([s.prompt_ids for s in part], completions, models.pad_id).to(models.device)
         with models.sync(last):
-            hs = completion_hidden(models.train_model, batch)  # (B, C, H), grad to the LoRA weights
             part_tokens = int(batch.mask.sum())
-            loss = lm_head_chunked_divergence(config.divergence, hs, ht, models.lm_head, batch.mask,
-                                              config.chunk_size, tokens=batch.tokens, **params)
+            with models.precision():
+                hs = completion_hidden(models.train_model, batch)  # (B, C, H), grad to the LoRA weights
+                loss = lm_head_chunked_divergence(config.divergence, hs, ht, models.lm_head, batch.mask,
+                                                  config.chunk_size, tokens=batch.tokens, **params)
             (loss * (part_tokens / n_tokens)).backward()
         loss_sum += float(loss.detach()) * part_tokens
         div_sum += _logged_divergence(loss, hs, ht, batch, models, config) * part_tokens
@@ -147,11 +160,12 @@ def rejection_sft_step(models: StepModels, samples: Sequence[Sample], records: l
         if between:
             between()
         part = chosen[piece]
-        batch = pack_batch([s.prompt_ids for s in part], [s.completion_ids for s in part],
-                           models.pad_id).to(models.device)
+        batch = pack_chains([s.prompt_ids for s in part], [s.completion_ids for s in part],
+                            models.pad_id).to(models.device)
         with models.sync(last):
-            hidden = completion_hidden(models.train_model, batch)  # (B, C, H)
-            part_sum = _chunked_cross_entropy(hidden, batch, models.lm_head, config.chunk_size)
+            with models.precision():
+                hidden = completion_hidden(models.train_model, batch)  # (B, C, H)
+                part_sum = _chunked_cross_entropy(hidden, batch, models.lm_head, config.chunk_size)
             (part_sum / n_tokens).backward()
         loss_sum += float(part_sum.detach())
     return {"loss_sum": loss_sum, "div_sum": None, "tokens": n_tokens, "teacher_s": 0.0,

@@ -6,7 +6,7 @@
     prompts = rollouts.teacher_prompts(tasks, samples)      # one per sample, in sample order
 
 The student sees the task prompt alone and samples with the current adapter, in eval mode, through
-`generate` or the static-cache sampler (config `sampler`). A stop request is answered between
+the static-cache sampler or `generate` (config `sampler`; `auto` takes the sampler where the model allows). A stop request is answered between
 sampling batches (`interrupt`, see distributed.StopRequest).
 """
 
@@ -21,6 +21,7 @@ from rcsd_core.contracts.rubric import Rubric
 from rcsd_core.contracts.tasks import Task
 from rcsd_core.modeling.contexts import student_prompt_ids
 from rcsd_core.modeling.generation import Sample, sample_chains
+from rcsd_core.modeling.sampler import Sampler, static_sampling_supported
 from rcsd_core.scoring.scores import score_samples
 
 log = logging.getLogger("rcsd.train")
@@ -40,14 +41,11 @@ class Rollouts:
         self.sample_fn = self._sampler()
 
     def _sampler(self):
-        """`sample_chains` (generate), or one kept Sampler (its static cache and CUDA graphs are reused)."""
+        """`sample_chains` (generate), or one kept Sampler (its static cache and CUDA graphs are reused);
+        `auto`: the Sampler where the model allows it."""
         kind = self.config.sampler
-        if kind == "auto":
-            kind = "static" if next(self.model.parameters()).device.type == "cuda" else "generate"
-        if kind == "generate":
+        if kind == "generate" or (kind == "auto" and not static_sampling_supported(self.model)):
             return partial(sample_chains, self.model, self.tokenizer)
-        from rcsd_core.modeling.sampler import Sampler
-
         return Sampler(self.model, self.tokenizer).sample
 
     def sample(self, tasks: list[Task], *, n: int, seed: int, report: bool = False) -> list[Sample]:

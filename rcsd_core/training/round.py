@@ -63,6 +63,7 @@ from rcsd_core.contracts.tasks import check_task_rubrics, load_tasks, task_crite
 from rcsd_core.errors import InputError
 from rcsd_core.modeling.contexts import student_prompt_ids
 from rcsd_core.modeling.divergence import chain_divergence
+from rcsd_core.modeling.models import compute_precision
 from rcsd_core.training import checkpoints
 from rcsd_core.training.distributed import RoundInterrupted, StopRequest, gather, gradient_sync, write_rank_hash
 from rcsd_core.training.metrics import (MetricsWriter, close_logging, eval_metrics, peak_memory_gib, same_file,
@@ -202,8 +203,8 @@ class Round:
     def _setup_data_parallel(self) -> None:
         # DDP averages the LoRA gradients across ranks; one process keeps the plain model.
         train_model = self.accelerator.prepare_model(self.model) if self.world > 1 else self.model
-        self.step_models = StepModels(self.model, train_model, self.tokenizer.pad_token_id, self.device,
-                                      sync=lambda last: gradient_sync(self.accelerator, train_model, last=last))
+        self.step_models = StepModels.of(self.model, train_model, self.tokenizer.pad_token_id, self.device,
+                                         sync=lambda last: gradient_sync(self.accelerator, train_model, last=last))
 
     def _setup_signals(self) -> None:
         # one process stops inside a step; several finish the step together (their collectives pair up)
@@ -317,11 +318,12 @@ class Round:
             # sampled_token's loss is no divergence: held-out chains report the reverse KL instead
             name = config.divergence if config.divergence != "sampled_token" else "reverse_kl"
             self.model.eval()
-            div_sum, div_tokens = chain_divergence(
-                self.model, self.tokenizer, samples, self.rollouts.teacher_prompts(mine, samples), name=name,
-                params=config.divergence_params() if name == config.divergence else {},
-                micro_batch_size=config.micro_batch_size, chunk_size=config.chunk_size,
-                teacher_context=self.teacher.weights)
+            with compute_precision(self.model):
+                div_sum, div_tokens = chain_divergence(
+                    self.model, self.tokenizer, samples, self.rollouts.teacher_prompts(mine, samples), name=name,
+                    params=config.divergence_params() if name == config.divergence else {},
+                    micro_batch_size=config.micro_batch_size, chunk_size=config.chunk_size,
+                    teacher_context=self.teacher.weights, prefixes=self.teacher.prefixes)
         gathered = gather(self.accelerator, {"records": records, "div": (div_sum, div_tokens)})
         all_records = [r for g in gathered for r in g["records"]]
         metrics = eval_metrics(all_records, self.criterion_ids, own=self.own_criteria, div_sum=sum(g["div"][0] for g in gathered),

@@ -10,7 +10,8 @@ what the rubric asks of each prompt, cached per task), both saved in the round's
 
     teacher = Teacher(model, tokenizer, rubric, config)
     with teacher.weights():                     # the teacher's weights in place, under no_grad
-        ht = teacher_hidden(model, [teacher.prompt(t) for t in tasks], completions, pad_id)
+        ht = teacher_hidden(model, [teacher.prompt(t) for t in tasks], completions, pad_id,
+                            prefixes=teacher.prefixes)   # frozen: the rubric prefix's cache, kept
     optimizer.step(); teacher.update()          # ema: fold the new weights into the average
 """
 
@@ -25,7 +26,7 @@ from rcsd_core.contracts.messages import encode_messages
 from rcsd_core.contracts.rubric import Rubric
 from rcsd_core.contracts.tasks import Task, rubric_for_task
 from rcsd_core.modeling.contexts import analysis_messages, teacher_prompt_ids
-from rcsd_core.modeling.generation import sample_chains
+from rcsd_core.modeling.generation import PrefixCache, sample_chains
 
 KINDS = ("frozen", "live", "ema")
 ANALYSIS_TOKENS = 96  # a teacher-analysis note: a few requirements, short enough to keep the teacher prompt small
@@ -46,6 +47,8 @@ class Teacher:
         self.named_params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         self.ema = {n: p.detach().clone() for n, p in self.named_params} if self.kind == "ema" else None
         self.analysis: dict[str, str] = {}  # task id -> note (teacher_analysis only)
+        # frozen: the weights never change, so the rubric prefix's keys and values are kept for the round
+        self.prefixes = PrefixCache(model) if self.kind == "frozen" else None
 
     # ------------------------------------------------------------------ weights
 
