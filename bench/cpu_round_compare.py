@@ -3,9 +3,11 @@
     python bench/cpu_round_compare.py --base 9c8a6db --steps 4 --out bench/results/cpu_round_compare.jsonl
     python bench/cpu_round_compare.py --base 9c8a6db --head-set sampler=static --head-set dtype=bfloat16
 
-Both rounds use the `cpu-demo` preset's settings (embedded SmolLM2-135M-Instruct, 4 prompts × 4
-samples × 64 tokens a step, LoRA r16, full forward KL, 2 threads, seed 0) with `--steps` steps and
-a one-prompt evaluation (the evaluation is not part of a step's time). The earlier commit is
+Each round uses the `cpu-demo` preset as its own commit ships it (embedded SmolLM2-135M-Instruct,
+4 prompts × 4 samples × 64 tokens a step, LoRA r16, full forward KL, 2 threads, seed 0; the speed
+settings — dtype, micro-batch, divergence chunk, sampler — are each commit's own and recorded in
+the result line) with `--steps` steps and a one-prompt evaluation (the evaluation is not part of a
+step's time). The earlier commit is
 unpacked with `git archive` into a temporary folder and run with its own code (`rcsd train`), then
 this checkout; the same machine, one after the other, with the load average noted before and after
 each. `--head-set key=value` adds config keys only this checkout knows. The figures are the mean
@@ -28,11 +30,13 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+PRESET_KEYS = ("dtype", "micro_batch_size", "chunk_size", "sampler", "threads")
 PHASES = ("time/step_s", "time/sampling_s", "time/teacher_s", "time/student_s", "time/optimizer_s")
 
 
-def round_config(steps: int, extra: dict) -> dict:
-    preset = yaml.safe_load((ROOT / "rcsd_core" / "contracts" / "presets" / "cpu-demo.yaml").read_text())
+def round_config(code_dir: Path, steps: int, extra: dict) -> dict:
+    """The `cpu-demo` preset as that code tree ships it (presets moved between commits), shortened."""
+    preset = yaml.safe_load(next(code_dir.glob("rcsd_core/**/presets/cpu-demo.yaml")).read_text())
     return {**preset, "rubric": str(ROOT / "sample_rubrics" / "arithmetic.yaml"),
             "tasks": str(ROOT / "sample_rubrics" / "arithmetic.tasks.jsonl"), "steps": steps, "eval_every": 0,
             "eval_tasks": 1, "eval_samples": 1, "checkpoint_every": 0, **extra}
@@ -85,8 +89,11 @@ def main() -> int:
         subprocess.run(["tar", "-x", "-C", str(base_dir)], input=archive, check=True)
         result = {"machine": f"{platform.node()}, {os.cpu_count()} cores", "base": args.base,
                   "head": head + ("+dirty" if dirty else ""), "set": both, "head_set": extra, "steps": args.steps}
-        result["base_round"] = run_round(base_dir, round_config(args.steps, both), work, "base")
-        result["head_round"] = run_round(ROOT, round_config(args.steps, {**both, **extra}), work, "head")
+        result["base_round"] = run_round(base_dir, round_config(base_dir, args.steps, both), work, "base")
+        result["head_round"] = run_round(ROOT, round_config(ROOT, args.steps, {**both, **extra}), work, "head")
+        for side, code in (("base", base_dir), ("head", ROOT)):
+            config = round_config(code, args.steps, {})
+            result[f"{side}_preset"] = {k: config.get(k) for k in PRESET_KEYS}
     base_s = result["base_round"]["seconds_per_step"]["time/step_s"]
     head_s = result["head_round"]["seconds_per_step"]["time/step_s"]
     result["speedup"] = round(base_s / head_s, 2)
