@@ -4,7 +4,8 @@
     python bench/cpu_round_compare.py --base 9c8a6db --head-set sampler=static --head-set dtype=bfloat16
 
 Each round uses the `cpu-demo` preset as its own commit ships it (embedded SmolLM2-135M-Instruct,
-4 prompts × 4 samples × 64 tokens a step, LoRA r16, full forward KL, 2 threads, seed 0; the speed
+4 prompts × 4 samples × 64 tokens a step, LoRA r16, full forward KL, 2 threads, seed 0, both on the
+earlier commit's arithmetic rubric and tasks; the speed
 settings — dtype, micro-batch, divergence chunk, sampler — are each commit's own and recorded in
 the result line) with `--steps` steps and a one-prompt evaluation (the evaluation is not part of a
 step's time). The earlier commit is
@@ -34,11 +35,12 @@ PRESET_KEYS = ("dtype", "micro_batch_size", "chunk_size", "sampler", "threads")
 PHASES = ("time/step_s", "time/sampling_s", "time/teacher_s", "time/student_s", "time/optimizer_s")
 
 
-def round_config(code_dir: Path, steps: int, extra: dict) -> dict:
-    """The `cpu-demo` preset as that code tree ships it (presets moved between commits), shortened."""
+def round_config(code_dir: Path, samples: Path, steps: int, extra: dict) -> dict:
+    """The `cpu-demo` preset as that code tree ships it (presets moved between commits), shortened, on
+    the rubric and tasks of `samples` (the earlier commit's: both sides read the same teacher prompts)."""
     preset = yaml.safe_load(next(code_dir.glob("rcsd_core/**/presets/cpu-demo.yaml")).read_text())
-    return {**preset, "rubric": str(ROOT / "sample_rubrics" / "arithmetic.yaml"),
-            "tasks": str(ROOT / "sample_rubrics" / "arithmetic.tasks.jsonl"), "steps": steps, "eval_every": 0,
+    return {**preset, "rubric": str(samples / "arithmetic.yaml"),
+            "tasks": str(samples / "arithmetic.tasks.jsonl"), "steps": steps, "eval_every": 0,
             "eval_tasks": 1, "eval_samples": 1, "checkpoint_every": 0, **extra}
 
 
@@ -89,10 +91,11 @@ def main() -> int:
         subprocess.run(["tar", "-x", "-C", str(base_dir)], input=archive, check=True)
         result = {"machine": f"{platform.node()}, {os.cpu_count()} cores", "base": args.base,
                   "head": head + ("+dirty" if dirty else ""), "set": both, "head_set": extra, "steps": args.steps}
-        result["base_round"] = run_round(base_dir, round_config(base_dir, args.steps, both), work, "base")
-        result["head_round"] = run_round(ROOT, round_config(ROOT, args.steps, {**both, **extra}), work, "head")
+        samples = base_dir / "sample_rubrics"
+        result["base_round"] = run_round(base_dir, round_config(base_dir, samples, args.steps, both), work, "base")
+        result["head_round"] = run_round(ROOT, round_config(ROOT, samples, args.steps, {**both, **extra}), work, "head")
         for side, code in (("base", base_dir), ("head", ROOT)):
-            config = round_config(code, args.steps, {})
+            config = round_config(code, samples, args.steps, {})
             result[f"{side}_preset"] = {k: config.get(k) for k in PRESET_KEYS}
     base_s = result["base_round"]["seconds_per_step"]["time/step_s"]
     head_s = result["head_round"]["seconds_per_step"]["time/step_s"]

@@ -79,24 +79,29 @@ def train_only_tasks(folder: Path) -> Path:
     return write_jsonl(folder / "arithmetic.train.jsonl", [t.model_dump(exclude_none=True) for t in tasks])
 
 
-def round_config(model_dir: Path, tasks: Path, *, steps: int, gpu: bool, checkpointing: bool = False):
-    """The anchor's workload as a round config: 8 x 8 x 256 on GPU (bf16), 2 x 2 x 16 on CPU."""
+def round_config(model_dir: Path, tasks: Path, *, steps: int, gpu: bool, checkpointing: bool | None = None,
+                 micro_batch_size: int | None = None):
+    """The anchor's workload as a round config: 8 x 8 x 256 on GPU (bf16), 2 x 2 x 16 on CPU. Gradient
+    checkpointing and the micro-batch are the preset's (gpu-lora: on, 16 chains) unless given."""
     prompts, samples, tokens = (8, 8, 256) if gpu else (2, 2, 16)
+    memory = {k: v for k, v in (("gradient_checkpointing", checkpointing), ("micro_batch_size", micro_batch_size))
+              if v is not None}
     return preset_config(
         "gpu-lora" if gpu else "cpu-demo", model=str(model_dir), steps=steps, prompts_per_step=prompts,
         samples_per_prompt=samples, max_new_tokens=tokens, divergence="topk_forward_kl", k=20, clip_mode="entry",
         teacher="frozen", lora_rank=16, lora_alpha=32, lora_targets="all-linear", learning_rate=1e-5, warmup_steps=0,
-        micro_batch_size=prompts * samples, sampling_batch_size=prompts * samples, eval_every=0, eval_tasks=8,
-        eval_samples=1, checkpoint_every=0, gradient_checkpointing=checkpointing, device="cuda" if gpu else "cpu",
+        sampling_batch_size=prompts * samples, eval_every=0, eval_tasks=8,
+        eval_samples=1, checkpoint_every=0, device="cuda" if gpu else "cpu",
         dtype="bfloat16" if gpu else "float32",
         rubric=str(ROOT / "sample_rubrics" / "arithmetic.yaml"),
-        tasks=str(tasks))
+        tasks=str(tasks), **memory)
 
 
 def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: bool,
-              checkpointing: bool = False) -> dict:
+              checkpointing: bool | None = None, micro_batch_size: int | None = None) -> dict:
     """The project's round on the anchor's workload; returns the figures read from metrics.jsonl."""
-    config = round_config(model_dir, train_only_tasks(runs_root), steps=steps, gpu=gpu, checkpointing=checkpointing)
+    config = round_config(model_dir, train_only_tasks(runs_root), steps=steps, gpu=gpu, checkpointing=checkpointing,
+                          micro_batch_size=micro_batch_size)
     run_dir = runs.create_run(config, runs_root, run_id=f"throughput-{shape}")
     from rcsd_core.training.round import train_round
 
@@ -110,7 +115,8 @@ def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: 
     return {"tokens_per_s": round(float(steady["train/completion_tokens"].sum() / steady["time/step_s"].sum()), 1),
             "peak_gib": round(float(metrics["memory/peak_gib"].max()), 2),
             "phases": {p: round(float(steady[f"time/{p}_s"].mean()), 3) for p in PHASES},
-            "step_s": round(float(steady["time/step_s"].mean()), 3)}
+            "step_s": round(float(steady["time/step_s"].mean()), 3),
+            "gradient_checkpointing": config.gradient_checkpointing, "micro_batch_size": config.micro_batch_size}
 
 
 def run_anchor(anchor_dir: Path, shape: str) -> dict | None:
@@ -130,8 +136,10 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=4, help="optimizer steps per round (the first is warm-up)")
     parser.add_argument("--anchor-dir", type=Path, help="folder holding anchor_trl_sdft.py and smollm2_tok/")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "round_throughput.jsonl")
-    parser.add_argument("--gradient-checkpointing", action="store_true",
-                        help="recompute activations in the backward, as the anchor (TRL's default) does")
+    parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                        help="recompute activations in the backward, as the anchor (TRL's default) does "
+                             "(default: the preset's)")
+    parser.add_argument("--micro-batch-size", type=int, help="chains per forward/backward (default: the preset's)")
     parser.add_argument("--commit", help="the commit measured, where the working tree has no .git (a device copy)")
     args = parser.parse_args()
     gpu = torch.cuda.is_available()
@@ -143,7 +151,7 @@ def main() -> int:
         for shape in args.shapes:
             model_dir = build_shape(shape, scratch / "models", torch.bfloat16 if gpu else torch.float32)
             ours = run_round(shape, model_dir, scratch / "runs", steps=args.steps, gpu=gpu,
-                             checkpointing=args.gradient_checkpointing)
+                             checkpointing=args.gradient_checkpointing, micro_batch_size=args.micro_batch_size)
             if gpu:  # hand the round's memory back before the anchor's process starts
                 gc.collect()
                 torch.cuda.empty_cache()
@@ -153,7 +161,8 @@ def main() -> int:
                     "anchor_tokens_per_s": anchor.get("steady_tokens_per_s") if anchor else None,
                     "anchor_peak_gib": anchor.get("peak_gpu_GiB") if anchor else None,
                     "phases": ours["phases"], "step_s": ours["step_s"],
-                    "gradient_checkpointing": args.gradient_checkpointing, "commit": commit}
+                    "gradient_checkpointing": ours["gradient_checkpointing"],
+                    "micro_batch_size": ours["micro_batch_size"], "commit": commit}
             if anchor and anchor.get("steady_tokens_per_s"):
                 line["speedup"] = round(line["tokens_per_s"] / anchor["steady_tokens_per_s"], 2)
             print(json.dumps(line), flush=True)
