@@ -110,7 +110,8 @@ def load_model(name: str = DEFAULT_MODEL, *, device: str = "auto", dtype: str = 
     if name == TINY_RANDOM:
         model = build_tiny_random(tokenizer, seed=seed).to(torch_dtype)
     elif name == DEFAULT_MODEL:
-        model = AutoModelForCausalLM.from_pretrained(embedded_model_dir(), dtype=torch_dtype)
+        folder = embedded_model_dir()
+        model = AutoModelForCausalLM.from_pretrained(folder, config=_plain_config(folder), dtype=torch_dtype)
     else:
         model = AutoModelForCausalLM.from_pretrained(_local_source(name), dtype=torch_dtype)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
@@ -168,7 +169,10 @@ def embedded_model_dir() -> Path:
     gguf = embedded_gguf_path()
     # A GGUF-loaded model cannot save_pretrained; copy its weights into one built from its config.
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    fresh = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):  # the weights below are dequantized, plain tensors
+        del config.quantization_config
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     fresh.load_state_dict(loaded.state_dict())
     fresh.generation_config = loaded.generation_config
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -181,6 +185,18 @@ def embedded_model_dir() -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return target
+
+
+def _plain_config(folder: Path):
+    """The converted model's config without the GGUF `quantization_config` it inherited: its weights
+    are plain tensors, and transformers would otherwise set up a GGUF quantizer for them (and warn,
+    wrongly, that bf16 matmuls cast to float32 and back)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(folder)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    return config
 
 
 def model_source(name: str) -> str:
