@@ -81,8 +81,8 @@ def main() -> int:
     args = parser.parse_args()
     both, extra = settings(args.set), settings(args.head_set)
     head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                                capture_output=True, text=True).stdout.strip())
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results"],
+                                cwd=ROOT, capture_output=True, text=True).stdout.strip())  # results: its own output
     with tempfile.TemporaryDirectory(prefix="rcsd-compare-") as tmp:
         work = Path(tmp)
         base_dir = work / "base"
