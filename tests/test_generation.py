@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -161,3 +163,18 @@ def test_progress_every_reports_inside_a_batch_so_a_raise_stops_sampling_at_once
     with pytest.raises(Cancelled):
         sample_chains(model, tokenizer, prompts, n=4, max_new_tokens=32, min_new_tokens=32, batch_size=4,
                       progress=cancel_at_second_beat, progress_every=8)
+
+
+def test_final_hidden_is_the_models_last_hidden_state_without_logits(tiny, monkeypatch):
+    from rcsd_core.modeling.generation import final_hidden
+    from rcsd_core.modeling.models import attach_lora
+
+    model, _ = tiny
+    ids = torch.tensor([[5, 6, 7, 8], [9, 10, 11, 12]])
+    with torch.no_grad():
+        want = model(input_ids=ids, output_hidden_states=True).hidden_states[-1]
+        assert torch.allclose(final_hidden(model, input_ids=ids), want, atol=1e-6)
+        lora = attach_lora(copy.deepcopy(model), rank=2, alpha=4)                     # through peft, adapter at zero
+        assert torch.allclose(final_hidden(lora, input_ids=ids), want, atol=1e-6)
+        monkeypatch.setattr(type(model), "get_decoder", lambda self: (_ for _ in ()).throw(ValueError("none")))
+        assert torch.allclose(final_hidden(model, input_ids=ids), want, atol=1e-6)   # the whole model, no logits

@@ -411,6 +411,23 @@ def test_banned_tokens_give_finite_values_and_gradients(name):
     assert loss.item() == pytest.approx(want, abs=1e-5, rel=1e-5)
 
 
+def test_forward_kl_closed_form_gradient_with_banned_tokens_equals_autograd():
+    # the chunked paths take forward KL's gradient in closed form; -inf on both sides must stay 0 * log 0
+    student, teacher, mask, tokens = make_batch(seed=17)
+    teacher = teacher.clone()
+    teacher[..., :3] = float("-inf")
+    banned = student.detach().clone()
+    banned[..., :1] = float("-inf")
+    for temperature in (1.0, 1.3):
+        full = lambda s: call("forward_kl", s, teacher, mask, tokens, temperature=temperature)  # noqa: E731
+        chunked = lambda s: call("forward_kl", s, teacher, mask, tokens, chunk_size=3,  # noqa: E731
+                                 temperature=temperature)
+        assert chunked(banned).item() == pytest.approx(full(banned).item(), abs=1e-6)
+        got, want = grad_of(chunked, banned), grad_of(full, banned)
+        assert torch.isfinite(got).all()
+        torch.testing.assert_close(got, want, atol=1e-7, rtol=1e-5)
+
+
 def test_reverse_kl_is_inf_where_the_teacher_bans_student_mass():
     student, teacher, mask, _ = make_batch(seed=17)
     teacher = teacher.clone()

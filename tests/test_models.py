@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from rcsd_core.errors import InputError
-from rcsd_core.modeling.models import (DEFAULT_MODEL, attach_lora, build_tiny_random, check_model, embedded_gguf_path,
-                              load_model, load_tokenizer, resolve_device, resolve_dtype)
+from rcsd_core.modeling.models import (DEFAULT_MODEL, attach_lora, build_tiny_random, check_model, compute_precision,
+                              embedded_gguf_path, load_model, load_tokenizer, resolve_device, resolve_dtype)
 
 
 def test_dtype_and_device_resolution():
@@ -113,3 +113,40 @@ def test_set_cpu_threads():
         assert set_cpu_threads(None, torch.device("cuda")) is None and torch.get_num_threads() == before
     finally:
         torch.set_num_threads(before)
+
+
+def test_compute_precision_runs_a_float32_adapter_in_bf16_and_keeps_its_weights_float32():
+    model, _ = load_model("tiny-random", device="cpu", dtype="bfloat16")
+    lora = attach_lora(model, rank=4, alpha=8)
+    adapter = [p for p in lora.parameters() if p.requires_grad]
+    assert adapter and all(p.dtype == torch.float32 for p in adapter)         # peft keeps the adapter float32
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.05)
+    ids = torch.randint(5, 1000, (2, 7), generator=torch.Generator().manual_seed(1))
+    seen = []
+    hook = lora.base_model.model.model.layers[0].self_attn.q_proj.lora_A["default"].register_forward_hook(
+        lambda module, args, out: seen.append((args[0].dtype, out.dtype)))
+    plain = lora(input_ids=ids).logits.float()
+    with compute_precision(lora):
+        mixed = lora(input_ids=ids).logits.float()
+        with torch.no_grad():  # an in-place update inside the block is seen by the next forward (no cached copy)
+            lora.base_model.model.model.layers[0].self_attn.q_proj.lora_B["default"].weight.mul_(3)
+            updated = lora(input_ids=ids).logits.float()
+    hook.remove()
+    assert seen[0] == (torch.float32, torch.float32)                           # peft's own: cast to float32
+    assert seen[1] == (torch.bfloat16, torch.bfloat16)                         # inside: bf16 in, bf16 out
+    assert (mixed - plain).abs().max() < 0.05 * plain.abs().max()
+    assert not torch.equal(updated, mixed)
+    with compute_precision(lora):
+        mixed_loss = lora(input_ids=ids).logits.float().square().mean()
+    mixed_loss.backward()                                                      # the backward after the block
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in adapter)
+    assert not torch.is_autocast_enabled("cpu")
+
+
+def test_compute_precision_leaves_a_float32_model_alone():
+    model, _ = load_model("tiny-random", device="cpu", dtype="float32")
+    with compute_precision(attach_lora(model, rank=4, alpha=8)):
+        assert not torch.is_autocast_enabled("cpu")

@@ -202,13 +202,20 @@ def final_hidden(model, **inputs) -> torch.Tensor:
 
     The decoder stack runs alone, so only its last layer's states are kept (no per-layer tuple, no
     logits). A DistributedDataParallel wrapper is called itself (its forward arms the gradient
-    all-reduce), with no logits kept and the per-layer states, whose last is the same tensor.
+    all-reduce), and so is a model transformers finds no decoder stack in: with no logits kept and
+    the per-layer states, whose last is the same tensor.
     """
-    if isinstance(model, torch.nn.parallel.DistributedDataParallel):
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = None
+    if not isinstance(model, torch.nn.parallel.DistributedDataParallel):
+        try:
+            decoder = base.get_decoder()
+        except (AttributeError, ValueError, NotImplementedError):  # a model transformers finds no decoder in
+            decoder = None
+    if decoder is None or decoder is base:
         device = inputs["input_ids"].device
         return model(**inputs, output_hidden_states=True, logits_to_keep=no_logits(device)).hidden_states[-1]
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return base.get_decoder()(**inputs).last_hidden_state
+    return decoder(**inputs).last_hidden_state
 
 
 def cache_keyword(model) -> str | None:
