@@ -313,6 +313,21 @@ def test_the_decode_step_traces_as_one_graph(peaked, prompts):
     assert explanation.graph_count == 1 and explanation.graph_break_count == 0, explanation.break_reasons
 
 
+def test_a_bf16_decode_step_on_the_cpu_attention_path_traces_as_one_graph(peaked):
+    # bf16 on a CPU takes attention.matmul_attention: it must trace without a break too
+    model, tokenizer = peaked
+    lora = with_adapter(copy.deepcopy(model).to(torch.bfloat16))
+    decoder = Decoder(lora, Shape(rows=2, width=8, new_tokens=4), eos=tokenizer.eos_token_id,
+                      pad=tokenizer.pad_token_id)
+    with torch.no_grad(), attention_implementation(lora):
+        decoder.valid[:, :4] = True
+        for layer in decoder.cache.layers:
+            layer.cumulative_length.fill_(4)
+        decoder.column.fill_(4)
+        explanation = torch._dynamo.explain(decoder.step)()
+    assert explanation.graph_count == 1 and explanation.graph_break_count == 0, explanation.break_reasons
+
+
 def test_rehearsed_steps_leave_the_batch_where_it_was(peaked, prompts):
     # What CUDA-graph warm-up and capture do in the middle of a batch, checked here on a CPU: if a
     # buffer the step changes were not put back, the chains would come out shifted.

@@ -8,15 +8,17 @@ attention as two plain matrix products.
 `grouped_attention` is registered in transformers' attention interface under ATTENTION, with the
 masks "sdpa" builds, so a model's own code runs unchanged. It picks one of three paths:
 
-- **small, in bf16 or fp16 on a CPU** (the scores of a call, B·H·T·L, at most MATMUL_MAX_SCORES): the query heads
-  of a key/value group on the query axis, scores = Q·Kᵀ, a masked softmax in float32, times V.
-  Measured with bench/grouped_attention.py on this 2-core CPU (SmolLM2 shapes: 9 query / 3 key-value
-  heads): torch's fused CPU kernel takes 0.76 ms for a bf16 decode step of 16 rows over 120
-  columns, these two products 0.11 ms; a training micro-batch of 8 × 121 tokens, forward and
-  backward, 13.8 ms against 3.6 ms. In float32 the fused kernel is as fast or faster (and its
-  sums do not depend on the query length, so a decode step and a plain forward agree within
-  1e-5 in log-probability over 30 layers), so float32 keeps it. Masked keys get the dtype's lowest
-  value, not −inf, so a row with nothing to see (a padding query) comes out finite instead of NaN;
+- **small, in bf16 or fp16 on a CPU** (the scores of a call, B·H·T·L, at most MATMUL_MAX_SCORES):
+  the query heads of a key/value group on the query axis, scores = Q·Kᵀ, a masked softmax in
+  float32, times V. On this 2-core CPU (SmolLM2 shapes: 9 query / 3 key-value heads, bf16), torch's
+  fused CPU kernel took 802 µs for a decode step of 16 rows over 128 columns and these two
+  products 113 µs (`bench/grouped_attention.py --dtype bfloat16`); for a training micro-batch of
+  8 × 121 tokens, forward and backward, 13.8 ms against 3.6 ms; and in a whole `cpu-demo` step
+  the teacher and student passes were faster this way at every size they have. In float32 the
+  fused kernel is as fast or faster (and its sums do not depend on the query length, so a decode
+  step and a plain forward agree within 1e-5 in log-probability over 30 layers), so float32 keeps
+  it. Masked keys get the dtype's lowest value, not −inf, so a row with nothing to see (a padding
+  query) comes out finite instead of NaN;
 - **a decode step, or any call on CUDA**: fold the G query heads of a group into the query axis —
   query (B, H, T, D) → (B, Hkv, G·T, D), the mask tiled G times (a view when T = 1) — so every SDPA
   kernel that takes a mask reads the cache as it is. transformers' own "sdpa" repeats keys and

@@ -252,8 +252,8 @@ def compute_precision(model) -> contextlib.AbstractContextManager:
 
     peft keeps a LoRA adapter in float32 on a bf16 model (the optimizer's updates are then not lost
     to rounding) and, on every adapted linear, casts the input to float32, runs both adapter
-    products in float32 and casts the sum back: on a CPU those casts were a quarter of a `cpu-demo`
-    step. Inside this block the adapter products run in bf16 instead, from bf16 copies of the
+    products in float32 and casts the sum back: on a CPU those casts were a quarter of the teacher
+    and student passes of a `cpu-demo` step (torch.profiler). Inside this block the adapter products run in bf16 instead, from bf16 copies of the
     float32 weights made at each use (torch.autocast, as mixed-precision training does; copies are
     not cached, so an in-place update or a captured CUDA graph always reads the current weights),
     and the input is left as it is. The float32 weights, their gradients and the optimizer state are

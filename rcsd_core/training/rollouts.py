@@ -6,8 +6,9 @@
     prompts = rollouts.teacher_prompts(tasks, samples)      # one per sample, in sample order
 
 The student sees the task prompt alone and samples with the current adapter, in eval mode, through
-the static-cache sampler or `generate` (config `sampler`; `auto` takes the sampler where the model allows). A stop request is answered between
-sampling batches (`interrupt`, see distributed.StopRequest).
+the static-cache sampler or `generate` (config `sampler`; `auto` takes the sampler where the model
+allows it). A stop request is answered between sampling batches (`interrupt`, see
+distributed.StopRequest).
 """
 
 from __future__ import annotations
