@@ -253,18 +253,19 @@ def compute_precision(model) -> contextlib.AbstractContextManager:
     peft keeps a LoRA adapter in float32 on a bf16 model (the optimizer's updates are then not lost
     to rounding) and, on every adapted linear, casts the input to float32, runs both adapter
     products in float32 and casts the sum back: on a CPU those casts were a quarter of the teacher
-    and student passes of a `cpu-demo` step (torch.profiler). Inside this block the adapter products run in bf16 instead, from bf16 copies of the
-    float32 weights made at each use (torch.autocast, as mixed-precision training does; copies are
-    not cached, so an in-place update or a captured CUDA graph always reads the current weights),
-    and the input is left as it is. The float32 weights, their gradients and the optimizer state are
-    unchanged. Run forwards inside it and the backward after it.
+    and student passes of a `cpu-demo` step (torch.profiler). Inside this block the adapter
+    products run in bf16 instead, from bf16 copies of the float32 weights made at each use
+    (torch.autocast, as mixed-precision training does; copies are not cached, so an in-place
+    update or a captured CUDA graph always reads the current weights), and the input is left as it
+    is. The float32 weights, their gradients and the optimizer state are unchanged. Run forwards
+    inside it and the backward after it.
     """
-    low = {p.dtype for p in model.parameters() if not p.requires_grad} & {torch.bfloat16}
-    if not low or not any(p.requires_grad and p.dtype == torch.float32 for p in model.parameters()):
+    parameters = list(model.parameters())
+    bf16_base = any(not p.requires_grad and p.dtype == torch.bfloat16 for p in parameters)
+    if not bf16_base or not any(p.requires_grad and p.dtype == torch.float32 for p in parameters):
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
-    device = next(model.parameters()).device
-    stack.enter_context(torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False))
+    stack.enter_context(torch.autocast(parameters[0].device.type, dtype=torch.bfloat16, cache_enabled=False))
     try:
         from peft.helpers import disable_input_dtype_casting
     except ImportError:  # older peft: the input is cast to float32 and back, as before

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+
 from rcsd_core.modeling.attention import attention_implementation
 from rcsd_core.modeling.batching import left_pad
 from rcsd_core.modeling.generation import (MIN_SHARED_PREFIX, Sample, SamplingStats, cache_keyword, cut_at_eos,
