@@ -295,37 +295,32 @@ def test_weights_key_keeps_in_place_updates_and_changes_with_the_adapter_switche
 
 # ---------------------------------------------------------------------------- the decode step as one graph
 
+def assert_one_step_traces_as_one_graph(lora, tokenizer) -> None:
+    """One graph, no break, for a bare decode step on a decoder's buffers."""
+    decoder = Decoder(lora, Shape(rows=2, width=8, new_tokens=4), eos=tokenizer.eos_token_id,
+                      pad=tokenizer.pad_token_id)
+    with torch.no_grad(), attention_implementation(lora):
+        decoder.valid[:, :4] = True
+        for layer in decoder.cache.layers:
+            layer.cumulative_length.fill_(4)
+        decoder.column.fill_(4)
+        explanation = torch._dynamo.explain(decoder.step)()
+    assert explanation.graph_count == 1 and explanation.graph_break_count == 0, explanation.break_reasons
+
+
 def test_the_decode_step_traces_as_one_graph(peaked, prompts):
     model, tokenizer = peaked
     lora = with_adapter(model)
     eager, _ = Sampler(lora, tokenizer).sample(prompts, max_new_tokens=6, seed=3, top_p=0.9)
     traced, _ = Sampler(lora, tokenizer, compile="eager").sample(prompts, max_new_tokens=6, seed=3, top_p=0.9)
     assert [s.completion_ids for s in traced] == [s.completion_ids for s in eager]
-    # and, explicitly: one graph, no break, for a bare step on the decoder's buffers
-    decoder = Decoder(lora, Shape(rows=2, width=8, new_tokens=4), eos=tokenizer.eos_token_id,
-                      pad=tokenizer.pad_token_id)
-    with torch.no_grad(), attention_implementation(lora):
-        decoder.valid[:, :4] = True
-        for layer in decoder.cache.layers:
-            layer.cumulative_length.fill_(4)
-        decoder.column.fill_(4)
-        explanation = torch._dynamo.explain(decoder.step)()
-    assert explanation.graph_count == 1 and explanation.graph_break_count == 0, explanation.break_reasons
+    assert_one_step_traces_as_one_graph(lora, tokenizer)                     # and, explicitly
 
 
 def test_a_bf16_decode_step_on_the_cpu_attention_path_traces_as_one_graph(peaked):
     # bf16 on a CPU takes attention.matmul_attention: it must trace without a break too
     model, tokenizer = peaked
-    lora = with_adapter(copy.deepcopy(model).to(torch.bfloat16))
-    decoder = Decoder(lora, Shape(rows=2, width=8, new_tokens=4), eos=tokenizer.eos_token_id,
-                      pad=tokenizer.pad_token_id)
-    with torch.no_grad(), attention_implementation(lora):
-        decoder.valid[:, :4] = True
-        for layer in decoder.cache.layers:
-            layer.cumulative_length.fill_(4)
-        decoder.column.fill_(4)
-        explanation = torch._dynamo.explain(decoder.step)()
-    assert explanation.graph_count == 1 and explanation.graph_break_count == 0, explanation.break_reasons
+    assert_one_step_traces_as_one_graph(with_adapter(copy.deepcopy(model).to(torch.bfloat16)), tokenizer)
 
 
 def test_rehearsed_steps_leave_the_batch_where_it_was(peaked, prompts):
