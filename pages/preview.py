@@ -169,12 +169,9 @@ with st.expander("Signal per criterion: will this rubric teach this model anythi
                "both contexts on at least 4 tasks with the current judge (then only the divergence is computed); "
                "otherwise samples fresh ones.")
     report = ws.latest_signal_report(root, rubric.name, rubric.version)
-    if st.button("Measure signal", key="signal"):
-        try:
-            background.start(root, "signal", "Measuring signal", actions.measure_chain_set_signal, root, set_id)
-        except InputError as exc:
-            state.show_error(exc)
-    if (measured := background.outcome(root, "signal", "Signal measurement")) is not None:
+    if (measured := background.started_by_button(root, "signal", "Measure signal", "Measuring signal",
+                                                  actions.measure_chain_set_signal, root, set_id,
+                                                  what="Signal measurement")) is not None:
         report = measured.result
     if report:
         st.text(f"{report.get('model')} · {report.get('tasks')} tasks × {report.get('samples')} samples · "
@@ -188,12 +185,8 @@ with st.expander("Does the rubric matter? Ablation of the teacher's context"):
                "the teacher's pull comes from. Leaving each criterion out in turn shows how much of the "
                "divergence and of each gap it carries. Costs about (6 + criteria) × a preview's chains.")
     ablation = ws.latest_ablation_report(root, rubric.name, rubric.version)
-    if st.button("Run the ablation", key="ablation"):
-        try:
-            background.start(root, "ablation", "Ablation", actions.measure_chain_set_ablation, root, set_id)
-        except InputError as exc:
-            state.show_error(exc)
-    if (ablated := background.outcome(root, "ablation", "Ablation")) is not None:
+    if (ablated := background.started_by_button(root, "ablation", "Run the ablation", "Ablation",
+                                                 actions.measure_chain_set_ablation, root, set_id)) is not None:
         ablation = ablated.result
     if ablation:
         st.info(state.plain(f"Verdict: {ablation['verdict']}"))

@@ -192,3 +192,16 @@ def outcome(root: str | Path, kind: str, what: str) -> Job | None:
     else:
         show_error(f"{what} failed: {finished.error}")
     return None
+
+
+def started_by_button(root: str | Path, kind: str, button: str, label: str, work: Callable[..., Any], *args: Any,
+                      what: str | None = None) -> Job | None:
+    """A page section's button that starts `work(*args)` as job `kind` (a refusal said in one line),
+    then outcome(): the job when it finished well, else None. `what` names it in the outcome's
+    messages (default: `label`)."""
+    if st.button(button, key=kind):
+        try:
+            start(root, kind, label, work, *args)
+        except InputError as exc:
+            show_error(exc)
+    return outcome(root, kind, what or label)
