@@ -80,7 +80,7 @@ def train_only_tasks(folder: Path) -> Path:
 
 
 def round_config(model_dir: Path, tasks: Path, *, steps: int, gpu: bool, checkpointing: bool | None = None,
-                 micro_batch_size: int | None = None):
+                 micro_batch_size: int | None = None, sampler_compile: bool = False):
     """The anchor's workload as a round config: 8 x 8 x 256 on GPU (bf16), 2 x 2 x 16 on CPU. Gradient
     checkpointing and the micro-batch are the preset's (gpu-lora: on, 16 chains) unless given."""
     prompts, samples, tokens = (8, 8, 256) if gpu else (2, 2, 16)
@@ -94,14 +94,15 @@ def round_config(model_dir: Path, tasks: Path, *, steps: int, gpu: bool, checkpo
         eval_samples=1, checkpoint_every=0, device="cuda" if gpu else "cpu",
         dtype="bfloat16" if gpu else "float32",
         rubric=str(ROOT / "sample_rubrics" / "arithmetic.yaml"),
-        tasks=str(tasks), **memory)
+        tasks=str(tasks), sampler_compile=sampler_compile, **memory)
 
 
 def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: bool,
-              checkpointing: bool | None = None, micro_batch_size: int | None = None) -> dict:
+              checkpointing: bool | None = None, micro_batch_size: int | None = None,
+              sampler_compile: bool = False) -> dict:
     """The project's round on the anchor's workload; returns the figures read from metrics.jsonl."""
     config = round_config(model_dir, train_only_tasks(runs_root), steps=steps, gpu=gpu, checkpointing=checkpointing,
-                          micro_batch_size=micro_batch_size)
+                          micro_batch_size=micro_batch_size, sampler_compile=sampler_compile)
     run_dir = runs.create_run(config, runs_root, run_id=f"throughput-{shape}")
     from rcsd_core.training.round import train_round
 
@@ -116,7 +117,8 @@ def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: 
             "peak_gib": round(float(metrics["memory/peak_gib"].max()), 2),
             "phases": {p: round(float(steady[f"time/{p}_s"].mean()), 3) for p in PHASES},
             "step_s": round(float(steady["time/step_s"].mean()), 3),
-            "gradient_checkpointing": config.gradient_checkpointing, "micro_batch_size": config.micro_batch_size}
+            "gradient_checkpointing": config.gradient_checkpointing, "micro_batch_size": config.micro_batch_size,
+            "sampler_compile": config.sampler_compile}
 
 
 def run_anchor(anchor_dir: Path, shape: str) -> dict | None:
@@ -140,6 +142,8 @@ def main() -> int:
                         help="recompute activations in the backward, as the anchor (TRL's default) does "
                              "(default: the preset's)")
     parser.add_argument("--micro-batch-size", type=int, help="chains per forward/backward (default: the preset's)")
+    parser.add_argument("--sampler-compile", action="store_true",
+                        help="torch.compile the sampler's decode step before its CUDA graph is captured")
     parser.add_argument("--commit", help="the commit measured, where the working tree has no .git (a device copy)")
     args = parser.parse_args()
     gpu = torch.cuda.is_available()
@@ -151,7 +155,8 @@ def main() -> int:
         for shape in args.shapes:
             model_dir = build_shape(shape, scratch / "models", torch.bfloat16 if gpu else torch.float32)
             ours = run_round(shape, model_dir, scratch / "runs", steps=args.steps, gpu=gpu,
-                             checkpointing=args.gradient_checkpointing, micro_batch_size=args.micro_batch_size)
+                             checkpointing=args.gradient_checkpointing, micro_batch_size=args.micro_batch_size,
+                             sampler_compile=args.sampler_compile)
             if gpu:  # hand the round's memory back before the anchor's process starts
                 gc.collect()
                 torch.cuda.empty_cache()
@@ -162,7 +167,8 @@ def main() -> int:
                     "anchor_peak_gib": anchor.get("peak_gpu_GiB") if anchor else None,
                     "phases": ours["phases"], "step_s": ours["step_s"],
                     "gradient_checkpointing": ours["gradient_checkpointing"],
-                    "micro_batch_size": ours["micro_batch_size"], "commit": commit}
+                    "micro_batch_size": ours["micro_batch_size"], "sampler_compile": ours["sampler_compile"],
+                    "steps": args.steps, "commit": commit}
             if anchor and anchor.get("steady_tokens_per_s"):
                 line["speedup"] = round(line["tokens_per_s"] / anchor["steady_tokens_per_s"], 2)
             print(json.dumps(line), flush=True)

@@ -56,6 +56,7 @@ def prompts(tiny):
 def plain_logprobs(model, samples, pad_id: int) -> list[list[float]]:
     """log pi(token) of each completion token from one ordinary forward over [prompt + completion]."""
     batch = pack_batch([s.prompt_ids for s in samples], [s.completion_ids for s in samples], pad_id)
+    batch = batch.to(next(model.parameters()).device)
     with torch.no_grad():
         logits = model(input_ids=batch.ids, attention_mask=batch.attention, position_ids=batch.positions).logits
     C = batch.tokens.shape[1]

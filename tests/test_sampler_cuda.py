@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from rcsd_core.modeling.generation import sample_chains
-from rcsd_core.modeling.sampler import Sampler
+from rcsd_core.modeling.sampler import Decoder, Sampler
 
 from test_sampler import assert_logprobs_match, peaked, prompts, with_adapter  # noqa: F401 (fixtures)
 
@@ -49,13 +49,20 @@ def test_replayed_graph_gives_generates_tokens_and_a_plain_forwards_logprobs(on_
 
 
 def test_graph_replay_draws_the_eager_steps_chains(on_gpu, prompts):
+    # The same decoder shape, buffers and uniforms; only the step's launch differs (replay or eager).
     lora, tokenizer = on_gpu
     kw = dict(n=4, max_new_tokens=12, temperature=0.9, top_p=0.95, seed=11, batch_size=8)
-    graphed, _ = Sampler(lora, tokenizer).sample(prompts, **kw)
-    eager, _ = Sampler(lora, tokenizer, cuda_graph=False).sample(prompts, **kw)
+    sampler = Sampler(lora, tokenizer)
+    graphed, _ = sampler.sample(prompts, **kw)
+    assert captured(sampler) == 1
+    original = Decoder.decode
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Decoder, "decode", lambda self, **options: original(self, **{**options, "graph": False}))
+        eager, _ = Sampler(lora, tokenizer).sample(prompts, **kw)
     assert [s.completion_ids for s in graphed] == [s.completion_ids for s in eager]
+    assert len({tuple(s.completion_ids) for s in graphed}) > 3          # sampled: the chains of a prompt differ
     assert torch.allclose(torch.tensor(sum((s.logprobs for s in graphed), [])),
-                          torch.tensor(sum((s.logprobs for s in eager), [])), atol=1e-5)
+                          torch.tensor(sum((s.logprobs for s in eager), [])), atol=1e-6, rtol=0)
 
 
 def test_an_in_place_update_is_seen_by_the_replayed_graph_and_disabling_the_adapter_captures_another(

@@ -475,3 +475,37 @@ def test_a_round_with_the_static_sampler_gives_the_reference_losses_when_greedy(
     (loss_g, texts_g), (loss_s, texts_s) = results["generate"], results["static"]
     assert texts_s == texts_g and len(texts_g) > 0
     assert loss_s == pytest.approx(loss_g, rel=1e-5, abs=1e-7)
+
+
+def test_sampler_compile_reaches_the_sampler_and_the_compiled_step_draws_the_same_chains(tmp_path, monkeypatch):
+    """`sampler_compile` makes the round's Sampler trace its decode step; with dynamo's eager backend
+    standing in for inductor (minutes on this CPU), the round's chains and losses are the static ones."""
+    from rcsd_core.modeling import sampler as sampler_module
+    from rcsd_core.training import rollouts
+
+    asked = []
+
+    class Recording(sampler_module.Sampler):
+        def __init__(self, model, tokenizer, *, compile=False, **kw):
+            asked.append(compile)
+            super().__init__(model, tokenizer, compile="eager" if compile is True else compile, **kw)
+
+    monkeypatch.setattr(rollouts, "Sampler", Recording)
+    traced = []
+    original = sampler_module.Decoder.__init__
+
+    def remember(self, *args, **kw):
+        original(self, *args, **kw)
+        traced.append(self.step_fn != self.step)          # bound methods compare by function and self
+
+    monkeypatch.setattr(sampler_module.Decoder, "__init__", remember)
+    results = {}
+    for compile in (False, True):
+        run_dir = make_run(tmp_path, run_id=f"compile-{compile}", sampler="static", sampler_compile=compile,
+                           temperature=0, steps=2, eval_every=0)
+        assert train_round(run_dir)["status"] == "done"
+        metrics = runs.read_metrics(run_dir)
+        results[compile] = (list(metrics["train/loss"].dropna()), [r["text"] for r in runs.read_samples(run_dir)])
+    assert asked == [False, True] and traced[0] is False and traced[-1] is True
+    assert results[True][1] == results[False][1] and len(results[True][1]) > 0
+    assert results[True][0] == pytest.approx(results[False][0], rel=1e-5, abs=1e-7)

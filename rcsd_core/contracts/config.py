@@ -174,6 +174,11 @@ class RoundConfig(BaseModel):
                             "'generate' is transformers' generate (the reference path); 'auto' = static where "
                             "the model allows it (no sliding-window or linear-attention layers), else generate "
                             "(bench/sampler_throughput.py)")
+    sampler_compile: bool = Field(
+        False, description="static sampler: torch.compile the decode step (inductor) before it is captured or run, "
+                           "to fuse its thousands of small operations; the first call of each shape compiles "
+                           "(about a minute). On this project's CPU it did not pay; on a GPU it is not measured "
+                           "yet (bench/round_throughput.py --sampler-compile)")
 
     # ------------------------------------------------------------------ optimisation
     learning_rate: float = Field(3e-4, gt=0)

@@ -42,12 +42,12 @@ class Rollouts:
         self.sample_fn = self._sampler()
 
     def _sampler(self):
-        """`sample_chains` (generate), or one kept Sampler (its static cache and CUDA graphs are reused);
-        `auto`: the Sampler where the model allows it."""
+        """`sample_chains` (generate), or one kept Sampler (its static cache and CUDA graphs are reused,
+        its step compiled first with `sampler_compile`); `auto`: the Sampler where the model allows it."""
         kind = self.config.sampler
         if kind == "generate" or (kind == "auto" and not static_sampling_supported(self.model)):
             return partial(sample_chains, self.model, self.tokenizer)
-        return Sampler(self.model, self.tokenizer).sample
+        return Sampler(self.model, self.tokenizer, compile=self.config.sampler_compile).sample
 
     def sample(self, tasks: list[Task], *, n: int, seed: int, report: bool = False) -> list[Sample]:
         """n chains per task from the student; `report` logs each sampling batch's progress."""
