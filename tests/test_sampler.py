@@ -282,6 +282,37 @@ def test_an_in_place_adapter_update_is_seen_by_the_next_call(peaked, prompts):
     assert not any(getattr(m, "merged", False) for m in lora.modules())   # the adapter stayed unmerged
 
 
+def test_a_narrower_batch_reuses_the_wider_decoder_and_draws_the_same_chains(peaked, prompts):
+    model, tokenizer = peaked
+    sampler = Sampler(model, tokenizer)
+    sampler.sample(prompts, max_new_tokens=6, temperature=0, batch_size=3)           # the longest prompt in it
+    wide = sampler.decoders[next(iter(sampler.decoders))]
+    short = [prompts[2], prompts[0], prompts[2]]
+    reused, _ = sampler.sample(short, max_new_tokens=6, temperature=0, batch_size=3)
+    fresh_sampler = Sampler(model, tokenizer)
+    fresh, _ = fresh_sampler.sample(short, max_new_tokens=6, temperature=0, batch_size=3)
+    assert list(sampler.decoders.values()) == [wide]                                   # no second cache
+    assert next(iter(fresh_sampler.decoders)).width < wide.shape.width                 # it did pad wider
+    assert [s.completion_ids for s in reused] == [s.completion_ids for s in fresh]
+    assert_logprobs_match(model, reused, tokenizer.pad_token_id)
+
+
+def test_kept_decoders_are_bounded_and_a_wider_batch_replaces_the_narrower(peaked, prompts):
+    # Each decoder holds a whole static cache: a round whose prompts change width from step to
+    # step, with evaluations between, must not keep one per shape.
+    from rcsd_core.modeling.sampler import KEEP_DECODERS
+
+    model, tokenizer = peaked
+    sampler = Sampler(model, tokenizer)
+    sampler.sample([prompts[2]], n=2, max_new_tokens=4, temperature=0, batch_size=2)
+    sampler.sample([prompts[1]], n=2, max_new_tokens=4, temperature=0, batch_size=2)    # wider, same rows
+    assert len(sampler.decoders) == 1
+    for rows in (1, 3, 4, 5):
+        sampler.sample(prompts[:1], n=rows, max_new_tokens=4, temperature=0, batch_size=rows)
+        assert len(sampler.decoders) <= KEEP_DECODERS
+    assert [s.rows for s in sampler.decoders] == [4, 5]                                  # the most recent kept
+
+
 def test_weights_key_keeps_in_place_updates_and_changes_with_the_adapter_switches(peaked):
     # On CUDA the captured step is reused while this key holds, and captured again when it changes.
     lora = with_adapter(peaked[0])

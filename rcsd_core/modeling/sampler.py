@@ -35,6 +35,7 @@ Tests: tests/test_sampler.py. Throughput against sample_chains: bench/sampler_th
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -48,6 +49,7 @@ from rcsd_core.modeling.generation import (MIN_SHARED_PREFIX, Sample, SamplingSt
 Prefix = list[tuple[torch.Tensor, torch.Tensor]]   # per layer, keys and values (1, Hkv, S, D) of a shared prefix
 CHECK_EVERY = 8          # decode steps between looks at "all chains finished" (one host sync each)
 CUDA_WIDTH_STEP = 64     # on CUDA, prompt width rounded up so later calls reuse the captured graph
+KEEP_DECODERS = 2        # decoders a Sampler keeps between calls (a round's training and evaluation shapes)
 
 
 # ---------------------------------------------------------------------------- choosing tokens (pure)
@@ -299,7 +301,12 @@ def run_prefix(model, prefix: list[int]) -> Prefix:
 # ---------------------------------------------------------------------------- the sampler
 
 class Sampler:
-    """Samples chains from one model; keeps a Decoder (cache, buffers, CUDA graphs) per shape between calls.
+    """Samples chains from one model; keeps Decoders (cache, buffers, CUDA graphs) between calls.
+
+    A batch reuses a kept decoder with its rows and new tokens and at least its width (the prompts are
+    left-padded to that width), so prompts that vary from step to step keep one cache and one graph.
+    A wider batch replaces the narrower decoder, and at most KEEP_DECODERS are kept, the least recently
+    used released first: each holds a whole static cache, so memory stays bounded over a long round.
 
     `cuda_graph` replays the step as a CUDA graph on a GPU (ignored on a CPU); `compile` wraps the
     step in torch.compile (fullgraph; True for inductor, or a backend name) first. `release()` frees
@@ -311,17 +318,28 @@ class Sampler:
             raise NotImplementedError("this model's forward takes no cache: use generation.sample_chains")
         self.model, self.tokenizer = model, tokenizer
         self.check_every, self.cuda_graph, self.compile = check_every, cuda_graph, compile
-        self.decoders: dict[Shape, Decoder] = {}
+        self.decoders: OrderedDict[Shape, Decoder] = OrderedDict()    # least recently used first
 
     def release(self) -> None:
         self.decoders.clear()
 
     def decoder(self, shape: Shape) -> Decoder:
-        if shape not in self.decoders:
+        """A kept decoder that fits `shape` (same rows and new tokens, at least its width), else a new one."""
+        alike = [s for s in self.decoders if (s.rows, s.new_tokens) == (shape.rows, shape.new_tokens)]
+        fits = [s for s in alike if s.width >= shape.width]
+        if fits:
+            key = min(fits, key=lambda s: s.width)
+        else:
+            for narrower in alike:                      # covered by the new one: release its cache first
+                del self.decoders[narrower]
             eos = self.tokenizer.eos_token_id
             pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
-            self.decoders[shape] = Decoder(self.model, shape, eos=eos, pad=pad, compile=self.compile)
-        return self.decoders[shape]
+            key = shape
+            self.decoders[key] = Decoder(self.model, shape, eos=eos, pad=pad, compile=self.compile)
+        self.decoders.move_to_end(key)
+        while len(self.decoders) > KEEP_DECODERS:
+            self.decoders.popitem(last=False)
+        return self.decoders[key]
 
     def sample(self, prompts: list[list[int]], *, n: int = 1, max_new_tokens: int = 128, temperature: float = 1.0,
                top_p: float = 1.0, seed: int = 0, batch_size: int = 8, min_new_tokens: int = 0,
@@ -353,7 +371,7 @@ class Sampler:
                 decoder = self.decoder(Shape(batch_size if graphs else len(batch), width, max_new_tokens))
                 ids = [rests[p] for p, _ in batch]
                 ids += [ids[-1]] * (decoder.shape.rows - len(ids))     # CUDA: a full batch keeps one graph
-                rest, rest_mask = left_pad(ids, decoder.pad, device, width=width - shared)
+                rest, rest_mask = left_pad(ids, decoder.pad, device, width=decoder.shape.width - shared)
                 decoder.prefill(rest, rest_mask, prefix, temperature=temperature, top_p=top_p,
                                 min_new_tokens=min_new_tokens, generator=generator)
                 decoder.decode(check_every=self.check_every, graph=graphs)
