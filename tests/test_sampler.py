@@ -282,22 +282,20 @@ def test_an_in_place_adapter_update_is_seen_by_the_next_call(peaked, prompts):
     assert not any(getattr(m, "merged", False) for m in lora.modules())   # the adapter stayed unmerged
 
 
-def test_a_narrower_batch_reuses_the_wider_decoder_and_draws_the_same_chains(peaked, prompts):
+def test_a_batch_of_another_width_replaces_the_decoder_and_draws_a_fresh_samplers_chains(peaked, prompts):
     model, tokenizer = peaked
     sampler = Sampler(model, tokenizer)
-    sampler.sample(prompts, max_new_tokens=6, temperature=0, batch_size=3)           # the longest prompt in it
-    wide = sampler.decoders[next(iter(sampler.decoders))]
+    sampler.sample(prompts, max_new_tokens=6, seed=4, batch_size=3)                    # the longest prompt in it
+    wide = next(iter(sampler.decoders))
     short = [prompts[2], prompts[0], prompts[2]]
-    reused, _ = sampler.sample(short, max_new_tokens=6, temperature=0, batch_size=3)
-    fresh_sampler = Sampler(model, tokenizer)
-    fresh, _ = fresh_sampler.sample(short, max_new_tokens=6, temperature=0, batch_size=3)
-    assert list(sampler.decoders.values()) == [wide]                                   # no second cache
-    assert next(iter(fresh_sampler.decoders)).width < wide.shape.width                 # it did pad wider
-    assert [s.completion_ids for s in reused] == [s.completion_ids for s in fresh]
-    assert_logprobs_match(model, reused, tokenizer.pad_token_id)
+    again, _ = sampler.sample(short, max_new_tokens=6, seed=4, batch_size=3)
+    fresh, _ = Sampler(model, tokenizer).sample(short, max_new_tokens=6, seed=4, batch_size=3)
+    assert [s.width for s in sampler.decoders] == [len(prompts[0])] and wide.width == len(prompts[1])
+    assert [s.completion_ids for s in again] == [s.completion_ids for s in fresh]   # no trace of the earlier width
+    assert [s.logprobs for s in again] == [s.logprobs for s in fresh]
 
 
-def test_kept_decoders_are_bounded_and_a_wider_batch_replaces_the_narrower(peaked, prompts):
+def test_kept_decoders_are_bounded_and_another_width_replaces_the_decoder_of_its_rows(peaked, prompts):
     # Each decoder holds a whole static cache: a round whose prompts change width from step to
     # step, with evaluations between, must not keep one per shape.
     from rcsd_core.modeling.sampler import KEEP_DECODERS
@@ -306,7 +304,7 @@ def test_kept_decoders_are_bounded_and_a_wider_batch_replaces_the_narrower(peake
     sampler = Sampler(model, tokenizer)
     sampler.sample([prompts[2]], n=2, max_new_tokens=4, temperature=0, batch_size=2)
     sampler.sample([prompts[1]], n=2, max_new_tokens=4, temperature=0, batch_size=2)    # wider, same rows
-    assert len(sampler.decoders) == 1
+    assert [s.width for s in sampler.decoders] == [len(prompts[1])]
     for rows in (1, 3, 4, 5):
         sampler.sample(prompts[:1], n=rows, max_new_tokens=4, temperature=0, batch_size=rows)
         assert len(sampler.decoders) <= KEEP_DECODERS

@@ -303,10 +303,10 @@ def run_prefix(model, prefix: list[int]) -> Prefix:
 class Sampler:
     """Samples chains from one model; keeps Decoders (cache, buffers, CUDA graphs) between calls.
 
-    A batch reuses a kept decoder with its rows and new tokens and at least its width (the prompts are
-    left-padded to that width), so prompts that vary from step to step keep one cache and one graph.
-    A wider batch replaces the narrower decoder, and at most KEEP_DECODERS are kept, the least recently
-    used released first: each holds a whole static cache, so memory stays bounded over a long round.
+    A batch of another width replaces the kept decoder of its rows and new tokens, and at most
+    KEEP_DECODERS are kept, the least recently used released first: each holds a whole static cache,
+    so memory stays bounded over a round whose prompts change width from step to step. (Reusing a
+    wider decoder would save a capture but make a step's chains depend on earlier steps' widths.)
 
     `cuda_graph` replays the step as a CUDA graph on a GPU (ignored on a CPU); `compile` wraps the
     step in torch.compile (fullgraph; True for inductor, or a backend name) first. `release()` frees
@@ -324,22 +324,17 @@ class Sampler:
         self.decoders.clear()
 
     def decoder(self, shape: Shape) -> Decoder:
-        """A kept decoder that fits `shape` (same rows and new tokens, at least its width), else a new one."""
-        alike = [s for s in self.decoders if (s.rows, s.new_tokens) == (shape.rows, shape.new_tokens)]
-        fits = [s for s in alike if s.width >= shape.width]
-        if fits:
-            key = min(fits, key=lambda s: s.width)
-        else:
-            for narrower in alike:                      # covered by the new one: release its cache first
-                del self.decoders[narrower]
+        """The kept decoder of `shape`, else a new one in place of the kept one of its rows and new tokens."""
+        if shape not in self.decoders:
+            for other in [s for s in self.decoders if (s.rows, s.new_tokens) == (shape.rows, shape.new_tokens)]:
+                del self.decoders[other]                 # another width: its cache goes before the new one comes
             eos = self.tokenizer.eos_token_id
             pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else eos
-            key = shape
-            self.decoders[key] = Decoder(self.model, shape, eos=eos, pad=pad, compile=self.compile)
-        self.decoders.move_to_end(key)
+            self.decoders[shape] = Decoder(self.model, shape, eos=eos, pad=pad, compile=self.compile)
+        self.decoders.move_to_end(shape)
         while len(self.decoders) > KEEP_DECODERS:
             self.decoders.popitem(last=False)
-        return self.decoders[key]
+        return self.decoders[shape]
 
     def sample(self, prompts: list[list[int]], *, n: int = 1, max_new_tokens: int = 128, temperature: float = 1.0,
                top_p: float = 1.0, seed: int = 0, batch_size: int = 8, min_new_tokens: int = 0,
@@ -371,7 +366,7 @@ class Sampler:
                 decoder = self.decoder(Shape(batch_size if graphs else len(batch), width, max_new_tokens))
                 ids = [rests[p] for p, _ in batch]
                 ids += [ids[-1]] * (decoder.shape.rows - len(ids))     # CUDA: a full batch keeps one graph
-                rest, rest_mask = left_pad(ids, decoder.pad, device, width=decoder.shape.width - shared)
+                rest, rest_mask = left_pad(ids, decoder.pad, device, width=width - shared)
                 decoder.prefill(rest, rest_mask, prefix, temperature=temperature, top_p=top_p,
                                 min_new_tokens=min_new_tokens, generator=generator)
                 decoder.decode(check_every=self.check_every, graph=graphs)
