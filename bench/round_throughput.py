@@ -1,7 +1,8 @@
 """Round throughput beside the TRL SDFT anchor, on the anchor's exact workload.
 
-    python bench/round_throughput.py smollm2 qwen3-0.6b qwen3-1.7b --anchor-dir .device/bench
-    python bench/round_throughput.py tiny --steps 2            # CPU smoke run of the script itself
+    python bench/round_throughput.py smollm2 qwen3-0.6b qwen3-1.7b --steps 5 --anchor-dir .device/bench
+    python bench/round_throughput.py qwen3-1.7b --variant micro_batch_size=64 --variant sampler_compile=true
+    python bench/round_throughput.py tiny --steps 2 --variant micro_batch_size=2   # CPU smoke run of the script
 
 For each shape it builds a random-init model of that shape with the embedded tokenizer (saved to
 a scratch folder so the round loads it like any local model), runs the project's round on the
@@ -11,10 +12,13 @@ teacher, bf16 on GPU — and reads back from metrics.jsonl the steady-state comp
 trained per second (steps after the first), the peak memory and the seconds per phase. With
 `--anchor-dir` it then runs `anchor_trl_sdft.py <shape>` from that folder in the same call (copy
 `../shared/bench` there; its README says which wheels TRL needs) and appends one JSON line per
-shape to bench/results/round_throughput.jsonl:
+shape and variant to bench/results/round_throughput.jsonl:
 
     {"shape", "device", "tokens_per_s", "peak_gib", "anchor_tokens_per_s", "anchor_peak_gib",
-     "phases": {...}, "commit"}
+     "phases": {...}, "variant": {...}, "commit", ...}
+
+Each `--variant key=value[,key=value]` runs one more round on the same model with those config
+overrides (a lever measured beside the preset, and beside the anchor run once per shape).
 
 On CPU the workload shrinks (2 prompts x 2 samples x 16 tokens) so the script can be checked
 here; only GPU lines are comparable with the anchor.
@@ -34,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+import yaml  # noqa: E402
 from transformers import AutoModelForCausalLM, LlamaConfig, Qwen3Config  # noqa: E402
 
 from rcsd_core.contracts import runs  # noqa: E402
@@ -79,13 +84,10 @@ def train_only_tasks(folder: Path) -> Path:
     return write_jsonl(folder / "arithmetic.train.jsonl", [t.model_dump(exclude_none=True) for t in tasks])
 
 
-def round_config(model_dir: Path, tasks: Path, *, steps: int, gpu: bool, checkpointing: bool | None = None,
-                 micro_batch_size: int | None = None, sampler_compile: bool = False):
-    """The anchor's workload as a round config: 8 x 8 x 256 on GPU (bf16), 2 x 2 x 16 on CPU. Gradient
-    checkpointing and the micro-batch are the preset's (gpu-lora: on, 16 chains) unless given."""
+def round_config(model_dir: Path, tasks: Path, *, steps: int, gpu: bool, **overrides):
+    """The anchor's workload as a round config: 8 x 8 x 256 on GPU (bf16), 2 x 2 x 16 on CPU. Speed and
+    memory settings (gradient checkpointing, micro-batch, sampler) are the preset's unless overridden."""
     prompts, samples, tokens = (8, 8, 256) if gpu else (2, 2, 16)
-    memory = {k: v for k, v in (("gradient_checkpointing", checkpointing), ("micro_batch_size", micro_batch_size))
-              if v is not None}
     return preset_config(
         "gpu-lora" if gpu else "cpu-demo", model=str(model_dir), steps=steps, prompts_per_step=prompts,
         samples_per_prompt=samples, max_new_tokens=tokens, divergence="topk_forward_kl", k=20, clip_mode="entry",
@@ -94,18 +96,17 @@ def round_config(model_dir: Path, tasks: Path, *, steps: int, gpu: bool, checkpo
         eval_samples=1, checkpoint_every=0, device="cuda" if gpu else "cpu",
         dtype="bfloat16" if gpu else "float32",
         rubric=str(ROOT / "sample_rubrics" / "arithmetic.yaml"),
-        tasks=str(tasks), sampler_compile=sampler_compile, **memory)
+        tasks=str(tasks), **overrides)
 
 
-def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: bool,
-              checkpointing: bool | None = None, micro_batch_size: int | None = None,
-              sampler_compile: bool = False) -> dict:
+def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: bool, run_id: str,
+              **overrides) -> dict:
     """The project's round on the anchor's workload; returns the figures read from metrics.jsonl."""
-    config = round_config(model_dir, train_only_tasks(runs_root), steps=steps, gpu=gpu, checkpointing=checkpointing,
-                          micro_batch_size=micro_batch_size, sampler_compile=sampler_compile)
-    run_dir = runs.create_run(config, runs_root, run_id=f"throughput-{shape}")
+    config = round_config(model_dir, train_only_tasks(runs_root), steps=steps, gpu=gpu, **overrides)
+    run_dir = runs.create_run(config, runs_root, run_id=run_id)
     from rcsd_core.training.round import train_round
 
+    free_gpu(gpu)
     if gpu:
         torch.cuda.reset_peak_memory_stats()
     result = train_round(run_dir)
@@ -119,6 +120,21 @@ def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: 
             "step_s": round(float(steady["time/step_s"].mean()), 3),
             "gradient_checkpointing": config.gradient_checkpointing, "micro_batch_size": config.micro_batch_size,
             "sampler_compile": config.sampler_compile}
+
+
+def free_gpu(gpu: bool) -> None:
+    """Hand the last round's memory back, so the next round's peak (or the anchor's process) starts clean."""
+    gc.collect()
+    if gpu:
+        torch.cuda.empty_cache()
+
+
+def parse_settings(text: str) -> dict:
+    """"key=value,key=value" -> config overrides, values read as YAML (true, 64, static)."""
+    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+    if any(len(pair) != 2 for pair in pairs):
+        raise argparse.ArgumentTypeError(f"expected key=value[,key=value...], got {text!r}")
+    return {key.strip(): yaml.safe_load(value) for key, value in pairs}
 
 
 def run_anchor(anchor_dir: Path, shape: str) -> dict | None:
@@ -144,36 +160,45 @@ def main() -> int:
     parser.add_argument("--micro-batch-size", type=int, help="chains per forward/backward (default: the preset's)")
     parser.add_argument("--sampler-compile", action="store_true",
                         help="torch.compile the sampler's decode step before its CUDA graph is captured")
+    parser.add_argument("--variant", type=parse_settings, action="append", default=[],
+                        help="key=value[,key=value] config overrides for one more round on the same model, "
+                             "e.g. micro_batch_size=64 or sampler_compile=true (repeatable; each gets its line)")
     parser.add_argument("--commit", help="the commit measured, where the working tree has no .git (a device copy)")
     args = parser.parse_args()
     gpu = torch.cuda.is_available()
     device = torch.cuda.get_device_name() if gpu else "cpu"
     commit = args.commit or subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                                            capture_output=True, text=True).stdout.strip() or "unknown"
+    base = {k: v for k, v in (("gradient_checkpointing", args.gradient_checkpointing),
+                              ("micro_batch_size", args.micro_batch_size),
+                              ("sampler_compile", args.sampler_compile or None)) if v is not None}
+    for variant in args.variant:    # a wrong key or value stops here, before any model is built
+        round_config(ROOT, ROOT, steps=args.steps, gpu=gpu, **{**base, **variant})
     with tempfile.TemporaryDirectory(prefix="rcsd-throughput-") as scratch:
         scratch = Path(scratch)
         for shape in args.shapes:
             model_dir = build_shape(shape, scratch / "models", torch.bfloat16 if gpu else torch.float32)
-            ours = run_round(shape, model_dir, scratch / "runs", steps=args.steps, gpu=gpu,
-                             checkpointing=args.gradient_checkpointing, micro_batch_size=args.micro_batch_size,
-                             sampler_compile=args.sampler_compile)
-            if gpu:  # hand the round's memory back before the anchor's process starts
-                gc.collect()
-                torch.cuda.empty_cache()
+            lines = []
+            for i, variant in enumerate([{}] + args.variant):
+                ours = run_round(shape, model_dir, scratch / "runs", steps=args.steps, gpu=gpu,
+                                 run_id=f"throughput-{shape}-{i}", **{**base, **variant})
+                lines.append({"shape": shape, "device": device, "tokens_per_s": ours["tokens_per_s"],
+                              "peak_gib": ours["peak_gib"], "phases": ours["phases"], "step_s": ours["step_s"],
+                              "gradient_checkpointing": ours["gradient_checkpointing"],
+                              "micro_batch_size": ours["micro_batch_size"],
+                              "sampler_compile": ours["sampler_compile"], "variant": variant,
+                              "steps": args.steps, "commit": commit})
+                print("round (anchor still to run):", json.dumps(lines[-1]), file=sys.stderr, flush=True)
+            free_gpu(gpu)
             anchor = run_anchor(args.anchor_dir, shape) if args.anchor_dir else None
-            line = {"shape": shape, "device": device, "tokens_per_s": ours["tokens_per_s"],
-                    "peak_gib": ours["peak_gib"],
-                    "anchor_tokens_per_s": anchor.get("steady_tokens_per_s") if anchor else None,
-                    "anchor_peak_gib": anchor.get("peak_gpu_GiB") if anchor else None,
-                    "phases": ours["phases"], "step_s": ours["step_s"],
-                    "gradient_checkpointing": ours["gradient_checkpointing"],
-                    "micro_batch_size": ours["micro_batch_size"], "sampler_compile": ours["sampler_compile"],
-                    "steps": args.steps, "commit": commit}
-            if anchor and anchor.get("steady_tokens_per_s"):
-                line["speedup"] = round(line["tokens_per_s"] / anchor["steady_tokens_per_s"], 2)
-            print(json.dumps(line), flush=True)
-            if gpu:
-                append_jsonl(args.out, line)
+            for line in lines:
+                line.update(anchor_tokens_per_s=anchor.get("steady_tokens_per_s") if anchor else None,
+                            anchor_peak_gib=anchor.get("peak_gpu_GiB") if anchor else None)
+                if anchor and anchor.get("steady_tokens_per_s"):
+                    line["speedup"] = round(line["tokens_per_s"] / anchor["steady_tokens_per_s"], 2)
+                print(json.dumps(line), flush=True)
+                if gpu:
+                    append_jsonl(args.out, line)
     return 0
 
 

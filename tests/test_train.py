@@ -509,3 +509,16 @@ def test_sampler_compile_reaches_the_sampler_and_the_compiled_step_draws_the_sam
     assert asked == [False, True] and traced[0] is False and traced[-1] is True
     assert results[True][1] == results[False][1] and len(results[True][1]) > 0
     assert results[True][0] == pytest.approx(results[False][0], rel=1e-5, abs=1e-7)
+
+
+def test_phase_timers_wait_for_a_cuda_device_and_not_for_a_cpu(monkeypatch):
+    # CUDA kernels run after their launch returns: the teacher's timer must wait for them, or its
+    # GPU time is counted as the student's (seen on an H200 before this wait).
+    from rcsd_core.training.objectives import settled
+
+    waited = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: waited.append(device))
+    before = time.perf_counter()
+    assert settled(torch.device("cpu")) >= before and waited == []
+    settled(torch.device("cuda", 0))
+    assert waited == [torch.device("cuda", 0)]

@@ -59,6 +59,14 @@ class StepModels:
         return self.model.get_output_embeddings().weight  # (V, H)
 
 
+def settled(device: torch.device) -> float:
+    """time.perf_counter() once the device has run what was queued: CUDA runs kernels after the call
+    that launched them returns, so without the wait one phase's GPU time would be counted in the next."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
 def micro_batches(n: int, size: int) -> list[tuple[slice, bool]]:
     """(slice, is_last) for consecutive parts of at most `size` of n items."""
     return [(slice(start, start + size), start + size >= n) for start in range(0, n, size)]
@@ -89,7 +97,7 @@ def distill_step(models: StepModels, teacher, teacher_prompts: Sequence[list[int
         with teacher.weights(), models.precision():  # (B, C, H); the shared rubric prefix runs once
             ht = teacher_hidden(models.model, list(teacher_prompts[piece]), completions, models.pad_id,
                                 prefixes=teacher.prefixes)
-        t1 = time.perf_counter()
+        t1 = settled(models.device)
         batch = pack_chains([s.prompt_ids for s in part], completions, models.pad_id).to(models.device)
         with models.sync(last):
             part_tokens = int(batch.mask.sum())
