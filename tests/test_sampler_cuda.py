@@ -27,10 +27,11 @@ pytestmark = [pytest.mark.gpu,
 @pytest.fixture(scope="module")
 def on_gpu(peaked):
     """(lora model on the GPU, float32, no TF32; tokenizer): exact enough to compare tokens and log-probs."""
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     model, tokenizer = peaked
-    return with_adapter(model).to("cuda"), tokenizer
+    yield with_adapter(model).to("cuda"), tokenizer
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
 
 
 def captured(sampler: Sampler) -> int:
