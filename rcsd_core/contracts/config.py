@@ -177,8 +177,8 @@ class RoundConfig(BaseModel):
     sampler_compile: bool = Field(
         False, description="static sampler: torch.compile the decode step (inductor) before it is captured or run, "
                            "to fuse its thousands of small operations; the first call of each shape compiles "
-                           "(about a minute). On this project's CPU it did not pay; on a GPU it is not measured "
-                           "yet (bench/round_throughput.py --sampler-compile)")
+                           "(59 s for the embedded model on the 2-core CPU, where it then ran no faster); on a GPU "
+                           "not measured yet (bench/round_throughput.py --variant sampler_compile=true)")
 
     # ------------------------------------------------------------------ optimisation
     learning_rate: float = Field(3e-4, gt=0)
