@@ -282,6 +282,22 @@ def test_an_in_place_adapter_update_is_seen_by_the_next_call(peaked, prompts):
     assert not any(getattr(m, "merged", False) for m in lora.modules())   # the adapter stayed unmerged
 
 
+def test_each_distinct_prompt_is_prefilled_once_for_its_samples(peaked, prompts):
+    model, tokenizer = peaked
+    seen = []
+    hook = model.register_forward_pre_hook(lambda module, args, kwargs: seen.append(tuple(kwargs["input_ids"].shape)),
+                                           with_kwargs=True)
+    try:
+        samples, _ = Sampler(model, tokenizer).sample(prompts, n=4, max_new_tokens=5, seed=2, batch_size=12)
+    finally:
+        hook.remove()
+    prefills = [shape for shape in seen if shape[1] > 1 and shape[0] > 1]
+    assert [rows for rows, _ in prefills] == [3]                        # 3 prompts, not 12 rows
+    assert [rows for rows, width in seen if width == 1] == [12] * 4     # every decode step runs all 12 chains
+    assert len({tuple(s.completion_ids) for s in samples}) > 3          # a prompt's samples still differ
+    assert_logprobs_match(model, samples, tokenizer.pad_token_id)
+
+
 def test_a_batch_of_another_width_replaces_the_decoder_and_draws_a_fresh_samplers_chains(peaked, prompts):
     model, tokenizer = peaked
     sampler = Sampler(model, tokenizer)

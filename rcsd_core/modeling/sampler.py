@@ -111,6 +111,7 @@ class Decoder:
         heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
         head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
         self.cache.early_initialization(B, heads, head_dim, dtype, device)
+        self.layout = config, heads, head_dim, dtype, device          # for the prefill's own cache
         self.keyword = cache_keyword(model)
         on = dict(device=device)
         self.valid = torch.zeros(B, L, dtype=torch.bool, **on)          # (B, L) key columns a query may see
@@ -163,29 +164,46 @@ class Decoder:
 
     # ------------------------------------------------------------------ one batch
 
-    def prefill(self, rest: torch.Tensor, rest_mask: torch.Tensor, prefix: Prefix | None,
+    def prefill(self, rest: torch.Tensor, rest_mask: torch.Tensor, rows: torch.Tensor, prefix: Prefix | None,
                 *, temperature: float, top_p: float, min_new_tokens: int,
                 generator: torch.Generator | None) -> None:
         """Reset the state for a batch, copy the shared prefix into every row, run the rest, choose token 0.
 
-        rest, rest_mask (B, W): each row's prompt after the shared prefix, left-padded; the prefix
-        (S = C - W columns) comes as one (1, Hkv, S, D) key and value pair per layer, or None when S = 0.
+        rest, rest_mask (U, W): the distinct prompts of the batch after the shared prefix, left-padded;
+        rows (B,): which of them each row samples from. Each distinct prompt runs once (a prompt's n
+        samples share it), through a cache of its own, and its keys and values are copied into its
+        rows. The prefix (S = C - W columns) comes as one (1, Hkv, S, D) key and value pair per layer,
+        or None when S = 0. The prompts' own cache has the decode cache's length, so their attention
+        runs at the shapes the decode steps use.
         """
-        B, C, L = self.shape.rows, self.shape.width, self.length
-        S = C - rest.shape[1]
-        for i, layer in enumerate(self.cache.layers):
+        from transformers import StaticCache
+
+        C, L = self.shape.width, self.length
+        U, W = rest.shape
+        S = C - W
+        config, heads, head_dim, dtype, device = self.layout
+        own = StaticCache(config=config, max_cache_len=L)
+        own.early_initialization(U, heads, head_dim, dtype, device)
+        for i, layer in enumerate(own.layers):
             if prefix is not None:
                 layer.keys[:, :, :S].copy_(prefix[i][0])      # broadcast over the rows
                 layer.values[:, :, :S].copy_(prefix[i][1])
             layer.cumulative_length.fill_(S)                  # StaticCache writes the next update there
-        self.valid.zero_()
-        self.valid[:, :S] = True
-        self.valid[:, S:C] = rest_mask.bool()
-        positions = (S + rest_mask.cumsum(-1) - 1).clamp(min=0)                   # (B, W) real tokens only
-        columns = torch.arange(L, device=rest.device)
-        queries = torch.arange(S, C, device=rest.device)
-        see = self.valid[:, None, :] & (columns[None, :] <= queries[:, None])     # (B, W, L) causal, no padding
+        valid = torch.zeros(U, L, dtype=torch.bool, device=device)                          # (U, L)
+        valid[:, :S] = True
+        valid[:, S:C] = rest_mask.bool()
+        positions = (S + rest_mask.cumsum(-1) - 1).clamp(min=0)                             # (U, W) real tokens only
+        columns = torch.arange(L, device=device)
+        queries = torch.arange(S, C, device=device)
+        see = valid[:, None, :] & (columns[None, :] <= queries[:, None])                  # (U, W, L) causal, no padding
         see |= columns[None, :] == queries[:, None]    # a padding query sees itself: no all-masked softmax row
+        out = self.model(input_ids=rest, attention_mask=see.unsqueeze(1), position_ids=positions, use_cache=True,
+                         logits_to_keep=last_position(W, device), **{self.keyword: own})
+        for layer, computed in zip(self.cache.layers, own.layers):
+            layer.keys[:, :, :C].copy_(computed.keys[:, :, :C].index_select(0, rows))
+            layer.values[:, :, :C].copy_(computed.values[:, :, :C].index_select(0, rows))
+            layer.cumulative_length.fill_(C)
+        self.valid.copy_(valid.index_select(0, rows))
         self.greedy, self.nucleus = temperature <= 0, temperature > 0 and top_p < 1
         self.temperature.fill_(max(temperature, 1e-6))
         self.top_p.fill_(top_p)
@@ -196,11 +214,9 @@ class Decoder:
         self.logprobs.zero_()
         if generator is not None:
             self.uniforms.uniform_(generator=generator)
-        out = self.model(input_ids=rest, attention_mask=see.unsqueeze(1), position_ids=positions, use_cache=True,
-                         logits_to_keep=last_position(rest.shape[1], rest.device), **{self.keyword: self.cache})
-        self.position.copy_(S + rest_mask.sum(-1))
+        self.position.copy_(S + rest_mask.sum(-1).index_select(0, rows))
         self.column.fill_(C)
-        self.record(out.logits[:, -1])
+        self.record(out.logits[:, -1].index_select(0, rows))
 
     def decode(self, *, check_every: int = CHECK_EVERY, graph: bool = False) -> None:
         """Decode steps until N tokens are chosen or every row has finished (looked at every k steps)."""
@@ -364,10 +380,12 @@ class Sampler:
             for b in range(0, len(jobs), batch_size):
                 batch = jobs[b:b + batch_size]
                 decoder = self.decoder(Shape(batch_size if graphs else len(batch), width, max_new_tokens))
-                ids = [rests[p] for p, _ in batch]
-                ids += [ids[-1]] * (decoder.shape.rows - len(ids))     # CUDA: a full batch keeps one graph
-                rest, rest_mask = left_pad(ids, decoder.pad, device, width=width - shared)
-                decoder.prefill(rest, rest_mask, prefix, temperature=temperature, top_p=top_p,
+                order = [p for p, _ in batch]
+                order += [order[-1]] * (decoder.shape.rows - len(order))   # CUDA: a full batch keeps one graph
+                distinct = list(dict.fromkeys(order))                       # each prompt's rest runs once
+                rest, rest_mask = left_pad([rests[p] for p in distinct], decoder.pad, device, width=width - shared)
+                rows = torch.tensor([distinct.index(p) for p in order], device=device)
+                decoder.prefill(rest, rest_mask, rows, prefix, temperature=temperature, top_p=top_p,
                                 min_new_tokens=min_new_tokens, generator=generator)
                 decoder.decode(check_every=self.check_every, graph=graphs)
                 samples += self._collect(batch, prompts, decoder)
