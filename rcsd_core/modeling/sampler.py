@@ -12,7 +12,8 @@ Here one decode step is one function of preallocated tensors:
 
 - a transformers `StaticCache` of fixed width: [shared prefix S | each row's rest, left-padded to W |
   max_new_tokens - 1 decode columns]; visible key columns kept in a (B, L) mask, positions counted
-  from real tokens only (as generate() and `batching.Batch.positions` count them);
+  from real tokens only (as generate() and `batching.Batch.positions` count them); each distinct
+  prompt of a batch is prefilled once for its n samples and its keys and values copied into their rows;
 - sampling on the device from uniforms drawn per batch with a seeded `torch.Generator` on the
   model's device (inverse CDF, top-p over the sorted distribution; the same seed, device and batch
   size give the same chains), end-of-turn and `min_new_tokens` handled with a finished mask, tokens
