@@ -118,10 +118,26 @@ def go(page, title: str, heading: str | None = None) -> None:
     idle(page)
 
 
-def choose(page, label: str, option: str) -> None:
-    page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first.click()
-    page.get_by_role("option", name=option, exact=True).click()
-    idle(page)
+def choose(page, label: str, option: str, tries: int = 3) -> None:
+    """Pick `option` in the selectbox labelled `label`. On a loaded machine a rerun can start after
+    idle() has returned and redraw the box under an open list that lacks the option: close the list,
+    wait for the script again and reopen it."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
+    item = page.get_by_role("option", name=option, exact=True)
+    for _ in range(tries):
+        box.click()
+        try:
+            item.wait_for(timeout=20_000)
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+            idle(page)
+            continue
+        item.click()
+        idle(page)
+        return
+    raise AssertionError(f"the {label!r} selectbox never offered {option!r}")
 
 
 def number(page, label: str, value: int) -> None:
