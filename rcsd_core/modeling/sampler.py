@@ -30,7 +30,8 @@ Here one decode step is one function of preallocated tensors:
 Models whose cache has sliding-window or linear-attention layers are refused (NotImplementedError):
 use `sample_chains` for those.
 
-Tests: tests/test_sampler.py, and on a GPU tests/test_sampler_cuda.py (CUDA graphs). Throughput against sample_chains: bench/sampler_throughput.py.
+Tests: tests/test_sampler.py, and on a GPU tests/test_sampler_cuda.py (CUDA graphs). Throughput
+against sample_chains: bench/sampler_throughput.py.
 """
 
 from __future__ import annotations
