@@ -169,10 +169,7 @@ def embedded_model_dir() -> Path:
     gguf = embedded_gguf_path()
     # A GGUF-loaded model cannot save_pretrained; copy its weights into one built from its config.
     loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
-    config = loaded.config
-    if hasattr(config, "quantization_config"):  # the weights below are dequantized, plain tensors
-        del config.quantization_config
-    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    fresh = AutoModelForCausalLM.from_config(_without_quantization(loaded.config), dtype=torch.float32)
     fresh.load_state_dict(loaded.state_dict())
     fresh.generation_config = loaded.generation_config
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -188,12 +185,16 @@ def embedded_model_dir() -> Path:
 
 
 def _plain_config(folder: Path):
-    """The converted model's config without the GGUF `quantization_config` it inherited: its weights
-    are plain tensors, and transformers would otherwise set up a GGUF quantizer for them (and warn,
-    wrongly, that bf16 matmuls cast to float32 and back)."""
+    """The converted model's config, without a GGUF `quantization_config` an earlier conversion saved."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(folder)
+    return _without_quantization(AutoConfig.from_pretrained(folder))
+
+
+def _without_quantization(config):
+    """`config` without the GGUF `quantization_config`: the converted weights are dequantized, plain
+    tensors, and transformers would otherwise set up a GGUF quantizer for them (and warn, wrongly,
+    that bf16 matmuls cast to float32 and back)."""
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     return config
