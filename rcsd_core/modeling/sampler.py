@@ -39,6 +39,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import torch
@@ -99,21 +100,14 @@ class Decoder:
     """Static cache, decode-state buffers and the decode step for one Shape."""
 
     def __init__(self, model, shape: Shape, *, eos: int, pad: int, compile: bool | str = False):
-        from transformers import StaticCache
-
         self.model, self.shape, self.eos, self.pad = model, shape, eos, pad
         parameter = next(model.parameters())
         device, dtype = parameter.device, parameter.dtype
         B, C, N = shape.rows, shape.width, shape.new_tokens
         self.length = L = C + N - 1                                    # the last token is never fed back
-        config = model.config.get_text_config(decoder=True)
-        self.cache = StaticCache(config=config, max_cache_len=L)
-        if not _plain_layers(self.cache):
-            raise NotImplementedError("sliding-window or linear-attention layers: use generation.sample_chains")
-        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
-        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
-        self.cache.early_initialization(B, heads, head_dim, dtype, device)
-        self.layout = config, heads, head_dim, dtype, device          # for the prefill's own cache
+        self.new_cache = partial(static_cache, model.config.get_text_config(decoder=True), length=L, dtype=dtype,
+                                 device=device)                        # rows -> a cache of this decoder's length
+        self.cache = self.new_cache(B)
         self.keyword = cache_keyword(model)
         on = dict(device=device)
         self.valid = torch.zeros(B, L, dtype=torch.bool, **on)          # (B, L) key columns a query may see
@@ -178,14 +172,11 @@ class Decoder:
         or None when S = 0. The prompts' own cache has the decode cache's length, so their attention
         runs at the shapes the decode steps use.
         """
-        from transformers import StaticCache
-
         C, L = self.shape.width, self.length
         U, W = rest.shape
         S = C - W
-        config, heads, head_dim, dtype, device = self.layout
-        own = StaticCache(config=config, max_cache_len=L)
-        own.early_initialization(U, heads, head_dim, dtype, device)
+        device = rest.device
+        own = self.new_cache(U)
         for i, layer in enumerate(own.layers):
             if prefix is not None:
                 layer.keys[:, :, :S].copy_(prefix[i][0])      # broadcast over the rows
@@ -274,6 +265,20 @@ class Decoder:
             self.step_fn()
         restore()
         return graph
+
+
+def static_cache(config, rows: int, *, length: int, dtype: torch.dtype, device: torch.device):
+    """A transformers StaticCache of `rows` × `length` columns, its tensors allocated now; a cache with
+    sliding-window or linear-attention layers is refused (NotImplementedError)."""
+    from transformers import StaticCache
+
+    cache = StaticCache(config=config, max_cache_len=length)
+    if not _plain_layers(cache):
+        raise NotImplementedError("sliding-window or linear-attention layers: use generation.sample_chains")
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    cache.early_initialization(rows, heads, head_dim, dtype, device)
+    return cache
 
 
 def _plain_layers(cache) -> bool:
