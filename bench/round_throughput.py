@@ -158,8 +158,6 @@ def main() -> int:
                         help="recompute activations in the backward, as the anchor (TRL's default) does "
                              "(default: the preset's)")
     parser.add_argument("--micro-batch-size", type=int, help="chains per forward/backward (default: the preset's)")
-    parser.add_argument("--sampler-compile", action="store_true",
-                        help="torch.compile the sampler's decode step before its CUDA graph is captured")
     parser.add_argument("--variant", type=parse_settings, action="append", default=[],
                         help="key=value[,key=value] config overrides for one more round on the same model, "
                              "e.g. micro_batch_size=64 or sampler_compile=true (repeatable; each gets its line)")
@@ -170,8 +168,7 @@ def main() -> int:
     commit = args.commit or subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
                                            capture_output=True, text=True).stdout.strip() or "unknown"
     base = {k: v for k, v in (("gradient_checkpointing", args.gradient_checkpointing),
-                              ("micro_batch_size", args.micro_batch_size),
-                              ("sampler_compile", args.sampler_compile or None)) if v is not None}
+                              ("micro_batch_size", args.micro_batch_size)) if v is not None}
     for variant in args.variant:    # a wrong key or value stops here, before any model is built
         round_config(ROOT, ROOT, steps=args.steps, gpu=gpu, **{**base, **variant})
     with tempfile.TemporaryDirectory(prefix="rcsd-throughput-") as scratch:
