@@ -46,6 +46,15 @@ def with_adapter(model, seed: int = 0):
     return lora.eval()
 
 
+def scale_adapter(lora, factor: float, *, undo: bool = False) -> None:
+    """Multiply the adapter's B matrices by `factor` in place, as an optimizer step updates weights
+    (`undo`: divide them by it again)."""
+    with torch.no_grad():
+        for name, p in lora.named_parameters():
+            if "lora_B" in name:
+                p.div_(factor) if undo else p.mul_(factor)
+
+
 @pytest.fixture(scope="module")
 def prompts(tiny):
     ids = [encode_messages(tiny[1], student_messages(t)) for t in TEXTS]
@@ -269,10 +278,7 @@ def test_an_in_place_adapter_update_is_seen_by_the_next_call(peaked, prompts):
     before, _ = sampler.sample(prompts, n=1, max_new_tokens=8, temperature=0, batch_size=3)
     decoder = next(iter(sampler.decoders.values()))
     keys = decoder.cache.layers[0].keys.data_ptr()
-    with torch.no_grad():                                         # as an optimizer step does: in place
-        for name, p in lora.named_parameters():
-            if "lora_B" in name:
-                p.mul_(-3.0)
+    scale_adapter(lora, -3.0)
     after, _ = sampler.sample(prompts, n=1, max_new_tokens=8, temperature=0, batch_size=3)
     assert list(sampler.decoders.values()) == [decoder] and decoder.cache.layers[0].keys.data_ptr() == keys
     assert [s.logprobs for s in after] != [s.logprobs for s in before]

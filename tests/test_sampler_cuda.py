@@ -18,7 +18,7 @@ import torch
 from rcsd_core.modeling.generation import sample_chains
 from rcsd_core.modeling.sampler import Decoder, Sampler
 
-from test_sampler import assert_logprobs_match, peaked, prompts, with_adapter  # noqa: F401 (fixtures)
+from test_sampler import assert_logprobs_match, peaked, prompts, scale_adapter, with_adapter  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -71,10 +71,7 @@ def test_an_in_place_update_is_seen_by_the_replayed_graph_and_disabling_the_adap
     lora, tokenizer = on_gpu
     sampler = Sampler(lora, tokenizer)
     before, _ = sampler.sample(prompts, max_new_tokens=10, temperature=0, batch_size=4)
-    with torch.no_grad():
-        for name, p in lora.named_parameters():
-            if "lora_B" in name:
-                p.mul_(-3.0)
+    scale_adapter(lora, -3.0)
     try:
         after, _ = sampler.sample(prompts, max_new_tokens=10, temperature=0, batch_size=4)
         assert captured(sampler) == 1                      # the same graph, replayed on the updated weights
@@ -88,7 +85,4 @@ def test_an_in_place_update_is_seen_by_the_replayed_graph_and_disabling_the_adap
         assert captured(sampler) == 2
         assert [s.completion_ids for s in base] == [s.completion_ids for s in ref]
     finally:
-        with torch.no_grad():
-            for name, p in lora.named_parameters():
-                if "lora_B" in name:
-                    p.div_(-3.0)
+        scale_adapter(lora, -3.0, undo=True)
