@@ -15,6 +15,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from rcsd_core.contracts.messages import encode_messages
 from rcsd_core.modeling.batching import pack_batch
 from rcsd_core.modeling.contexts import student_messages
+from rcsd_core.modeling.adapters import DecodingAdapters
 from rcsd_core.modeling.attention import attention_implementation, folded_attention, grouped_attention
 from rcsd_core.modeling.generation import sample_chains
 from rcsd_core.modeling.sampler import (Decoder, Sampler, Shape, pick_tokens, sample_chains_on_device,
@@ -348,10 +349,13 @@ def test_weights_key_keeps_in_place_updates_and_changes_with_the_adapter_switche
 # ---------------------------------------------------------------------------- the decode step as one graph
 
 def assert_one_step_traces_as_one_graph(lora, tokenizer) -> None:
-    """One graph, no break, for a bare decode step on a decoder's buffers."""
+    """One graph, no break, for a bare decode step on a decoder's buffers, the adapter run lean as
+    the sampler runs it."""
     decoder = Decoder(lora, Shape(rows=2, width=8, new_tokens=4), eos=tokenizer.eos_token_id,
                       pad=tokenizer.pad_token_id)
-    with torch.no_grad(), attention_implementation(lora):
+    lean = DecodingAdapters(lora)
+    assert len(lean) > 0
+    with torch.no_grad(), attention_implementation(lora), lean.active():
         decoder.valid[:, :4] = True
         for layer in decoder.cache.layers:
             layer.cumulative_length.fill_(4)

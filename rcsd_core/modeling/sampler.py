@@ -23,7 +23,9 @@ Here one decode step is one function of preallocated tensors:
   so the model's own code runs unchanged; it reads grouped-query caches as they are, never
   repeating keys/values per query head. The model's attention implementation is switched to it
   for the length of a call and back after it;
-- the adapter stays unmerged: the step reads the weights where they live, so an in-place optimizer
+- the adapter stays unmerged, and runs lean (`adapters.DecodingAdapters`: its two products in the
+  model's dtype, the sum inside the second; three operations per adapted linear instead of peft's
+  seven) from snapshots refreshed in place at the start of each call, so an in-place optimizer
   update is seen by the next call. On CUDA the step is captured once as a CUDA graph per shape (and
   optionally torch.compile'd first) and replayed per token; on a CPU it runs eagerly.
 
@@ -36,6 +38,7 @@ against sample_chains: bench/sampler_throughput.py.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -44,6 +47,7 @@ from typing import Callable
 
 import torch
 
+from rcsd_core.modeling.adapters import DecodingAdapters
 from rcsd_core.modeling.attention import attention_implementation
 from rcsd_core.modeling.batching import left_pad
 from rcsd_core.modeling.generation import (MIN_SHARED_PREFIX, Sample, SamplingStats, cache_keyword, cut_at_eos,
@@ -53,6 +57,7 @@ Prefix = list[tuple[torch.Tensor, torch.Tensor]]   # per layer, keys and values 
 CHECK_EVERY = 8          # decode steps between looks at "all chains finished" (one host sync each)
 CUDA_WIDTH_STEP = 64     # on CUDA, prompt width rounded up so later calls reuse the captured graph
 KEEP_DECODERS = 2        # decoders a Sampler keeps between calls (a round's training and evaluation shapes)
+KEEP_ADAPTERS = 4        # adapter snapshot sets kept (the adapter on, off, reloaded), graphs captured on them
 
 
 # ---------------------------------------------------------------------------- choosing tokens (pure)
@@ -332,19 +337,42 @@ class Sampler:
     wider decoder would save a capture but make a step's chains depend on earlier steps' widths.)
 
     `cuda_graph` replays the step as a CUDA graph on a GPU (ignored on a CPU); `compile` wraps the
-    step in torch.compile (fullgraph; True for inductor, or a backend name) first. `release()` frees
-    the caches."""
+    step in torch.compile (fullgraph; True for inductor, or a backend name) first; `lean_adapters`
+    runs the adapter from snapshots in the model's dtype (False: peft's own forward). `release()`
+    frees the caches."""
 
     def __init__(self, model, tokenizer, *, check_every: int = CHECK_EVERY, cuda_graph: bool = True,
-                 compile: bool | str = False):
+                 compile: bool | str = False, lean_adapters: bool = True):
         if cache_keyword(model) is None:
             raise NotImplementedError("this model's forward takes no cache: use generation.sample_chains")
         self.model, self.tokenizer = model, tokenizer
         self.check_every, self.cuda_graph, self.compile = check_every, cuda_graph, compile
+        self.lean_adapters = lean_adapters
         self.decoders: OrderedDict[Shape, Decoder] = OrderedDict()    # least recently used first
+        self._adapters: OrderedDict[tuple, DecodingAdapters] = OrderedDict()   # by weights_key, oldest first
 
     def release(self) -> None:
         self.decoders.clear()
+        self._adapters.clear()
+
+    def adapters(self) -> contextlib.AbstractContextManager:
+        """The lean adapters for this call, refreshed: one set of snapshots per weights key (the
+        adapter on, off, reloaded), at most KEEP_ADAPTERS, with the graphs captured on a released set."""
+        if not self.lean_adapters:
+            return contextlib.nullcontext()
+        key = weights_key(self.model)
+        lean = self._adapters.pop(key, None)
+        if lean is None:
+            lean = DecodingAdapters(self.model)
+        else:
+            lean.refresh()
+        self._adapters[key] = lean
+        while len(self._adapters) > KEEP_ADAPTERS:
+            released, _ = self._adapters.popitem(last=False)
+            for decoder in self.decoders.values():
+                for graph in [g for g in decoder.graphs if g[-1] == released]:
+                    del decoder.graphs[graph]
+        return lean.active()
 
     def decoder(self, shape: Shape) -> Decoder:
         """The kept decoder of `shape`, else a new one in place of the kept one of its rows and new tokens."""
@@ -382,7 +410,7 @@ class Sampler:
             generator = torch.Generator(device=device)
             generator.manual_seed(seed)
         samples: list[Sample] = []
-        with torch.no_grad(), attention_implementation(self.model):
+        with torch.no_grad(), attention_implementation(self.model), self.adapters():
             prefix = run_prefix(self.model, prompts[0][:shared]) if shared else None
             for b in range(0, len(jobs), batch_size):
                 batch = jobs[b:b + batch_size]

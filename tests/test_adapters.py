@@ -1,0 +1,154 @@
+"""Lean decoding adapters against peft's own LoRA forward.
+
+Tiny random model with a LoRA adapter whose B matrices are random (so the adapter moves the logits).
+Run: pytest -q tests/test_adapters.py
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from rcsd_core.modeling.adapters import DecodingAdapters, lean_adapter
+from rcsd_core.modeling.models import attach_lora
+from rcsd_core.modeling.sampler import Sampler
+
+from test_sampler import assert_logprobs_match, peaked, prompts, scale_adapter, with_adapter  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+class Operations(TorchDispatchMode):
+    """Counts the operations that compute something (views and metadata left out)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view and func.__name__ not in ("_unsafe_view.default", "detach.default"):
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def logits(model, ids: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=ids).logits.float()
+
+
+@pytest.fixture(scope="module")
+def ids(prompts):
+    return torch.tensor([prompts[1]])
+
+
+def test_lean_forward_equals_peft_forward_in_float32(peaked, ids):
+    lora = with_adapter(peaked[0])
+    lean = DecodingAdapters(lora)
+    assert len(lean) == sum(1 for m in lora.modules() if hasattr(m, "lora_A"))     # every adapted linear
+    with lean.active():
+        got = logits(lora, ids)
+    want = logits(lora, ids)                                                           # peft's forward again
+    assert (want - logits(peaked[0], ids)).abs().max() > 1e-2                          # the adapter matters
+    assert torch.allclose(got, want, atol=1e-5, rtol=0)
+
+
+def test_an_adapted_linear_runs_three_operations_instead_of_seven(peaked):
+    lora = with_adapter(peaked[0]).to(torch.bfloat16)
+    for name, p in lora.named_parameters():
+        if "lora_" in name:
+            p.data = p.data.float()                          # as a bf16 model with a float32 adapter is trained
+    module = next(m for m in lora.modules() if lean_adapter(m) is not None)
+    x = torch.randn(4, 1, module.in_features, dtype=torch.bfloat16)
+    counts = []
+    for lean in (False, True):
+        with torch.no_grad(), (DecodingAdapters(lora).active() if lean else contextlib.nullcontext()), \
+                Operations() as ops:
+            out = module(x)
+        counts.append(ops.count)
+        assert out.dtype == torch.bfloat16
+    assert counts == [7, 3]      # peft: product, cast, two products, scaling, sum, cast back; lean: three products
+
+
+def test_in_bf16_lean_is_as_close_to_float32_as_peft_is(peaked, ids):
+    reference = logits(with_adapter(peaked[0]), ids)
+    lora = with_adapter(peaked[0]).to(torch.bfloat16)
+    for name, p in lora.named_parameters():
+        if "lora_" in name:
+            p.data = p.data.float()
+    peft_error = (logits(lora, ids) - reference).abs().max()
+    with DecodingAdapters(lora).active():
+        lean_error = (logits(lora, ids) - reference).abs().max()
+    assert lean_error <= 1.5 * peft_error + 1e-3, (lean_error, peft_error)
+
+
+def test_refresh_brings_an_in_place_update_in_and_the_snapshots_stay_the_same_tensors(peaked, ids):
+    lora = with_adapter(peaked[0])
+    lean = DecodingAdapters(lora)
+    addresses = [(s.a.data_ptr(), s.b.data_ptr()) for s in lean.snapshots]
+    scale_adapter(lora, -3.0)
+    want = logits(lora, ids)
+    with lean.active():
+        stale = logits(lora, ids)
+        lean.refresh()
+        fresh = logits(lora, ids)
+    assert not torch.allclose(stale, want, atol=1e-3)            # a snapshot is a copy ...
+    assert torch.allclose(fresh, want, atol=1e-5, rtol=0)       # ... until it is refreshed in place
+    assert [(s.a.data_ptr(), s.b.data_ptr()) for s in lean.snapshots] == addresses
+
+
+def test_peft_forward_is_back_after_the_block_even_after_an_error(peaked):
+    lora = with_adapter(peaked[0])
+    lean = DecodingAdapters(lora)
+    with pytest.raises(RuntimeError, match="inside"):
+        with lean.active():
+            assert all("forward" in s.module.__dict__ for s in lean.snapshots)
+            raise RuntimeError("inside")
+    assert not any("forward" in s.module.__dict__ for s in lean.snapshots)
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")     # peft asks the model a deprecated name when it wraps
+def test_linears_that_lean_would_change_keep_peft_forward(peaked):
+    model = peaked[0]
+    lora = with_adapter(model)
+    with lora.disable_adapter():
+        assert len(DecodingAdapters(lora)) == 0                  # adapters off: the base model
+    dropout = attach_lora(copy.deepcopy(model), rank=4, dropout=0.1)
+    assert len(DecodingAdapters(dropout.train())) == 0           # dropout would act in train mode
+    assert len(DecodingAdapters(dropout.eval())) > 0
+    from peft import LoraConfig, get_peft_model
+
+    dora = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules="all-linear", use_dora=True))
+    assert len(DecodingAdapters(dora)) == 0
+    merged = with_adapter(model)
+    merged.merge_adapter()
+    assert len(DecodingAdapters(merged)) == 0
+
+
+def test_the_sampler_runs_lean_with_the_chains_and_logprobs_of_peft(peaked, prompts):
+    model, tokenizer = peaked
+    lora = with_adapter(model)
+    kw = dict(n=2, max_new_tokens=8, temperature=0.9, seed=7, batch_size=6)
+    lean, _ = Sampler(lora, tokenizer).sample(prompts, **kw)
+    plain, _ = Sampler(lora, tokenizer, lean_adapters=False).sample(prompts, **kw)
+    assert [s.completion_ids for s in lean] == [s.completion_ids for s in plain]
+    assert_logprobs_match(lora, lean, tokenizer.pad_token_id)
+
+
+def test_the_sampler_keeps_one_snapshot_set_per_adapter_state(peaked, prompts):
+    model, tokenizer = peaked
+    lora = with_adapter(model)
+    sampler = Sampler(lora, tokenizer)
+    kw = dict(max_new_tokens=4, temperature=0, batch_size=3)
+    sampler.sample(prompts, **kw)
+    first = next(iter(sampler._adapters.values()))
+    with lora.disable_adapter():
+        base, _ = sampler.sample(prompts, **kw)
+    again, _ = sampler.sample(prompts, **kw)
+    assert len(sampler._adapters) == 2 and next(iter(reversed(sampler._adapters.values()))) is first
+    assert_logprobs_match(lora, again, tokenizer.pad_token_id)
+    with lora.disable_adapter():
+        assert_logprobs_match(lora, base, tokenizer.pad_token_id)
