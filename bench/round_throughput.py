@@ -2,6 +2,7 @@
 
     python bench/round_throughput.py smollm2 qwen3-0.6b qwen3-1.7b --steps 5 --anchor-dir .device/bench
     python bench/round_throughput.py qwen3-1.7b --variant micro_batch_size=64 --variant sampler_compile=true
+    python bench/round_throughput.py smollm2 --only-variants --variant sampler_compile=true   # that lever alone
     python bench/round_throughput.py tiny --steps 2 --variant micro_batch_size=2   # CPU smoke run of the script
 
 For each shape it builds a random-init model of that shape with the embedded tokenizer (saved to
@@ -161,6 +162,9 @@ def main() -> int:
     parser.add_argument("--variant", type=parse_settings, action="append", default=[],
                         help="key=value[,key=value] config overrides for one more round on the same model, "
                              "e.g. micro_batch_size=64 or sampler_compile=true (repeatable; each gets its line)")
+    parser.add_argument("--only-variants", action="store_true",
+                        help="run the --variant rounds without the preset's own round (measured in an earlier "
+                             "command of the same call)")
     parser.add_argument("--commit", help="the commit measured, where the working tree has no .git (a device copy)")
     args = parser.parse_args()
     gpu = torch.cuda.is_available()
@@ -169,6 +173,8 @@ def main() -> int:
                                            capture_output=True, text=True).stdout.strip() or "unknown"
     base = {k: v for k, v in (("gradient_checkpointing", args.gradient_checkpointing),
                               ("micro_batch_size", args.micro_batch_size)) if v is not None}
+    if args.only_variants and not args.variant:
+        parser.error("--only-variants needs at least one --variant")
     for variant in args.variant:    # a wrong key or value stops here, before any model is built
         round_config(ROOT, ROOT, steps=args.steps, gpu=gpu, **{**base, **variant})
     with tempfile.TemporaryDirectory(prefix="rcsd-throughput-") as scratch:
@@ -176,7 +182,8 @@ def main() -> int:
         for shape in args.shapes:
             model_dir = build_shape(shape, scratch / "models", torch.bfloat16 if gpu else torch.float32)
             lines = []
-            for i, variant in enumerate([{}] + args.variant):
+            variants = args.variant if args.only_variants else [{}] + args.variant
+            for i, variant in enumerate(variants):
                 ours = run_round(shape, model_dir, scratch / "runs", steps=args.steps, gpu=gpu,
                                  run_id=f"throughput-{shape}-{i}", **{**base, **variant})
                 lines.append({"shape": shape, "device": device, "tokens_per_s": ours["tokens_per_s"],
