@@ -1,0 +1,142 @@
+"""The sampler with the adapter run lean (the default) beside peft's own LoRA forward, same model, same seeds.
+
+    python bench/lean_adapters.py smollm2 --chains 64 --new-tokens 256      # on a GPU: CUDA graphs, bf16
+    python bench/lean_adapters.py embedded --chains 16 --new-tokens 64      # this CPU: embedded model, bf16
+    python bench/lean_adapters.py tiny --chains 4 --new-tokens 8            # check the script
+
+The model carries a LoRA r16 adapter on all linear layers with random B (so it moves the logits),
+float32 as a round trains it, on a bf16 base. For each side: the operations one eager decode step
+runs (counted with a TorchDispatchMode, views left out; on a GPU each is a kernel in the captured
+graph), then `--repeats` timed sampling calls taken in turn (temperature 1, min_new_tokens = new
+tokens, so every chain has the full length), best kept; and the largest log-prob difference between
+the two sides' chains for the same seed, over the tokens they share before they part. Prints one JSON line (append it where you keep results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+
+from rcsd_core.contracts.messages import encode_messages  # noqa: E402
+from rcsd_core.contracts.tasks import load_tasks  # noqa: E402
+from rcsd_core.modeling.adapters import DecodingAdapters  # noqa: E402
+from rcsd_core.modeling.attention import attention_implementation  # noqa: E402
+from rcsd_core.modeling.contexts import student_messages  # noqa: E402
+from rcsd_core.modeling.models import attach_lora, load_model  # noqa: E402
+from rcsd_core.modeling.sampler import Decoder, Sampler, Shape  # noqa: E402
+
+
+class Operations(TorchDispatchMode):
+    """Counts the operations that compute something (views and metadata left out)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if not func.is_view and func.__name__ not in ("_unsafe_view.default", "detach.default"):
+            self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def model_of(shape: str, device: str, folder: Path):
+    """(peft model with a random-B LoRA r16 adapter, tokenizer) for a bench shape or the embedded model."""
+    if shape == "embedded":
+        model, tokenizer = load_model("smollm2-135m-instruct", device=device, dtype="bfloat16")
+    else:
+        from round_throughput import build_shape
+
+        model, tokenizer = load_model(str(build_shape(shape, folder, torch.bfloat16)), device=device,
+                                      dtype="bfloat16")
+    model = attach_lora(model, rank=16, alpha=32, targets="all-linear").eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
+    return model, tokenizer
+
+
+def step_operations(model, tokenizer, rows: int, lean: bool) -> int:
+    """Operations of one eager decode step of `rows` chains over a 64-column cache."""
+    decoder = Decoder(model, Shape(rows=rows, width=32, new_tokens=33), eos=tokenizer.eos_token_id,
+                      pad=tokenizer.pad_token_id)
+    adapters = DecodingAdapters(model).active() if lean else torch.no_grad()
+    with torch.no_grad(), attention_implementation(model), adapters:
+        decoder.valid[:, :32] = True
+        for layer in decoder.cache.layers:
+            layer.cumulative_length.fill_(32)
+        decoder.column.fill_(32)
+        with Operations() as ops:
+            decoder.step()
+    return ops.count
+
+
+def agreeing_logprob_difference(x, y) -> float:
+    """Largest |log-prob difference| over the tokens two chains share before they first part (after a
+    different token the two chains are different texts and their log-probs are not comparable)."""
+    worst = 0.0
+    for a, b, la, lb in zip(x.completion_ids, y.completion_ids, x.logprobs, y.logprobs):
+        if a != b:
+            break
+        worst = max(worst, abs(la - lb))
+    return worst
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("shape", choices=["embedded", "tiny", "smollm2", "qwen3-0.6b", "qwen3-1.7b"])
+    parser.add_argument("--chains", type=int, default=64)
+    parser.add_argument("--new-tokens", type=int, default=256)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (ignored on a GPU)")
+    args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.set_num_threads(args.threads)
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="rcsd-lean-") as scratch:
+        model, tokenizer = model_of(args.shape, device, Path(scratch))
+    tasks = load_tasks(ROOT / "sample_rubrics" / "arithmetic.tasks.jsonl")
+    prompts = [encode_messages(tokenizer, student_messages(tasks[i % len(tasks)].prompt)) for i in range(args.chains)]
+    sides = {"peft": Sampler(model, tokenizer, lean_adapters=False), "lean": Sampler(model, tokenizer)}
+    kw = dict(n=1, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, temperature=1.0, seed=0,
+              batch_size=args.chains)
+    seconds = {name: [] for name in sides}
+    chains = {}
+    for name, sampler in sides.items():
+        chains[name], _ = sampler.sample(prompts, **kw)          # warm-up (capture on a GPU), not timed
+    for _ in range(args.repeats):
+        for name, sampler in sides.items():
+            start = time.perf_counter()
+            sampler.sample(prompts, **kw)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            seconds[name].append(round(time.perf_counter() - start, 3))
+    same = sum(x.completion_ids == y.completion_ids for x, y in zip(chains["peft"], chains["lean"]))
+    differ = max(agreeing_logprob_difference(x, y) for x, y in zip(chains["peft"], chains["lean"]))
+    line = {"bench": "lean_adapters", "shape": args.shape,
+            "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu x{args.threads} threads",
+            "chains": args.chains, "new_tokens": args.new_tokens, "seconds": seconds,
+            "ms_per_decode_step": {n: round(1000 * min(s) / args.new_tokens, 2) for n, s in seconds.items()},
+            "step_operations": {n: step_operations(model, tokenizer, args.chains, n == "lean") for n in sides},
+            "same_chains": f"{same}/{len(prompts)}", "logprob_max_abs_difference": round(differ, 4),
+            "load_avg_start": round(load, 2), "load_avg_end": round(os.getloadavg()[0], 2),
+            "torch": torch.__version__}
+    print(json.dumps(line), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
