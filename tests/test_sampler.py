@@ -379,6 +379,27 @@ def test_a_bf16_decode_step_on_the_cpu_attention_path_traces_as_one_graph(peaked
     assert_one_step_traces_as_one_graph(with_adapter(copy.deepcopy(model).to(torch.bfloat16)), tokenizer)
 
 
+def test_the_input_grad_hook_of_checkpointing_is_off_while_sampling_and_back_after(peaked, prompts):
+    # gradient checkpointing on a peft model hooks the embeddings to set requires_grad on their
+    # output; under torch.compile(fullgraph) on torch 2.11 that hook broke the decode step's graph
+    from rcsd_core.modeling.models import enable_checkpointing
+
+    model, tokenizer = peaked
+    lora = with_adapter(model)
+    enable_checkpointing(lora)
+    embeddings = lora.get_input_embeddings()
+    outputs = []
+    probe = embeddings.register_forward_hook(lambda module, args, out: outputs.append(out.requires_grad))
+    try:
+        plain, _ = Sampler(lora, tokenizer).sample(prompts, max_new_tokens=4, seed=1)
+        traced, _ = Sampler(lora, tokenizer, compile="eager").sample(prompts, max_new_tokens=4, seed=1)
+        assert outputs and not any(outputs)                   # the hook did not run while sampling
+    finally:
+        probe.remove()
+    assert [s.completion_ids for s in traced] == [s.completion_ids for s in plain]
+    assert embeddings(torch.tensor([prompts[0]])).requires_grad   # the hook is back for training
+
+
 def test_rehearsed_steps_leave_the_batch_where_it_was(peaked, prompts):
     # What CUDA-graph warm-up and capture do in the middle of a batch, checked here on a CPU: if a
     # buffer the step changes were not put back, the chains would come out shifted.

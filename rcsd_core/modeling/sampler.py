@@ -312,6 +312,25 @@ def weights_key(model) -> tuple:
     return addresses, switches, model.training
 
 
+@contextlib.contextmanager
+def no_input_grad_hook(model):
+    """Without transformers' input-embedding hook (`enable_input_require_grads`, which gradient
+    checkpointing on a peft model turns on) inside the block, and with it again after it.
+
+    The hook calls `requires_grad_` on the embeddings' output on every forward: nothing to do
+    without gradients, and under torch.compile(fullgraph=True) on torch 2.11 a graph break that
+    stopped the compiled decode step (H100, `sampler_compile: true` with the gpu-lora preset)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hooked = bool(getattr(base, "_require_grads_hooks", None) or getattr(base, "_require_grads_hook", None))
+    if hooked:
+        base.disable_input_require_grads()
+    try:
+        yield
+    finally:
+        if hooked:
+            base.enable_input_require_grads()
+
+
 def run_prefix(model, prefix: list[int]) -> Prefix:
     """Keys and values (1, Hkv, S, D) per layer of one run of the shared prefix (positions 0 .. S-1)."""
     from transformers import DynamicCache
@@ -410,7 +429,7 @@ class Sampler:
             generator = torch.Generator(device=device)
             generator.manual_seed(seed)
         samples: list[Sample] = []
-        with torch.no_grad(), attention_implementation(self.model), self.adapters():
+        with torch.no_grad(), attention_implementation(self.model), self.adapters(), no_input_grad_hook(self.model):
             prefix = run_prefix(self.model, prompts[0][:shared]) if shared else None
             for b in range(0, len(jobs), batch_size):
                 batch = jobs[b:b + batch_size]
