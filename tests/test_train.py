@@ -511,6 +511,35 @@ def test_sampler_compile_reaches_the_sampler_and_the_compiled_step_draws_the_sam
     assert results[True][0] == pytest.approx(results[False][0], rel=1e-5, abs=1e-7)
 
 
+def test_sampler_release_frees_the_caches_after_each_sampling_and_changes_no_chain(tmp_path, monkeypatch):
+    """`sampler_release`: no decoder (static cache, CUDA graphs) is held once a step's chains are drawn,
+    so the teacher and student passes have that memory; the chains and losses are those of a kept cache."""
+    from rcsd_core.training import rollouts
+
+    held = []
+    original = rollouts.Rollouts.sample
+
+    def sample(self, *args, **kw):
+        samples = original(self, *args, **kw)
+        held.append(len(self.sampler.decoders))
+        return samples
+
+    monkeypatch.setattr(rollouts.Rollouts, "sample", sample)
+    results = {}
+    for release in (False, True):
+        held.clear()
+        run_dir = make_run(tmp_path, run_id=f"release-{release}", sampler="static", sampler_release=release,
+                           temperature=0.8, steps=2, eval_every=0)
+        assert train_round(run_dir)["status"] == "done"
+        metrics = runs.read_metrics(run_dir)
+        results[release] = (list(metrics["train/loss"].dropna()), [r["text"] for r in runs.read_samples(run_dir)],
+                            list(held))
+    kept, released = results[False][2], results[True][2]
+    assert len(kept) == len(released) >= 2 and min(kept) >= 1 and released == [0] * len(released)
+    assert results[True][1] == results[False][1] and len(results[True][1]) > 0
+    assert results[True][0] == pytest.approx(results[False][0], rel=1e-5, abs=1e-7)
+
+
 def test_phase_timers_wait_for_a_cuda_device_and_not_for_a_cpu(monkeypatch):
     # CUDA kernels run after their launch returns: the teacher's timer must wait for them, or its
     # GPU time is counted as the student's (seen on an H200 before this wait).

@@ -178,7 +178,13 @@ class RoundConfig(BaseModel):
         False, description="static sampler: torch.compile the decode step (inductor) before it is captured or run, "
                            "to fuse its thousands of small operations; the first call of each shape compiles "
                            "(59 s for the embedded model on the 2-core CPU, where it then ran no faster); on a GPU "
-                           "not measured yet (bench/round_throughput.py --variant sampler_compile=true)")
+                           "not measured yet: its first try (H100, torch 2.11) stopped at a graph break since "
+                           "mended (bench/round_throughput.py --variant sampler_compile=true)")
+    sampler_release: bool = Field(
+        False, description="static sampler: free its key/value caches and CUDA graphs after each step's sampling, "
+                           "so the teacher and student passes have that memory (64 chains x 383 columns: 0.56 GB "
+                           "on SmolLM2, 2.8 GB on the Qwen3-0.6B/1.7B shapes); each step then allocates a cache "
+                           "and captures its graph again (that cost is not measured on a GPU yet)")
 
     # ------------------------------------------------------------------ optimisation
     learning_rate: float = Field(3e-4, gt=0)

@@ -39,15 +39,16 @@ class Rollouts:
         self.config = config
         self.teacher = teacher
         self.interrupt = interrupt
-        self.sample_fn = self._sampler()
+        self.sampler = self._sampler()
+        self.sample_fn = self.sampler.sample if self.sampler is not None else partial(sample_chains, self.model, self.tokenizer)
 
-    def _sampler(self):
-        """`sample_chains` (generate), or one kept Sampler (its static cache and CUDA graphs are reused,
-        its step compiled first with `sampler_compile`); `auto`: the Sampler where the model allows it."""
+    def _sampler(self) -> Sampler | None:
+        """None for `sample_chains` (generate), else one kept Sampler (its static cache and CUDA graphs are
+        reused, its step compiled first with `sampler_compile`); `auto`: the Sampler where the model allows it."""
         kind = self.config.sampler
         if kind == "generate" or (kind == "auto" and not static_sampling_supported(self.model)):
-            return partial(sample_chains, self.model, self.tokenizer)
-        return Sampler(self.model, self.tokenizer, compile=self.config.sampler_compile).sample
+            return None
+        return Sampler(self.model, self.tokenizer, compile=self.config.sampler_compile)
 
     def sample(self, tasks: list[Task], *, n: int, seed: int, report: bool = False) -> list[Sample]:
         """n chains per task from the student; `report` logs each sampling batch's progress."""
@@ -62,6 +63,8 @@ class Rollouts:
         samples, _ = self.sample_fn(prompts, n=n, max_new_tokens=config.max_new_tokens,
                                     temperature=config.temperature, top_p=config.top_p, seed=seed,
                                     batch_size=config.sampling_batch_size, progress=progress)
+        if self.sampler is not None and config.sampler_release:
+            self.sampler.release()                # the caches' memory goes to the teacher and student passes
         return samples
 
     def score(self, tasks: list[Task], samples: list[Sample], *, step: int, kind: str, prefix: str) -> list[dict]:
