@@ -9,7 +9,8 @@ float32 as a round trains it, on a bf16 base. For each side: the operations one 
 runs (counted with a TorchDispatchMode, views left out; on a GPU each is a kernel in the captured
 graph), then `--repeats` timed sampling calls taken in turn (temperature 1, min_new_tokens = new
 tokens, so every chain has the full length), best kept; and the largest log-prob difference between
-the two sides' chains for the same seed, over the tokens they share before they part. Prints one JSON line (append it where you keep results).
+the two sides' chains for the same seed, over the tokens they share before they part. Prints one
+JSON line; `--out` appends it to a results file.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +33,7 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from rcsd_core.contracts.messages import encode_messages  # noqa: E402
 from rcsd_core.contracts.tasks import load_tasks  # noqa: E402
+from rcsd_core.files import append_jsonl  # noqa: E402
 from rcsd_core.modeling.adapters import DecodingAdapters  # noqa: E402
 from rcsd_core.modeling.attention import attention_implementation  # noqa: E402
 from rcsd_core.modeling.contexts import student_messages  # noqa: E402
@@ -84,6 +87,11 @@ def step_operations(model, tokenizer, rows: int, lean: bool) -> int:
     return ops.count
 
 
+def git_commit() -> str:
+    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
 def agreeing_logprob_difference(x, y) -> float:
     """Largest |log-prob difference| over the tokens two chains share before they first part (after a
     different token the two chains are different texts and their log-probs are not comparable)."""
@@ -102,6 +110,9 @@ def main() -> int:
     parser.add_argument("--new-tokens", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (ignored on a GPU)")
+    parser.add_argument("--out", type=Path, help="also append the line to this JSONL file "
+                                                 "(bench/results/lean_adapters.jsonl keeps the measured ones)")
+    parser.add_argument("--commit", help="the commit measured, where the working tree has no .git (a device copy)")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.set_num_threads(args.threads)
@@ -133,8 +144,10 @@ def main() -> int:
             "step_operations": {n: step_operations(model, tokenizer, args.chains, n == "lean") for n in sides},
             "same_chains": f"{same}/{len(prompts)}", "logprob_max_abs_difference": round(differ, 4),
             "load_avg_start": round(load, 2), "load_avg_end": round(os.getloadavg()[0], 2),
-            "torch": torch.__version__}
+            "torch": torch.__version__, "commit": args.commit or git_commit()}
     print(json.dumps(line), flush=True)
+    if args.out:
+        append_jsonl(args.out, line)
     return 0
 
 
