@@ -373,6 +373,19 @@ def test_the_decode_step_traces_as_one_graph(peaked, prompts):
     assert_one_step_traces_as_one_graph(lora, tokenizer)                     # and, explicitly
 
 
+def test_a_compiled_sampler_takes_more_prompt_widths_than_torch_compiles_default_limit(peaked, tokenizer):
+    # one compilation per decoder shape; torch.compile's default limit of 8 with fullgraph was an error
+    from rcsd_core.modeling.sampler import COMPILED_SHAPES
+
+    model, _ = peaked
+    sampler = Sampler(model, tokenizer, compile="eager")
+    widths = 10
+    assert 8 < widths < COMPILED_SHAPES
+    for words in range(1, widths + 1):
+        samples, _ = sampler.sample([tokenizer.encode("apples " * words)], n=2, max_new_tokens=3, seed=words)
+        assert len(samples) == 2
+
+
 def test_a_bf16_decode_step_on_the_cpu_attention_path_traces_as_one_graph(peaked):
     # bf16 on a CPU takes attention.matmul_attention: it must trace without a break too
     model, tokenizer = peaked

@@ -57,6 +57,7 @@ Prefix = list[tuple[torch.Tensor, torch.Tensor]]   # per layer, keys and values 
 CHECK_EVERY = 8          # decode steps between looks at "all chains finished" (one host sync each)
 CUDA_WIDTH_STEP = 64     # on CUDA, prompt width rounded up so later calls reuse the captured graph
 KEEP_DECODERS = 2        # decoders a Sampler keeps between calls (a round's training and evaluation shapes)
+COMPILED_SHAPES = 64     # compilations of the decode step allowed (decoder shapes x sampling modes)
 KEEP_ADAPTERS = 4        # adapter snapshot sets kept (the adapter on, off, reloaded), graphs captured on them
 
 
@@ -129,8 +130,7 @@ class Decoder:
         self.min_new_tokens = torch.zeros((), dtype=torch.long, **on)
         self.greedy, self.nucleus = True, False
         backend = "inductor" if compile is True else compile
-        self.step_fn = torch.compile(self.step, backend=backend, fullgraph=True, dynamic=False) if backend \
-            else self.step
+        self.step_fn = compiled_step(self.step, backend) if backend else self.step
         self.graphs: dict[tuple, torch.cuda.CUDAGraph] = {}
         self.pool = None
 
@@ -270,6 +270,24 @@ class Decoder:
             self.step_fn()
         restore()
         return graph
+
+
+def compiled_step(step: Callable[[], None], backend: str) -> Callable[[], None]:
+    """`step` under torch.compile (one graph, static shapes), allowed COMPILED_SHAPES compilations.
+
+    Every decoder's step is the same code, so torch.compile counts one compilation per decoder shape
+    and sampling mode against one limit (8 by default); with fullgraph a ninth is an error, not a
+    slower step: a round with evaluations, or a studio session previewing prompts of many widths,
+    would stop there. Each shape has its own static cache and CUDA graph anyway."""
+    compiled = torch.compile(step, backend=backend, fullgraph=True, dynamic=False)
+    import torch._dynamo.config as dynamo_config
+
+    name = "recompile_limit" if hasattr(dynamo_config, "recompile_limit") else "cache_size_limit"
+
+    def run() -> None:
+        with dynamo_config.patch(**{name: COMPILED_SHAPES}):
+            compiled()
+    return run
 
 
 def static_cache(config, rows: int, *, length: int, dtype: torch.dtype, device: torch.device):
