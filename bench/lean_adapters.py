@@ -6,7 +6,7 @@
 
 The model carries a LoRA r16 adapter on all linear layers with random B (so it moves the logits),
 float32 as a round trains it, on a bf16 base. For each side: the operations one eager decode step
-runs (counted with a TorchDispatchMode, views left out; on a GPU each is a kernel in the captured
+runs (`modeling.operations.OperationCount`, views left out; on a GPU each is a kernel in the captured
 graph), then `--repeats` timed sampling calls taken in turn (temperature 1, min_new_tokens = new
 tokens, so every chain has the full length), best kept; and the largest log-prob difference between
 the two sides' chains for the same seed, over the tokens they share before they part. Prints one
@@ -29,7 +29,6 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
-from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 from rcsd_core.contracts.messages import encode_messages  # noqa: E402
 from rcsd_core.contracts.tasks import load_tasks  # noqa: E402
@@ -38,20 +37,8 @@ from rcsd_core.modeling.adapters import DecodingAdapters  # noqa: E402
 from rcsd_core.modeling.attention import attention_implementation  # noqa: E402
 from rcsd_core.modeling.contexts import student_messages  # noqa: E402
 from rcsd_core.modeling.models import attach_lora, load_model  # noqa: E402
+from rcsd_core.modeling.operations import OperationCount  # noqa: E402
 from rcsd_core.modeling.sampler import Decoder, Sampler, Shape  # noqa: E402
-
-
-class Operations(TorchDispatchMode):
-    """Counts the operations that compute something (views and metadata left out)."""
-
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not func.is_view and func.__name__ not in ("_unsafe_view.default", "detach.default"):
-            self.count += 1
-        return func(*args, **(kwargs or {}))
 
 
 def model_of(shape: str, device: str, folder: Path):
@@ -82,7 +69,7 @@ def step_operations(model, tokenizer, rows: int, lean: bool) -> int:
         for layer in decoder.cache.layers:
             layer.cumulative_length.fill_(32)
         decoder.column.fill_(32)
-        with Operations() as ops:
+        with OperationCount() as ops:
             decoder.step()
     return ops.count
 

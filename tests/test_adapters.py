@@ -11,28 +11,15 @@ import copy
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from rcsd_core.modeling.adapters import DecodingAdapters, lean_adapter
 from rcsd_core.modeling.models import attach_lora
+from rcsd_core.modeling.operations import OperationCount
 from rcsd_core.modeling.sampler import Sampler
 
 from test_sampler import assert_logprobs_match, peaked, prompts, scale_adapter, with_adapter  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-class Operations(TorchDispatchMode):
-    """Counts the operations that compute something (views and metadata left out)."""
-
-    def __init__(self):
-        super().__init__()
-        self.count = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not func.is_view and func.__name__ not in ("_unsafe_view.default", "detach.default"):
-            self.count += 1
-        return func(*args, **(kwargs or {}))
 
 
 def logits(model, ids: torch.Tensor) -> torch.Tensor:
@@ -66,7 +53,7 @@ def test_an_adapted_linear_runs_three_operations_instead_of_seven(peaked):
     counts = []
     for lean in (False, True):
         with torch.no_grad(), (DecodingAdapters(lora).active() if lean else contextlib.nullcontext()), \
-                Operations() as ops:
+                OperationCount() as ops:
             out = module(x)
         counts.append(ops.count)
         assert out.dtype == torch.bfloat16
