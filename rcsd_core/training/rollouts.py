@@ -40,7 +40,8 @@ class Rollouts:
         self.teacher = teacher
         self.interrupt = interrupt
         self.sampler = self._sampler()
-        self.sample_fn = self.sampler.sample if self.sampler is not None else partial(sample_chains, self.model, self.tokenizer)
+        self.sample_fn = self.sampler.sample if self.sampler is not None else \
+            partial(sample_chains, self.model, self.tokenizer)
 
     def _sampler(self) -> Sampler | None:
         """None for `sample_chains` (generate), else one kept Sampler (its static cache and CUDA graphs are
