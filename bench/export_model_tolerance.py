@@ -29,7 +29,7 @@ from rcsd_core.contracts import runs  # noqa: E402
 from rcsd_core.contracts.config import config_from_data, resolve_paths  # noqa: E402
 from rcsd_core.contracts.tasks import load_tasks  # noqa: E402
 from rcsd_core.files import atomic_write_text, strict_json  # noqa: E402
-from rcsd_core.modeling.models import attach_lora, load_adapter, load_model  # noqa: E402
+from rcsd_core.modeling.models import attach_lora, load_adapter, load_model, randomize_adapter  # noqa: E402
 from rcsd_core.training.export import export_merged_model  # noqa: E402
 
 
@@ -49,11 +49,7 @@ def main() -> None:
     run_dir = runs.create_run(resolve_paths(config), tmp / "runs", run_id="r")
     base, tokenizer = load_model(args.model, device="cpu", dtype="float32")
     lora = attach_lora(base, rank=16, alpha=32)
-    with torch.no_grad():
-        torch.manual_seed(0)
-        for name, p in lora.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, args.std)
+    randomize_adapter(lora, std=args.std)
     lora.save_pretrained(str(run_dir / runs.ADAPTER_DIR))
 
     started = time.perf_counter()

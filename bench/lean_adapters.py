@@ -36,7 +36,7 @@ from rcsd_core.files import append_jsonl  # noqa: E402
 from rcsd_core.modeling.adapters import DecodingAdapters  # noqa: E402
 from rcsd_core.modeling.attention import attention_implementation  # noqa: E402
 from rcsd_core.modeling.contexts import student_messages  # noqa: E402
-from rcsd_core.modeling.models import attach_lora, load_model  # noqa: E402
+from rcsd_core.modeling.models import attach_lora, load_model, randomize_adapter  # noqa: E402
 from rcsd_core.modeling.operations import OperationCount  # noqa: E402
 from rcsd_core.modeling.sampler import Decoder, Sampler, Shape  # noqa: E402
 
@@ -51,11 +51,7 @@ def model_of(shape: str, device: str, folder: Path):
         model, tokenizer = load_model(str(build_shape(shape, folder, torch.bfloat16)), device=device,
                                       dtype="bfloat16")
     model = attach_lora(model, rank=16, alpha=32, targets="all-linear").eval()
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
+    randomize_adapter(model, std=0.02)
     return model, tokenizer
 
 

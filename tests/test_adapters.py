@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from rcsd_core.modeling.adapters import DecodingAdapters, lean_adapter
-from rcsd_core.modeling.models import attach_lora
+from rcsd_core.modeling.models import attach_lora, randomize_adapter
 from rcsd_core.modeling.operations import OperationCount
 from rcsd_core.modeling.sampler import Sampler
 
@@ -68,10 +68,7 @@ def test_in_bf16_an_adapted_linear_is_as_close_to_exact_as_peft_is():
     torch.manual_seed(0)
     model = get_peft_model(torch.nn.Sequential(torch.nn.Linear(576, 1536, bias=False)),
                            LoraConfig(r=16, lora_alpha=32, target_modules=["0"]))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "lora_B" in name:
-                p.normal_(0, 0.02)
+    randomize_adapter(model, std=0.02)
     module = next(m for m in model.modules() if lean_adapter(m) is not None)
     module.base_layer.to(torch.bfloat16)                        # a bf16 base with a float32 adapter
     x = torch.randn(64, 576).to(torch.bfloat16)

@@ -11,7 +11,7 @@ import torch
 from rcsd_core.cli import main
 from rcsd_core.contracts import runs
 from rcsd_core.contracts.config import config_from_data, resolve_paths
-from rcsd_core.modeling.models import attach_lora, load_adapter, load_model
+from rcsd_core.modeling.models import attach_lora, load_adapter, load_model, randomize_adapter
 
 BASE = {"model": "tiny-random", "rubric": "sample_rubrics/arithmetic.yaml",
         "tasks": "sample_rubrics/arithmetic.tasks.jsonl", "method": "rcsd", "steps": 1, "prompts_per_step": 2,
@@ -24,11 +24,7 @@ def _run_with_adapter(tmp_path, model_name="tiny-random"):
                               run_id="r")
     model, _ = load_model(model_name, device="cpu", dtype="float32", seed=0)
     peft_model = attach_lora(model, rank=4, alpha=8)
-    with torch.no_grad(), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(1)
-        for name, p in peft_model.named_parameters():
-            if "lora_B" in name:            # B starts at zero: give the adapter an effect to merge
-                p.normal_(0, 0.05)
+    randomize_adapter(peft_model, std=0.05, seed=1)     # B starts at zero: give the adapter an effect to merge
     peft_model.save_pretrained(str(run_dir / runs.ADAPTER_DIR))
     return run_dir
 

@@ -7,7 +7,8 @@ import torch
 
 from rcsd_core.errors import InputError
 from rcsd_core.modeling.models import (DEFAULT_MODEL, attach_lora, build_tiny_random, check_model, compute_precision,
-                              embedded_gguf_path, load_model, load_tokenizer, resolve_device, resolve_dtype)
+                              embedded_gguf_path, load_model, load_tokenizer, randomize_adapter, resolve_device,
+                              resolve_dtype)
 
 
 def test_dtype_and_device_resolution():
@@ -120,10 +121,7 @@ def test_compute_precision_runs_a_float32_adapter_in_bf16_and_keeps_its_weights_
     lora = attach_lora(model, rank=4, alpha=8)
     adapter = [p for p in lora.parameters() if p.requires_grad]
     assert adapter and all(p.dtype == torch.float32 for p in adapter)         # peft keeps the adapter float32
-    with torch.no_grad():
-        for name, p in lora.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(0)) * 0.05)
+    randomize_adapter(lora, std=0.05)
     ids = torch.randint(5, 1000, (2, 7), generator=torch.Generator().manual_seed(1))
     seen = []
     hook = lora.base_model.model.model.layers[0].self_attn.q_proj.lora_A["default"].register_forward_hook(

@@ -36,14 +36,10 @@ def peaked(tiny):
 
 def with_adapter(model, seed: int = 0):
     """A deep copy of `model` with a LoRA adapter whose B matrices are random (so the adapter changes logits)."""
-    from rcsd_core.modeling.models import attach_lora
+    from rcsd_core.modeling.models import attach_lora, randomize_adapter
 
     lora = attach_lora(copy.deepcopy(model), rank=4)
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in lora.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=generator) * 0.05)
+    randomize_adapter(lora, std=0.05, seed=seed)
     return lora.eval()
 
 

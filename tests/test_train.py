@@ -299,14 +299,11 @@ def test_batch_layout_aligns_completions_whatever_the_padding():
 
 def test_shared_prompts_run_once_and_give_the_same_hidden_states_and_gradients():
     from rcsd_core.modeling.batching import pack_chains, pack_shared
-    from rcsd_core.modeling.models import attach_lora, load_model
+    from rcsd_core.modeling.models import attach_lora, load_model, randomize_adapter
 
     model, tokenizer = load_model("tiny-random", device="cpu", dtype="float32")
     lora = attach_lora(model, rank=4, alpha=8)
-    with torch.no_grad():  # a nonzero adapter, so its gradients are not trivially zero
-        for name, p in lora.named_parameters():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(3)) * 0.05)
+    randomize_adapter(lora, std=0.05, seed=3)  # a nonzero adapter, so its gradients are not trivially zero
     pad = tokenizer.pad_token_id
     a, b = [1, 2, 3, 4, 5], [6, 7]
     prompts = [a, b, a, a, b]                                     # chains of two prompts, interleaved

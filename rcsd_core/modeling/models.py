@@ -229,6 +229,17 @@ def attach_lora(model: PreTrainedModel, *, rank: int = 16, alpha: int = 32, targ
         return get_peft_model(model, config)
 
 
+def randomize_adapter(model: torch.nn.Module, *, std: float, seed: int = 0) -> None:
+    """Give every LoRA B matrix N(0, std²) entries in place, drawn in parameter order from one generator
+    seeded `seed`. A fresh adapter's B is zero, so it changes nothing; tests and benchmarks use this
+    for an adapter that moves the logits as a trained one does."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(torch.empty(p.shape, dtype=p.dtype).normal_(0, std, generator=generator))
+
+
 def load_adapter(model: PreTrainedModel, adapter_dir: str | Path, *, trainable: bool = False):
     """Wrap the model with a saved peft adapter."""
     from peft import PeftModel
