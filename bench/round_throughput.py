@@ -186,12 +186,8 @@ def main() -> int:
             for i, variant in enumerate(variants):
                 ours = run_round(shape, model_dir, scratch / "runs", steps=args.steps, gpu=gpu,
                                  run_id=f"throughput-{shape}-{i}", **{**base, **variant})
-                lines.append({"shape": shape, "device": device, "tokens_per_s": ours["tokens_per_s"],
-                              "peak_gib": ours["peak_gib"], "phases": ours["phases"], "step_s": ours["step_s"],
-                              "gradient_checkpointing": ours["gradient_checkpointing"],
-                              "micro_batch_size": ours["micro_batch_size"],
-                              "sampler_compile": ours["sampler_compile"], "variant": variant,
-                              "steps": args.steps, "commit": commit})
+                lines.append({"shape": shape, "device": device, **ours, "variant": variant, "steps": args.steps,
+                              "commit": commit})
                 print("round (anchor still to run):", json.dumps(lines[-1]), file=sys.stderr, flush=True)
             free_gpu(gpu)
             anchor = run_anchor(args.anchor_dir, shape) if args.anchor_dir else None
