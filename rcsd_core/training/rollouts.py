@@ -40,8 +40,6 @@ class Rollouts:
         self.teacher = teacher
         self.interrupt = interrupt
         self.sampler = self._sampler()
-        self.sample_fn = self.sampler.sample if self.sampler is not None else \
-            partial(sample_chains, self.model, self.tokenizer)
 
     def _sampler(self) -> Sampler | None:
         """None for `sample_chains` (generate), else one kept Sampler (its static cache and CUDA graphs are
@@ -61,9 +59,9 @@ class Rollouts:
         config = self.config
         prompts = [student_prompt_ids(self.tokenizer, t) for t in tasks]
         self.model.eval()
-        samples, _ = self.sample_fn(prompts, n=n, max_new_tokens=config.max_new_tokens,
-                                    temperature=config.temperature, top_p=config.top_p, seed=seed,
-                                    batch_size=config.sampling_batch_size, progress=progress)
+        draw = self.sampler.sample if self.sampler is not None else partial(sample_chains, self.model, self.tokenizer)
+        samples, _ = draw(prompts, n=n, max_new_tokens=config.max_new_tokens, temperature=config.temperature,
+                          top_p=config.top_p, seed=seed, batch_size=config.sampling_batch_size, progress=progress)
         if self.sampler is not None and config.sampler_release:
             self.sampler.release()                # the caches' memory goes to the teacher and student passes
         return samples
