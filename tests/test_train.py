@@ -41,6 +41,13 @@ def make_run(tmp_path, run_id="run", **overrides) -> Path:
     return runs.create_run(tiny_config(**overrides), tmp_path / "runs", run_id=run_id)
 
 
+def losses_and_texts(run_dir: Path) -> tuple[list[float], list[str]]:
+    """Train the run to its end; its per-step losses and its chains' texts."""
+    assert train_round(run_dir)["status"] == "done"
+    losses = list(runs.read_metrics(run_dir)["train/loss"].dropna())
+    return losses, [r["text"] for r in runs.read_samples(run_dir)]
+
+
 def adapter_weights(run_dir: Path) -> dict:
     return load_file(str(run_dir / "adapter" / "adapter_model.safetensors"))
 
@@ -466,9 +473,7 @@ def test_a_round_with_the_static_sampler_gives_the_reference_losses_when_greedy(
     results = {}
     for sampler in ("generate", "static"):
         run_dir = make_run(tmp_path, run_id=sampler, sampler=sampler, temperature=0, steps=2, eval_every=0)
-        assert train_round(run_dir)["status"] == "done"
-        metrics = runs.read_metrics(run_dir)
-        results[sampler] = (list(metrics["train/loss"].dropna()), [r["text"] for r in runs.read_samples(run_dir)])
+        results[sampler] = losses_and_texts(run_dir)
     (loss_g, texts_g), (loss_s, texts_s) = results["generate"], results["static"]
     assert texts_s == texts_g and len(texts_g) > 0
     assert loss_s == pytest.approx(loss_g, rel=1e-5, abs=1e-7)
@@ -500,9 +505,7 @@ def test_sampler_compile_reaches_the_sampler_and_the_compiled_step_draws_the_sam
     for compile in (False, True):
         run_dir = make_run(tmp_path, run_id=f"compile-{compile}", sampler="static", sampler_compile=compile,
                            temperature=0, steps=2, eval_every=0)
-        assert train_round(run_dir)["status"] == "done"
-        metrics = runs.read_metrics(run_dir)
-        results[compile] = (list(metrics["train/loss"].dropna()), [r["text"] for r in runs.read_samples(run_dir)])
+        results[compile] = losses_and_texts(run_dir)
     assert asked == [False, True] and traced[0] is False and traced[-1] is True
     assert results[True][1] == results[False][1] and len(results[True][1]) > 0
     assert results[True][0] == pytest.approx(results[False][0], rel=1e-5, abs=1e-7)
@@ -527,10 +530,7 @@ def test_sampler_release_frees_the_caches_after_each_sampling_and_changes_no_cha
         held.clear()
         run_dir = make_run(tmp_path, run_id=f"release-{release}", sampler="static", sampler_release=release,
                            temperature=0.8, steps=2, eval_every=0)
-        assert train_round(run_dir)["status"] == "done"
-        metrics = runs.read_metrics(run_dir)
-        results[release] = (list(metrics["train/loss"].dropna()), [r["text"] for r in runs.read_samples(run_dir)],
-                            list(held))
+        results[release] = (*losses_and_texts(run_dir), list(held))
     kept, released = results[False][2], results[True][2]
     assert len(kept) == len(released) >= 2 and min(kept) >= 1 and released == [0] * len(released)
     assert results[True][1] == results[False][1] and len(results[True][1]) > 0
