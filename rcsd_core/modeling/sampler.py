@@ -27,7 +27,10 @@ Here one decode step is one function of preallocated tensors:
   model's dtype, the sum inside the second; three operations per adapted linear instead of peft's
   seven) from snapshots refreshed in place at the start of each call, so an in-place optimizer
   update is seen by the next call. On CUDA the step is captured once as a CUDA graph per shape (and
-  optionally torch.compile'd first) and replayed per token; on a CPU it runs eagerly.
+  optionally torch.compile'd first) and replayed per token; on a CPU it runs eagerly;
+- on a CPU in bfloat16, every frozen linear (the base weights, the output head) runs from a copy
+  packed once for oneDNN and kept by the Sampler (`packing.PackedLinears`; a decode step of the
+  embedded model, 16 chains, 40.5 → 34.5 ms with the adapter's products packed too).
 
 Models whose cache has sliding-window or linear-attention layers are refused (NotImplementedError):
 use `sample_chains` for those.
@@ -50,6 +53,7 @@ import torch
 from rcsd_core.modeling.adapters import DecodingAdapters
 from rcsd_core.modeling.attention import attention_implementation
 from rcsd_core.modeling.batching import left_pad
+from rcsd_core.modeling.packing import PackedLinears
 from rcsd_core.modeling.generation import (MIN_SHARED_PREFIX, Sample, SamplingStats, cache_keyword, cut_at_eos,
                                            last_position, no_logits, shared_prefix_length)
 
@@ -375,22 +379,36 @@ class Sampler:
 
     `cuda_graph` replays the step as a CUDA graph on a GPU (ignored on a CPU); `compile` wraps the
     step in torch.compile (fullgraph; True for inductor, or a backend name) first; `lean_adapters`
-    runs the adapter from snapshots in the model's dtype (False: peft's own forward). `release()`
-    frees the caches."""
+    runs the adapter from snapshots in the model's dtype (False: peft's own forward); `packed` runs
+    the frozen linears from oneDNN-packed copies on a CPU in bf16 (not with `compile`). `release()`
+    frees the caches and the packed copies."""
 
     def __init__(self, model, tokenizer, *, check_every: int = CHECK_EVERY, cuda_graph: bool = True,
-                 compile: bool | str = False, lean_adapters: bool = True):
+                 compile: bool | str = False, lean_adapters: bool = True, packed: bool = True):
         if cache_keyword(model) is None:
             raise NotImplementedError("this model's forward takes no cache: use generation.sample_chains")
         self.model, self.tokenizer = model, tokenizer
         self.check_every, self.cuda_graph, self.compile = check_every, cuda_graph, compile
         self.lean_adapters = lean_adapters
+        self.packed = packed and not compile
         self.decoders: OrderedDict[Shape, Decoder] = OrderedDict()    # least recently used first
         self._adapters: OrderedDict[tuple, DecodingAdapters] = OrderedDict()   # by weights_key, oldest first
+        self._packed: tuple[tuple, PackedLinears] | None = None            # (weight addresses, copies)
 
     def release(self) -> None:
         self.decoders.clear()
         self._adapters.clear()
+        self._packed = None
+
+    def packed_linears(self) -> contextlib.AbstractContextManager:
+        """The frozen linears run packed for this call (packed again only when a weight has moved)."""
+        if not self.packed:
+            return contextlib.nullcontext()
+        addresses = weights_key(self.model)[0]
+        if self._packed is None or self._packed[0] != addresses:
+            self._packed = None                                        # the old copies go before the new come
+            self._packed = (addresses, PackedLinears(self.model))
+        return self._packed[1].active()
 
     def adapters(self) -> contextlib.AbstractContextManager:
         """The lean adapters for this call, refreshed: one set of snapshots per weights key (the
@@ -400,7 +418,7 @@ class Sampler:
         key = weights_key(self.model)
         lean = self._adapters.pop(key, None)
         if lean is None:
-            lean = DecodingAdapters(self.model)
+            lean = DecodingAdapters(self.model, packed=self.packed)
         else:
             lean.refresh()
         self._adapters[key] = lean
@@ -447,7 +465,8 @@ class Sampler:
             generator = torch.Generator(device=device)
             generator.manual_seed(seed)
         samples: list[Sample] = []
-        with torch.no_grad(), attention_implementation(self.model), self.adapters(), no_input_grad_hook(self.model):
+        with torch.no_grad(), attention_implementation(self.model), self.packed_linears(), self.adapters(), \
+                no_input_grad_hook(self.model):
             prefix = run_prefix(self.model, prompts[0][:shared]) if shared else None
             for b in range(0, len(jobs), batch_size):
                 batch = jobs[b:b + batch_size]

@@ -1,0 +1,114 @@
+"""Packed linears (oneDNN-layout copies of bf16 weights on a CPU) against torch's own products.
+
+Run: pytest -q tests/test_packing.py
+"""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from rcsd_core.modeling import packing
+from rcsd_core.modeling.adapters import DecodingAdapters
+from rcsd_core.modeling.packing import PackedLinears
+from rcsd_core.modeling.sampler import Sampler
+
+from test_sampler import peaked, prompts, scale_adapter, with_adapter  # noqa: F401 (fixtures)
+
+BF16 = torch.bfloat16
+pytestmark = [pytest.mark.usefixtures("one_thread"),
+              pytest.mark.skipif(not packing.supported(torch.zeros(1, dtype=BF16)),
+                                 reason="torch without oneDNN's packed linear")]
+
+
+@pytest.fixture(scope="module")
+def bf16_lora(peaked):
+    """A bf16 copy of the tiny peaked model with a float32 LoRA adapter (random B), as a CPU round trains it."""
+    lora = with_adapter(copy.deepcopy(peaked[0]).to(BF16))
+    for name, p in lora.named_parameters():
+        if "lora_" in name:
+            p.data = p.data.float()
+    return lora
+
+
+def logits(model, ids: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(input_ids=ids).logits.float()
+
+
+@pytest.mark.parametrize("rows", [1, 5, 16, 40])
+def test_a_packed_product_equals_f_linear_to_the_bit(rows):
+    torch.manual_seed(rows)
+    weight, bias = torch.randn(96, 64, dtype=BF16), torch.randn(96, dtype=BF16)
+    x = torch.randn(rows, 3, 64, dtype=BF16)
+    packed = packing.pack(weight)
+    assert torch.equal(packing.linear(x, packed), F.linear(x, weight))
+    assert torch.equal(packing.linear(x, packed, bias), F.linear(x, weight, bias))
+
+
+def test_the_packed_sum_equals_addmm():
+    torch.manual_seed(0)
+    h, b, out = torch.randn(16, 8, dtype=BF16), torch.randn(96, 8, dtype=BF16), torch.randn(16, 96, dtype=BF16)
+    assert torch.equal(packing.linear_add(h, packing.pack(b), out), torch.addmm(out, h, b.t()))
+
+
+def test_only_frozen_bf16_linears_are_packed(peaked, bf16_lora):
+    assert len(PackedLinears(with_adapter(peaked[0]))) == 0                 # float32: nothing
+    packed = PackedLinears(bf16_lora)
+    modules = [m for m, _ in packed.linears]
+    frozen = [m for m in bf16_lora.modules() if type(m) is torch.nn.Linear and not m.weight.requires_grad]
+    assert modules == frozen and bf16_lora.get_output_embeddings() in modules    # the output head too
+    assert all(m.weight.dtype == torch.float32 for m in bf16_lora.modules()       # never the adapter
+               if type(m) is torch.nn.Linear and m.weight.requires_grad)
+
+
+def test_a_packed_model_gives_the_same_logits_and_its_forwards_come_back(bf16_lora, prompts):
+    ids = torch.tensor([prompts[1]])
+    packed = PackedLinears(bf16_lora)
+    want = logits(bf16_lora, ids)
+    with pytest.raises(RuntimeError, match="inside"):
+        with packed.active():
+            assert torch.equal(logits(bf16_lora, ids), want)
+            raise RuntimeError("inside")
+    assert not any("forward" in m.__dict__ for m, _ in packed.linears)
+
+
+def test_the_packed_adapter_equals_the_plain_lean_one_and_a_refresh_brings_an_update_in(bf16_lora, prompts):
+    lora = copy.deepcopy(bf16_lora)
+    ids = torch.tensor([prompts[1]])
+    packed, plain = DecodingAdapters(lora), DecodingAdapters(lora, packed=False)
+    assert all(s.packed for s in packed.snapshots) and not any(s.packed for s in plain.snapshots)
+    with plain.active():
+        want = logits(lora, ids)
+    with packed.active():
+        assert torch.equal(logits(lora, ids), want)
+    scale_adapter(lora, -3.0)
+    packed.refresh()
+    plain.refresh()
+    with plain.active():
+        want = logits(lora, ids)
+    with packed.active():
+        assert torch.equal(logits(lora, ids), want)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.9])
+def test_the_sampler_draws_the_same_chains_packed_or_not(bf16_lora, peaked, prompts, temperature):
+    kw = dict(n=2, max_new_tokens=8, temperature=temperature, seed=3, batch_size=6)
+    fast, _ = Sampler(bf16_lora, peaked[1]).sample(prompts, **kw)
+    slow, _ = Sampler(bf16_lora, peaked[1], packed=False).sample(prompts, **kw)
+    assert [s.completion_ids for s in fast] == [s.completion_ids for s in slow]
+    assert [s.logprobs for s in fast] == [s.logprobs for s in slow]
+
+
+def test_the_sampler_packs_again_only_when_a_weight_has_moved(bf16_lora, peaked, prompts):
+    sampler = Sampler(bf16_lora, peaked[1])
+    kw = dict(max_new_tokens=2, temperature=0, batch_size=3)
+    sampler.sample(prompts, **kw)
+    first = sampler._packed[1]
+    sampler.sample(prompts, **kw)
+    assert sampler._packed[1] is first
+    sampler.release()
+    assert sampler._packed is None
