@@ -357,9 +357,14 @@ def test_teacher_hidden_with_a_shared_prefix_equals_the_full_forward(tiny, arith
     enable_checkpointing(recomputing)
     recomputing.train()  # as in a round: checkpointed layers in training mode would drop a cache
     for m in (model, peft_model, recomputing):
+        rows = []
+        hook = m.get_input_embeddings().register_forward_hook(lambda module, args, out: rows.append(len(args[0])))
         with torch.no_grad():
             full = completion_hidden(m, pack_batch(prompts, completions, pad))
             shared = teacher_hidden(m, prompts, completions, pad)
+        hook.remove()
+        assert rows[-1] == 3                  # one row per distinct prompt: the two chains of one task share it
+        with torch.no_grad():
             kept = PrefixCache(m)                                   # a frozen teacher's: kept between calls
             again = [teacher_hidden(m, prompts, completions, pad, prefixes=kept) for _ in range(2)]
         mask = pack_batch(prompts, completions, pad).mask
@@ -368,6 +373,9 @@ def test_teacher_hidden_with_a_shared_prefix_equals_the_full_forward(tiny, arith
         assert len(kept.caches) == 1                                # run once, used twice
         for hidden in again:
             torch.testing.assert_close(hidden[mask], full[mask], rtol=1e-4, atol=1e-4)
+        with torch.no_grad():                                       # no prompt repeated: one row per chain
+            distinct = teacher_hidden(m, prompts[:3], completions[:3], pad)
+        torch.testing.assert_close(distinct[mask[:3]], full[:3][mask[:3]], rtol=1e-4, atol=1e-4)
     assert recomputing.training  # left as it was
     with torch.no_grad():  # nothing shared worth a second forward: the plain path
         one = teacher_hidden(model, prompts[:1], completions[:1], pad)
