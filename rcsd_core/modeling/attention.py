@@ -77,9 +77,9 @@ def matmul_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
         mask = mask[None, None, None] if mask.dim() == 2 else \
             mask.unsqueeze(2) if mask.shape[1] == 1 else mask.unflatten(1, (Hkv, groups))
         if mask.dtype == torch.bool:
-            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+            scores = scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)    # a fresh tensor: in place
         else:
-            scores = scores + mask
+            scores = scores.add_(mask)
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
     return torch.matmul(weights.view(B, Hkv, groups * T, L), value).view(B, H, T, value.shape[-1])
 
