@@ -52,6 +52,11 @@ def _upcast(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
+def _tempered(x: torch.Tensor, temperature: float) -> torch.Tensor:
+    """_upcast(x) / temperature, without the pass over (N, V) that dividing by 1 would cost."""
+    return _upcast(x) if temperature == 1 else _upcast(x) / temperature
+
+
 def _kl_terms(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
     """Elementwise p * (log p - log q) with 0 * log 0 = 0; (..., V) -> (..., V).
 
@@ -82,20 +87,20 @@ def _log_mixture(log_s: torch.Tensor, log_t: torch.Tensor, beta: float) -> torch
 
 
 def _forward_kl_terms(s, t, tokens, *, temperature=1.0):
-    log_s = F.log_softmax(_upcast(s) / temperature, dim=-1)  # (N, V)
-    log_t = F.log_softmax(_upcast(t) / temperature, dim=-1)
+    log_s = F.log_softmax(_tempered(s, temperature), dim=-1)  # (N, V)
+    log_t = F.log_softmax(_tempered(t, temperature), dim=-1)
     return _kl_terms(log_t, log_s).sum(-1)  # (N,)
 
 
 def _reverse_kl_terms(s, t, tokens, *, temperature=1.0):
-    log_s = F.log_softmax(_upcast(s) / temperature, dim=-1)
-    log_t = F.log_softmax(_upcast(t) / temperature, dim=-1)
+    log_s = F.log_softmax(_tempered(s, temperature), dim=-1)
+    log_t = F.log_softmax(_tempered(t, temperature), dim=-1)
     return _kl_terms(log_s, log_t).sum(-1)
 
 
 def _jsd_terms(s, t, tokens, *, beta=0.5, temperature=1.0):
-    log_s = F.log_softmax(_upcast(s) / temperature, dim=-1)
-    log_t = F.log_softmax(_upcast(t) / temperature, dim=-1)
+    log_s = F.log_softmax(_tempered(s, temperature), dim=-1)
+    log_t = F.log_softmax(_tempered(t, temperature), dim=-1)
     # Endpoints special-cased as in TRL: the formula below tends to 0 at both ends.
     if beta == 0:
         return _kl_terms(log_t, log_s).sum(-1)
@@ -106,9 +111,9 @@ def _jsd_terms(s, t, tokens, *, beta=0.5, temperature=1.0):
 
 
 def _topk_forward_kl_terms(s, t, tokens, *, k=20, temperature=1.2, clip=0.05, clip_mode="token"):
-    t = _upcast(t) / temperature
+    t = _tempered(t, temperature)
     top_t, top_ids = torch.topk(t, k, dim=-1)  # (N, k): the teacher's k most likely tokens
-    top_s = torch.gather(_upcast(s) / temperature, -1, top_ids)  # (N, k)
+    top_s = torch.gather(_tempered(s, temperature), -1, top_ids)  # (N, k)
     log_t = F.log_softmax(top_t, dim=-1)  # renormalised over the k tokens
     log_s = F.log_softmax(top_s, dim=-1)
     entries = _kl_terms(log_t, log_s)  # (N, k)
@@ -121,7 +126,7 @@ def _topk_forward_kl_terms(s, t, tokens, *, k=20, temperature=1.2, clip=0.05, cl
 
 def _sampled_log_probs(logits, tokens, temperature):
     """log softmax(logits / temperature) at the sampled tokens; (N, V), (N,) -> (N,)."""
-    logits = _upcast(logits) / temperature
+    logits = _tempered(logits, temperature)
     picked = torch.gather(logits, -1, tokens.long().unsqueeze(-1)).squeeze(-1)
     return picked - torch.logsumexp(logits, dim=-1)
 
@@ -143,8 +148,8 @@ def _forward_kl_sum_and_grad(s, t, *, temperature=1.0, grad=True):
     """Sum of _forward_kl_terms over the rows, and its gradient w.r.t. s (float32) in closed form:
     (softmax(s / T) - p_T) / T per row. Same values as autograd through the kernel, in about half
     the passes over the (N, V) chunk (no saved intermediates, no backward graph)."""
-    log_t = F.log_softmax(_upcast(t) / temperature, dim=-1)  # (N, V)
-    log_s = F.log_softmax(_upcast(s) / temperature, dim=-1)
+    log_t = F.log_softmax(_tempered(t, temperature), dim=-1)  # (N, V)
+    log_s = F.log_softmax(_tempered(s, temperature), dim=-1)
     p_t = log_t.exp()
     diff = log_t.sub_(log_s).masked_fill_(p_t == 0, 0.0)  # 0 * log 0 = 0 where the teacher puts no mass
     value = torch.vdot(p_t.reshape(-1), diff.reshape(-1))
