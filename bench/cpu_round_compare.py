@@ -2,6 +2,7 @@
 
     python bench/cpu_round_compare.py --base 9c8a6db --steps 4 --out bench/results/cpu_round_compare.jsonl
     python bench/cpu_round_compare.py --base 9c8a6db --head-set sampler=static --head-set dtype=bfloat16
+    python bench/cpu_round_compare.py --base 9c8a6db --steps 6 --rounds 2     # base, head, head, base
 
 Each round uses the `cpu-demo` preset as its own commit ships it (embedded SmolLM2-135M-Instruct,
 4 prompts × 4 samples × 64 tokens a step, LoRA r16, full forward KL, 2 threads, seed 0, both on the
@@ -11,9 +12,12 @@ the result line) with `--steps` steps and a one-prompt evaluation (the evaluatio
 step's time). The earlier commit is
 unpacked with `git archive` into a temporary folder and run with its own code (`rcsd train`), then
 this checkout; the same machine, one after the other, with the load average noted before and after
-each. `--head-set key=value` adds config keys only this checkout knows. The figures are the mean
-seconds of steps 2..N (step 1 warms up) of `time/step_s`, `time/sampling_s`, `time/teacher_s`,
-`time/student_s` from each run's metrics.jsonl.
+each. `--rounds N` runs each side N times in the order base, head, head, base, … (a machine that
+slows down or speeds up during the comparison then weighs on both sides alike; this VM's speed
+drifts by 10–20% over minutes), and reports each round and the mean. `--head-set key=value` adds
+config keys only this checkout knows. The figures are the mean seconds of steps 2..N (step 1 warms
+up) of `time/step_s`, `time/sampling_s`, `time/teacher_s`, `time/student_s` from each run's
+metrics.jsonl.
 """
 
 from __future__ import annotations
@@ -64,6 +68,12 @@ def run_round(code_dir: Path, config: dict, work: Path, name: str) -> dict:
             "loss": [m.get("train/loss") for m in lines if m["step"] >= 1]}
 
 
+def mean_round(runs: list[dict]) -> dict:
+    """Several rounds of one side: the mean seconds per phase, and each round as it was."""
+    means = {k: round(sum(r["seconds_per_step"][k] for r in runs) / len(runs), 3) for k in runs[0]["seconds_per_step"]}
+    return {"seconds_per_step": means, "rounds": runs}
+
+
 def settings(items: list[str]) -> dict:
     """KEY=VALUE pairs, each value read as YAML (numbers, booleans, strings)."""
     return {key: yaml.safe_load(value) for key, _, value in (item.partition("=") for item in items)}
@@ -73,6 +83,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--base", required=True, help="the earlier commit (e.g. the previous main)")
     parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of each side, in the order base, head, head, base, …")
     parser.add_argument("--head-set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config key for this checkout only (YAML value), e.g. sampler=static")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -90,10 +101,18 @@ def main() -> int:
         archive = subprocess.run(["git", "archive", args.base], cwd=ROOT, capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(base_dir)], input=archive, check=True)
         result = {"machine": f"{platform.node()}, {os.cpu_count()} cores", "base": args.base,
-                  "head": head + ("+dirty" if dirty else ""), "set": both, "head_set": extra, "steps": args.steps}
+                  "head": head + ("+dirty" if dirty else ""), "set": both, "head_set": extra, "steps": args.steps,
+                  "rounds": args.rounds}
         samples = base_dir / "sample_rubrics"
-        result["base_round"] = run_round(base_dir, round_config(base_dir, samples, args.steps, both), work, "base")
-        result["head_round"] = run_round(ROOT, round_config(ROOT, samples, args.steps, {**both, **extra}), work, "head")
+        sides = {"base": (base_dir, both), "head": (ROOT, {**both, **extra})}
+        rounds: dict[str, list[dict]] = {"base": [], "head": []}
+        for i in range(args.rounds):
+            for side in ("base", "head") if i % 2 == 0 else ("head", "base"):
+                code, keys = sides[side]
+                rounds[side].append(run_round(code, round_config(code, samples, args.steps, keys), work,
+                                              f"{side}{i}"))
+        for side, runs in rounds.items():
+            result[f"{side}_round"] = runs[0] if len(runs) == 1 else mean_round(runs)
         for side, code in (("base", base_dir), ("head", ROOT)):
             config = round_config(code, samples, args.steps, {})
             result[f"{side}_preset"] = {k: config.get(k) for k in PRESET_KEYS}
