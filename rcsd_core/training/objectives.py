@@ -99,8 +99,8 @@ def distill_step(models: StepModels, teacher, teacher_prompts: Sequence[list[int
                                 prefixes=teacher.prefixes)
         t1 = settled(models.device)
         batch = pack_chains([s.prompt_ids for s in part], completions, models.pad_id).to(models.device)
+        part_tokens = sum(len(c) for c in completions)       # batch.mask.sum(), counted without a device sync
         with models.sync(last):
-            part_tokens = int(batch.mask.sum())
             with models.precision():
                 hs = completion_hidden(models.train_model, batch)  # (B, C, H), grad to the LoRA weights
                 loss = lm_head_chunked_divergence(config.divergence, hs, ht, models.lm_head, batch.mask,
