@@ -473,9 +473,9 @@ class Sampler:
                 decoder = self.decoder(Shape(batch_size if graphs else len(batch), width, max_new_tokens))
                 order = [p for p, _ in batch]
                 order += [order[-1]] * (decoder.shape.rows - len(order))   # CUDA: a full batch keeps one graph
-                distinct = list(dict.fromkeys(order))                       # each prompt's rest runs once
+                distinct = {p: i for i, p in enumerate(dict.fromkeys(order))}  # each prompt's rest runs once
                 rest, rest_mask = left_pad([rests[p] for p in distinct], decoder.pad, device, width=width - shared)
-                rows = torch.tensor([distinct.index(p) for p in order], device=device)
+                rows = torch.tensor([distinct[p] for p in order], device=device)
                 decoder.prefill(rest, rest_mask, rows, prefix, temperature=temperature, top_p=top_p,
                                 min_new_tokens=min_new_tokens, generator=generator)
                 decoder.decode(check_every=self.check_every, graph=graphs)
