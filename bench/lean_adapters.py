@@ -1,4 +1,5 @@
-"""The sampler with the adapter run lean (the default) beside peft's own LoRA forward, same model, same seeds.
+"""The sampler with the adapter run lean beside peft's own LoRA forward, same model, same seeds; on a CPU in bf16
+also the sampler's default there, lean with every product from oneDNN-packed weights (`modeling/packing.py`).
 
     python bench/lean_adapters.py smollm2 --chains 64 --new-tokens 256      # on a GPU: CUDA graphs, bf16
     python bench/lean_adapters.py embedded --chains 16 --new-tokens 64      # this CPU: embedded model, bf16
@@ -9,7 +10,8 @@ float32 as a round trains it, on a bf16 base. For each side: the operations one 
 runs (`modeling.operations.OperationCount`, views left out; on a GPU each is a kernel in the captured
 graph), then `--repeats` timed sampling calls taken in turn (temperature 1, min_new_tokens = new
 tokens, so every chain has the full length), best kept; and the largest log-prob difference between
-the two sides' chains for the same seed, over the tokens they share before they part. Prints one
+peft's and the lean side's chains for the same seed, over the tokens they share before they part
+(the packed side's chains are compared with the lean side's whole). Prints one
 JSON line; `--out` appends it to a results file.
 """
 
@@ -38,6 +40,7 @@ from rcsd_core.modeling.attention import attention_implementation  # noqa: E402
 from rcsd_core.modeling.contexts import student_messages  # noqa: E402
 from rcsd_core.modeling.models import attach_lora, load_model, randomize_adapter  # noqa: E402
 from rcsd_core.modeling.operations import OperationCount  # noqa: E402
+from rcsd_core.modeling.packing import PackedLinears, supported  # noqa: E402
 from rcsd_core.modeling.sampler import Decoder, Sampler, Shape  # noqa: E402
 
 
@@ -55,12 +58,13 @@ def model_of(shape: str, device: str, folder: Path):
     return model, tokenizer
 
 
-def step_operations(model, tokenizer, rows: int, lean: bool) -> int:
+def step_operations(model, tokenizer, rows: int, side: str) -> int:
     """Operations of one eager decode step of `rows` chains over a 64-column cache."""
     decoder = Decoder(model, Shape(rows=rows, width=32, new_tokens=33), eos=tokenizer.eos_token_id,
                       pad=tokenizer.pad_token_id)
-    adapters = DecodingAdapters(model).active() if lean else torch.no_grad()
-    with torch.no_grad(), attention_implementation(model), adapters:
+    adapters = DecodingAdapters(model, packed=side == "packed").active() if side != "peft" else torch.no_grad()
+    packed = PackedLinears(model).active() if side == "packed" else torch.no_grad()
+    with torch.no_grad(), attention_implementation(model), packed, adapters:
         decoder.valid[:, :32] = True
         for layer in decoder.cache.layers:
             layer.cumulative_length.fill_(32)
@@ -104,7 +108,10 @@ def main() -> int:
         model, tokenizer = model_of(args.shape, device, Path(scratch))
     tasks = load_tasks(ROOT / "sample_rubrics" / "arithmetic.tasks.jsonl")
     prompts = [encode_messages(tokenizer, student_messages(tasks[i % len(tasks)].prompt)) for i in range(args.chains)]
-    sides = {"peft": Sampler(model, tokenizer, lean_adapters=False), "lean": Sampler(model, tokenizer)}
+    sides = {"peft": Sampler(model, tokenizer, lean_adapters=False, packed=False),
+             "lean": Sampler(model, tokenizer, packed=False)}
+    if supported(next(model.parameters())):
+        sides["packed"] = Sampler(model, tokenizer)
     kw = dict(n=1, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, temperature=1.0, seed=0,
               batch_size=args.chains)
     seconds = {name: [] for name in sides}
@@ -124,10 +131,13 @@ def main() -> int:
             "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu x{args.threads} threads",
             "chains": args.chains, "new_tokens": args.new_tokens, "seconds": seconds,
             "ms_per_decode_step": {n: round(1000 * min(s) / args.new_tokens, 2) for n, s in seconds.items()},
-            "step_operations": {n: step_operations(model, tokenizer, args.chains, n == "lean") for n in sides},
+            "step_operations": {n: step_operations(model, tokenizer, args.chains, n) for n in sides},
             "same_chains": f"{same}/{len(prompts)}", "logprob_max_abs_difference": round(differ, 4),
             "load_avg_start": round(load, 2), "load_avg_end": round(os.getloadavg()[0], 2),
             "torch": torch.__version__, "commit": args.commit or git_commit()}
+    if "packed" in chains:                 # the same products to the bit, so the same chains are expected
+        line["packed_same_chains_as_lean"] = \
+            f"{sum(x.completion_ids == y.completion_ids for x, y in zip(chains['packed'], chains['lean']))}/{len(prompts)}"
     print(json.dumps(line), flush=True)
     if args.out:
         append_jsonl(args.out, line)
