@@ -20,8 +20,9 @@ stays valid and sees every update that a refresh brings in.
 
 On a CPU in bfloat16 (`packed`, the default where `packing.supported`), the two products run from
 oneDNN-packed copies of the snapshots, made again at each refresh, and the second adds into the
-base output inside the product (`packing.linear_add`); a decode step of SmolLM2 with 16 chains
-spent 8 ms of its 41 in these products through `F.linear` and `addmm` (tests/test_packing.py).
+base output inside the product (`packing.linear_add`): a decode step of the embedded SmolLM2 with
+16 chains spent ~8 ms of its ~41 in these products through `F.linear` and `addmm` (torch.profiler).
+Tests: tests/test_packing.py.
 
 A linear keeps peft's own forward when the lean one would differ: adapters disabled or merged, more
 than one active adapter, a LoRA variant (DoRA and others), a bias on B, dropout in train mode, a

@@ -8,12 +8,13 @@
 
 Why: torch's bf16 `F.linear` on a CPU hands its weight to oneDNN in plain layout on every call, and
 oneDNN reorders it into its blocked layout each time. A packed weight is already in that layout.
-On this 2-core CPU (AVX-512 BF16, torch 2.13), 16 rows times SmolLM2's MLP weight (576 × 1536)
-took 73 µs through `F.linear` and 48 µs packed, and its output head (576 × 49152) 2.8 ms against
-1.9 ms; the result is the same to the bit (the same kernel runs after the reorder). For a whole
-decode step of the embedded model with its LoRA adapter, 16 chains: 40.5 → 34.5 ms
-(`bench/lean_adapters.py embedded` measures it in place). For a thousand rows (a training forward)
-the gain is under 10%, and the backward needs the plain weight, so only no-grad passes use it.
+On this 2-core CPU (AVX-512 BF16, torch 2.13), timed alone, 16 rows times SmolLM2's MLP weight
+(576 × 1536) took 73 µs through `F.linear` and 48 µs packed, and its output head (576 × 49152)
+2.8 ms against 1.9 ms; the result is the same to the bit (the same kernel runs after the reorder).
+A sampling call of the embedded model with its LoRA adapter, 16 chains × 64 tokens: 3.15 → 2.79 s,
+the same chains (`python bench/lean_adapters.py embedded --chains 16 --new-tokens 64`). For a
+thousand rows (a training forward) the gain is under 10%, and the backward needs the plain
+weight, so only no-grad passes use it.
 
 `supported(weight)`: a CPU tensor in bfloat16, in a torch built with oneDNN (x86 wheels are). Nothing
 else is packed, so on a GPU or in float32 `PackedLinears` is empty and `active()` changes nothing.
