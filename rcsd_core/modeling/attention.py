@@ -76,10 +76,11 @@ def matmul_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor
     if mask is not None:
         mask = mask[None, None, None] if mask.dim() == 2 else \
             mask.unsqueeze(2) if mask.shape[1] == 1 else mask.unflatten(1, (Hkv, groups))
-        if mask.dtype == torch.bool:
-            scores = scores.masked_fill_(~mask, torch.finfo(scores.dtype).min)    # a fresh tensor: in place
-        else:
-            scores = scores.add_(mask)
+        fill = torch.finfo(scores.dtype).min
+        if scores.requires_grad:     # in place on this view would make autograd copy the whole scores back
+            scores = scores.masked_fill(~mask, fill) if mask.dtype == torch.bool else scores + mask
+        else:                        # no grad (decoding, the teacher): in place, one pass fewer
+            scores = scores.masked_fill_(~mask, fill) if mask.dtype == torch.bool else scores.add_(mask)
     weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
     return torch.matmul(weights.view(B, Hkv, groups * T, L), value).view(B, H, T, value.shape[-1])
 
