@@ -84,3 +84,26 @@ def test_cpu_models_load_with_it_and_a_bf16_forward_matches_sdpa():
     real = attention.bool()
     assert (mine[real].float() - theirs[real].float()).abs().max() < 0.1 * theirs[real].float().abs().max()
     assert model.config._attn_implementation == ATTENTION
+
+
+def graph_nodes(tensor: torch.Tensor) -> set[str]:
+    """Names of the autograd nodes that lead to `tensor`."""
+    seen, todo = set(), [tensor.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        todo += [next_node for next_node, _ in node.next_functions]
+    return {type(node).__name__ for node in seen}
+
+
+def test_the_mask_fills_in_place_without_grad_and_out_of_place_with_it():
+    query, key, value, mask = inputs()
+    with torch.no_grad():
+        want = matmul_attention(query, key, value, mask)
+    query.requires_grad_(True)
+    got = matmul_attention(query, key, value, mask)
+    assert torch.equal(got.detach(), want)
+    # in place on the scores' view, autograd would copy every gradient of the scores back (CopySlices)
+    assert "CopySlices" not in graph_nodes(got) and "MaskedFillBackward0" in graph_nodes(got)
