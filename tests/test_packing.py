@@ -112,3 +112,14 @@ def test_the_sampler_packs_again_only_when_a_weight_has_moved(bf16_lora, peaked,
     assert sampler._packed[1] is first
     sampler.release()
     assert sampler._packed is None
+
+
+def test_the_sampler_does_not_pack_while_an_adapter_is_merged(bf16_lora, peaked, prompts):
+    lora = copy.deepcopy(bf16_lora)
+    sampler = Sampler(lora, peaked[1])
+    kw = dict(max_new_tokens=6, temperature=0, batch_size=3)
+    sampler.sample(prompts, **kw)                           # packs the base weights as they are
+    lora.merge_adapter()                                    # which then change in place
+    merged, _ = sampler.sample(prompts, **kw)
+    plain, _ = Sampler(lora, peaked[1], packed=False).sample(prompts, **kw)
+    assert [s.logprobs for s in merged] == [s.logprobs for s in plain]

@@ -53,9 +53,9 @@ import torch
 from rcsd_core.modeling.adapters import DecodingAdapters
 from rcsd_core.modeling.attention import attention_implementation
 from rcsd_core.modeling.batching import left_pad
-from rcsd_core.modeling.packing import PackedLinears
 from rcsd_core.modeling.generation import (MIN_SHARED_PREFIX, Sample, SamplingStats, cache_keyword, cut_at_eos,
                                            last_position, no_logits, shared_prefix_length)
+from rcsd_core.modeling.packing import PackedLinears
 
 Prefix = list[tuple[torch.Tensor, torch.Tensor]]   # per layer, keys and values (1, Hkv, S, D) of a shared prefix
 CHECK_EVERY = 8          # decode steps between looks at "all chains finished" (one host sync each)
@@ -401,10 +401,14 @@ class Sampler:
         self._packed = None
 
     def packed_linears(self) -> contextlib.AbstractContextManager:
-        """The frozen linears run packed for this call (packed again only when a weight has moved)."""
-        if not self.packed:
+        """The frozen linears run packed for this call (packed again only when a weight has moved).
+
+        Not while an adapter is merged: a merge adds into the base weights in place, where the packed
+        copies would not see it (rcsd never merges a live model; an unmerge leaves the weights a
+        rounding away from the copies, so `release()` after one)."""
+        addresses, switches, _ = weights_key(self.model)
+        if not self.packed or any(merged for _, _, merged in switches):
             return contextlib.nullcontext()
-        addresses = weights_key(self.model)[0]
         if self._packed is None or self._packed[0] != addresses:
             self._packed = None                                        # the old copies go before the new come
             self._packed = (addresses, PackedLinears(self.model))
