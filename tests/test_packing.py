@@ -123,3 +123,19 @@ def test_the_sampler_does_not_pack_while_an_adapter_is_merged(bf16_lora, peaked,
     merged, _ = sampler.sample(prompts, **kw)
     plain, _ = Sampler(lora, peaked[1], packed=False).sample(prompts, **kw)
     assert [s.logprobs for s in merged] == [s.logprobs for s in plain]
+
+
+def test_where_the_packed_product_fails_nothing_is_packed(bf16_lora, peaked, prompts, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("this CPU does not run it")
+
+    with monkeypatch.context() as patch:                  # the probe itself, on a build whose op fails
+        patch.setattr(packing, "linear", broken)
+        assert packing.packed_products_work.__wrapped__() is False
+    monkeypatch.setattr(packing, "packed_products_work", lambda: False)
+    assert len(PackedLinears(bf16_lora)) == 0
+    assert not any(s.packed for s in DecodingAdapters(bf16_lora).snapshots)
+    kw = dict(max_new_tokens=4, temperature=0, batch_size=3)
+    got, _ = Sampler(bf16_lora, peaked[1]).sample(prompts, **kw)
+    want, _ = Sampler(bf16_lora, peaked[1], packed=False).sample(prompts, **kw)
+    assert [s.logprobs for s in got] == [s.logprobs for s in want]

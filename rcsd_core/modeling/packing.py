@@ -16,9 +16,11 @@ the same chains (`python bench/lean_adapters.py embedded --chains 16 --new-token
 thousand rows (a training forward) the gain is under 10%, and the backward needs the plain
 weight, so only no-grad passes use it.
 
-`supported(weight)`: a CPU tensor in bfloat16, in a torch built with oneDNN (x86 wheels are). Nothing
-else is packed, so on a GPU or in float32 `PackedLinears` is empty and `active()` changes nothing.
-A linear whose weight requires grad (a trained one) is left alone.
+`supported(weight)`: a CPU tensor in bfloat16, in a torch built with oneDNN (x86 wheels are) on a
+CPU whose bf16 products oneDNN runs, and one small packed product, tried once per process, equal
+to `F.linear`'s. Nothing else is packed, so on a GPU, in float32 or on another CPU `PackedLinears`
+is empty and `active()` changes nothing. A linear whose weight requires grad (a trained one) is
+left alone.
 
 The copies are the weights as they were when packed: right for rcsd, which never changes a base
 weight (the adapter stays unmerged); after changing one in place, pack again. They cost the
@@ -29,17 +31,36 @@ Tests: tests/test_packing.py.
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 ROWS_HINT = 16     # rows oneDNN lays the packed weight out for; any number of rows gives the same result
 
 
 def supported(weight: torch.Tensor) -> bool:
-    """Whether `weight` can be packed: bfloat16 on a CPU, with torch's oneDNN linear present."""
-    return (weight.device.type == "cpu" and weight.dtype == torch.bfloat16
-            and torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+    """Whether `weight` can be packed: bfloat16 on a CPU where oneDNN's packed bf16 product works."""
+    return weight.device.type == "cpu" and weight.dtype == torch.bfloat16 and packed_products_work()
+
+
+@functools.cache
+def packed_products_work() -> bool:
+    """torch has oneDNN's packed linear, this CPU runs its bf16 products, and one small packed
+    product (with the sum) equals torch's own; tried once per process."""
+    mkldnn = torch.ops.mkldnn
+    if not (torch.backends.mkldnn.is_available() and hasattr(mkldnn, "_linear_pointwise")
+            and hasattr(mkldnn, "_is_mkldnn_bf16_supported") and mkldnn._is_mkldnn_bf16_supported()):
+        return False
+    generator = torch.Generator().manual_seed(0)
+    x, w, out = (torch.randn(*shape, generator=generator).to(torch.bfloat16) for shape in ((3, 8), (5, 8), (3, 5)))
+    try:
+        packed = pack(w)
+        return torch.equal(linear(x, packed), F.linear(x, w)) and \
+            torch.equal(linear_add(x, packed, out), torch.addmm(out, x, w.t()))
+    except RuntimeError:                        # an op this build or CPU does not run
+        return False
 
 
 def pack(weight: torch.Tensor, rows: int = ROWS_HINT) -> torch.Tensor:
