@@ -131,13 +131,6 @@ class DecodingAdapters:
         for snapshot in self.snapshots:
             snapshot.copy_in()
 
-    @contextlib.contextmanager
-    def active(self):
+    def active(self) -> contextlib.AbstractContextManager:
         """Inside the block each snapshotted linear runs lean; peft's forward is back after it."""
-        for s in self.snapshots:
-            s.module.forward = s.forward
-        try:
-            yield self
-        finally:
-            for s in self.snapshots:
-                s.module.__dict__.pop("forward", None)
+        return packing.replaced_forwards([(s.module, s.forward) for s in self.snapshots])

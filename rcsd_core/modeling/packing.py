@@ -88,16 +88,22 @@ class PackedLinears:
     def __len__(self) -> int:
         return len(self.linears)
 
-    @contextlib.contextmanager
-    def active(self):
+    def active(self) -> contextlib.AbstractContextManager:
         """Inside the block each packed linear runs from its packed copy; its own forward is back after it."""
-        for module, packed in self.linears:
-            module.forward = _packed_forward(packed, module.bias)
-        try:
-            yield self
-        finally:
-            for module, _ in self.linears:
-                module.__dict__.pop("forward", None)
+        return replaced_forwards([(module, _packed_forward(packed, module.bias)) for module, packed in self.linears])
+
+
+@contextlib.contextmanager
+def replaced_forwards(replacements: list[tuple[nn.Module, object]]):
+    """Each module runs the given forward inside the block (an instance attribute over its class's),
+    and its own forward again after it, even after an error."""
+    for module, forward in replacements:
+        module.forward = forward
+    try:
+        yield
+    finally:
+        for module, _ in replacements:
+            module.__dict__.pop("forward", None)
 
 
 def _packed_forward(packed: torch.Tensor, bias: torch.Tensor | None):
