@@ -400,13 +400,14 @@ class Sampler:
         self._adapters.clear()
         self._packed = None
 
-    def packed_linears(self) -> contextlib.AbstractContextManager:
-        """The frozen linears run packed for this call (packed again only when a weight has moved).
+    def packed_linears(self, key: tuple) -> contextlib.AbstractContextManager:
+        """The frozen linears run packed for this call (packed again only when a weight has moved);
+        `key`: the model's weights_key now.
 
         Not while an adapter is merged: a merge adds into the base weights in place, where the packed
         copies would not see it (rcsd never merges a live model; an unmerge leaves the weights a
         rounding away from the copies, so `release()` after one)."""
-        addresses, switches, _ = weights_key(self.model)
+        addresses, switches, _ = key
         if not self.packed or any(merged for _, _, merged in switches):
             return contextlib.nullcontext()
         if self._packed is None or self._packed[0] != addresses:
@@ -414,12 +415,12 @@ class Sampler:
             self._packed = (addresses, PackedLinears(self.model))
         return self._packed[1].active()
 
-    def adapters(self) -> contextlib.AbstractContextManager:
+    def adapters(self, key: tuple) -> contextlib.AbstractContextManager:
         """The lean adapters for this call, refreshed: one set of snapshots per weights key (the
-        adapter on, off, reloaded), at most KEEP_ADAPTERS, with the graphs captured on a released set."""
+        adapter on, off, reloaded; `key` is the model's now), at most KEEP_ADAPTERS, with the graphs
+        captured on a released set."""
         if not self.lean_adapters:
             return contextlib.nullcontext()
-        key = weights_key(self.model)
         lean = self._adapters.pop(key, None)
         if lean is None:
             lean = DecodingAdapters(self.model, packed=self.packed)
@@ -469,7 +470,8 @@ class Sampler:
             generator = torch.Generator(device=device)
             generator.manual_seed(seed)
         samples: list[Sample] = []
-        with torch.no_grad(), attention_implementation(self.model), self.packed_linears(), self.adapters(), \
+        key = weights_key(self.model)
+        with torch.no_grad(), attention_implementation(self.model), self.packed_linears(key), self.adapters(key), \
                 no_input_grad_hook(self.model):
             prefix = run_prefix(self.model, prompts[0][:shared]) if shared else None
             for b in range(0, len(jobs), batch_size):
