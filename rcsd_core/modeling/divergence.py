@@ -33,6 +33,12 @@ def completion_hidden(model, batch: Batch | SharedBatch) -> torch.Tensor:
     batch = batch.to(device)
     hidden = final_hidden(model, input_ids=batch.ids, attention_mask=batch.attention, position_ids=batch.positions,
                           use_cache=False)
+    return at_completions(hidden, batch)
+
+
+def at_completions(hidden: torch.Tensor, batch: Batch | SharedBatch) -> torch.Tensor:
+    """The hidden states (B, C, H) at the positions that predict each chain's completion tokens,
+    from a forward's (rows, T, H) over `batch`'s layout."""
     if isinstance(batch, SharedBatch):
         return hidden.reshape(-1, hidden.shape[-1])[batch.index]
     C = batch.tokens.shape[1]
@@ -76,10 +82,7 @@ def teacher_hidden(model, prompts: list[list[int]], completions: list[list[int]]
         del cache  # the prefix's keys and values, once per row: gone before the student's forward
     finally:
         model.train(training)
-    if isinstance(batch, SharedBatch):
-        return hidden.reshape(-1, hidden.shape[-1])[batch.index]
-    C = batch.tokens.shape[1]
-    return hidden[:, batch.start:batch.start + C]
+    return at_completions(hidden, batch)
 
 
 @torch.no_grad()
