@@ -17,7 +17,8 @@ from rcsd_core.modeling.models import attach_lora, randomize_adapter
 from rcsd_core.modeling.operations import OperationCount
 from rcsd_core.modeling.sampler import Sampler
 
-from test_sampler import assert_logprobs_match, peaked, prompts, scale_adapter, with_adapter  # noqa: F401 (fixtures)
+from test_sampler import (assert_logprobs_match, bf16_with_adapter, peaked, prompts, scale_adapter,  # noqa: F401
+                          with_adapter)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -44,10 +45,7 @@ def test_lean_forward_equals_peft_forward_in_float32(peaked, ids):
 
 
 def test_an_adapted_linear_runs_three_operations_instead_of_seven(peaked):
-    lora = with_adapter(peaked[0]).to(torch.bfloat16)
-    for name, p in lora.named_parameters():
-        if "lora_" in name:
-            p.data = p.data.float()                          # as a bf16 model with a float32 adapter is trained
+    lora = bf16_with_adapter(peaked[0])
     module = next(m for m in lora.modules() if lean_adapter(m) is not None)
     x = torch.randn(4, 1, module.in_features, dtype=torch.bfloat16)
     counts = []

@@ -16,7 +16,7 @@ from rcsd_core.modeling.adapters import DecodingAdapters
 from rcsd_core.modeling.packing import PackedLinears
 from rcsd_core.modeling.sampler import Sampler
 
-from test_sampler import peaked, prompts, scale_adapter, with_adapter  # noqa: F401 (fixtures)
+from test_sampler import bf16_with_adapter, peaked, prompts, scale_adapter, with_adapter  # noqa: F401 (fixtures)
 
 BF16 = torch.bfloat16
 pytestmark = [pytest.mark.usefixtures("one_thread"),
@@ -27,11 +27,7 @@ pytestmark = [pytest.mark.usefixtures("one_thread"),
 @pytest.fixture(scope="module")
 def bf16_lora(peaked):
     """A bf16 copy of the tiny peaked model with a float32 LoRA adapter (random B), as a CPU round trains it."""
-    lora = with_adapter(copy.deepcopy(peaked[0]).to(BF16))
-    for name, p in lora.named_parameters():
-        if "lora_" in name:
-            p.data = p.data.float()
-    return lora
+    return bf16_with_adapter(peaked[0])
 
 
 def logits(model, ids: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,15 @@ def with_adapter(model, seed: int = 0):
     return lora.eval()
 
 
+def bf16_with_adapter(model, seed: int = 0):
+    """`with_adapter` on a bf16 copy of `model` whose adapter stays float32, as a CPU round trains it."""
+    lora = with_adapter(model, seed).to(torch.bfloat16)
+    for name, p in lora.named_parameters():
+        if "lora_" in name:
+            p.data = p.data.float()
+    return lora
+
+
 def scale_adapter(lora, factor: float, *, undo: bool = False) -> None:
     """Multiply the adapter's B matrices by `factor` in place, as an optimizer step updates weights
     (`undo`: divide them by it again)."""
