@@ -1,5 +1,6 @@
 """The sampler with the adapter run lean beside peft's own LoRA forward, same model, same seeds; on a CPU in bf16
-also the sampler's default there, lean with every product from oneDNN-packed weights (`modeling/packing.py`).
+also lean with every product from oneDNN-packed weights (`modeling/packing.py`), and the sampler's default
+there, a Llama's decode step written out over fused packed products (`modeling/llama_step.py`).
 
     python bench/lean_adapters.py smollm2 --chains 64 --new-tokens 256      # on a GPU: CUDA graphs, bf16
     python bench/lean_adapters.py embedded --chains 16 --new-tokens 64      # this CPU: embedded model, bf16
@@ -11,7 +12,7 @@ runs (`modeling.operations.OperationCount`, views left out; on a GPU each is a k
 graph), then `--repeats` timed sampling calls taken in turn (temperature 1, min_new_tokens = new
 tokens, so every chain has the full length), best kept; and the largest log-prob difference between
 peft's and the lean side's chains for the same seed, over the tokens they share before they part
-(the packed side's chains are compared with the lean side's whole). Prints one
+(the packed and llama sides' chains are compared with the lean side's whole). Prints one
 JSON line; `--out` appends it to a results file.
 """
 
@@ -40,6 +41,7 @@ from rcsd_core.modeling.attention import attention_implementation  # noqa: E402
 from rcsd_core.modeling.contexts import student_messages  # noqa: E402
 from rcsd_core.modeling.models import attach_lora, load_model, randomize_adapter  # noqa: E402
 from rcsd_core.modeling.operations import OperationCount  # noqa: E402
+from rcsd_core.modeling.llama_step import LlamaStep  # noqa: E402
 from rcsd_core.modeling.packing import PackedLinears, supported  # noqa: E402
 from rcsd_core.modeling.sampler import Decoder, Sampler, Shape  # noqa: E402
 
@@ -62,9 +64,12 @@ def step_operations(model, tokenizer, rows: int, side: str) -> int:
     """Operations of one eager decode step of `rows` chains over a 64-column cache."""
     decoder = Decoder(model, Shape(rows=rows, width=32, new_tokens=33), eos=tokenizer.eos_token_id,
                       pad=tokenizer.pad_token_id)
-    adapters = DecodingAdapters(model, packed=side == "packed").active() if side != "peft" else torch.no_grad()
+    lean = DecodingAdapters(model, packed=side in ("packed", "llama")) if side != "peft" else None
+    if side == "llama":
+        decoder.llama = LlamaStep(model)
+        assert decoder.llama.bind(lean)
     packed = PackedLinears(model).active() if side == "packed" else torch.no_grad()
-    with torch.no_grad(), attention_implementation(model), packed, adapters:
+    with torch.no_grad(), attention_implementation(model), packed, lean.active() if lean else torch.no_grad():
         decoder.valid[:, :32] = True
         for layer in decoder.cache.layers:
             layer.cumulative_length.fill_(32)
@@ -111,7 +116,8 @@ def main() -> int:
     sides = {"peft": Sampler(model, tokenizer, lean_adapters=False, packed=False),
              "lean": Sampler(model, tokenizer, packed=False)}
     if supported(next(model.parameters())):
-        sides["packed"] = Sampler(model, tokenizer)
+        sides["packed"] = Sampler(model, tokenizer, llama_step=False)
+        sides["llama"] = Sampler(model, tokenizer)
     kw = dict(n=1, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, temperature=1.0, seed=0,
               batch_size=args.chains)
     seconds = {name: [] for name in sides}
@@ -135,9 +141,10 @@ def main() -> int:
             "same_chains": f"{same}/{len(prompts)}", "logprob_max_abs_difference": round(differ, 4),
             "load_avg_start": round(load, 2), "load_avg_end": round(os.getloadavg()[0], 2),
             "torch": torch.__version__, "commit": args.commit or git_commit()}
-    if "packed" in chains:                 # the same products to the bit, so the same chains are expected
-        line["packed_same_chains_as_lean"] = \
-            f"{sum(x.completion_ids == y.completion_ids for x, y in zip(chains['packed'], chains['lean']))}/{len(prompts)}"
+    for name in ("packed", "llama"):       # the same products to the bit, so the same chains are expected
+        if name in chains:
+            line[f"{name}_same_chains_as_lean"] = \
+                f"{sum(x.completion_ids == y.completion_ids for x, y in zip(chains[name], chains['lean']))}/{len(prompts)}"
     print(json.dumps(line), flush=True)
     if args.out:
         append_jsonl(args.out, line)

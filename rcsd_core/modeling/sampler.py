@@ -55,6 +55,8 @@ from rcsd_core.modeling.attention import attention_implementation
 from rcsd_core.modeling.batching import left_pad
 from rcsd_core.modeling.generation import (MIN_SHARED_PREFIX, Sample, SamplingStats, cache_keyword, cut_at_eos,
                                            last_position, no_logits, shared_prefix_length)
+from rcsd_core.modeling import llama_step
+from rcsd_core.modeling.llama_step import LlamaStep
 from rcsd_core.modeling.packing import PackedLinears
 
 Prefix = list[tuple[torch.Tensor, torch.Tensor]]   # per layer, keys and values (1, Hkv, S, D) of a shared prefix
@@ -67,11 +69,12 @@ KEEP_ADAPTERS = 4        # adapter snapshot sets kept (the adapter on, off, relo
 
 # ---------------------------------------------------------------------------- choosing tokens (pure)
 
-def pick_tokens(scores: torch.Tensor, uniforms: torch.Tensor, temperature: torch.Tensor, top_p: torch.Tensor, *,
-                greedy: bool, nucleus: bool) -> torch.Tensor:
+def pick_tokens(scores: torch.Tensor, uniforms: torch.Tensor, temperature: torch.Tensor | None, top_p: torch.Tensor,
+                *, greedy: bool, nucleus: bool) -> torch.Tensor:
     """Next tokens (B,) from scores (B, V) float32, by inverse CDF on uniforms (B,) in [0, 1).
 
-    Greedy takes the argmax (first of ties, as generate does). Otherwise softmax(scores / temperature),
+    Greedy takes the argmax (first of ties, as generate does). Otherwise softmax(scores / temperature)
+    (temperature None: 1, the division left out, which gives the same bits),
     restricted with `nucleus` to the smallest top set whose mass reaches top_p (a token is kept when
     the mass ranked above it is below top_p, so the first always is). The draw is the first token
     whose cumulative mass exceeds u * total, so a token of zero probability is never drawn. No host
@@ -79,7 +82,7 @@ def pick_tokens(scores: torch.Tensor, uniforms: torch.Tensor, temperature: torch
     """
     if greedy:
         return scores.argmax(-1)
-    probs = torch.softmax(scores / temperature, dim=-1)
+    probs = torch.softmax(scores if temperature is None else scores / temperature, dim=-1)
     order = None
     if nucleus:
         probs, order = probs.sort(dim=-1, descending=True)
@@ -97,7 +100,8 @@ def pick_tokens(scores: torch.Tensor, uniforms: torch.Tensor, temperature: torch
 # One decoder per shape (rows B, prompt width C = S + W, new tokens N): its cache and buffers are
 # allocated once and reused for every batch of that shape, so a CUDA graph captured on them stays
 # valid. Column layout of the cache: [0, C) prompt, C - 1 + t the token fed at decode step t.
-# Greedy or not, top-p or not change the step's code: one graph each, on the same buffers.
+# Greedy or not, top-p or not, a temperature of 1 or not change the step's code: one graph each, on the
+# same buffers.
 
 @dataclass(frozen=True)
 class Shape:
@@ -132,7 +136,8 @@ class Decoder:
         self.temperature = torch.ones((), **on)
         self.top_p = torch.ones((), **on)
         self.min_new_tokens = torch.zeros((), dtype=torch.long, **on)
-        self.greedy, self.nucleus = True, False
+        self.greedy, self.nucleus, self.tempered = True, False, False
+        self.llama: LlamaStep | None = None     # set by the Sampler for a call: the step runs there, not the modules
         backend = "inductor" if compile is True else compile
         self.step_fn = compiled_step(self.step, backend) if backend else self.step
         self.graphs: dict[tuple, torch.cuda.CUDAGraph] = {}
@@ -144,11 +149,15 @@ class Decoder:
         """Feed the last tokens (B,) at column C - 1 + t, choose token t, record it. No host sync."""
         B, L = self.shape.rows, self.length
         self.valid.index_fill_(1, self.column.view(1), True)
-        out = self.model(input_ids=self.last.view(B, 1), attention_mask=self.valid.view(B, 1, 1, L),
-                         position_ids=self.position.view(B, 1), use_cache=True, **{self.keyword: self.cache})
+        if self.llama is not None:
+            logits = self.llama.logits(self.last, self.position, self.column, self.valid, self.cache)
+        else:
+            logits = self.model(input_ids=self.last.view(B, 1), attention_mask=self.valid.view(B, 1, 1, L),
+                                position_ids=self.position.view(B, 1), use_cache=True,
+                                **{self.keyword: self.cache}).logits[:, -1]
         self.position.add_(1)
         self.column.add_(1)
-        self.record(out.logits[:, -1])
+        self.record(logits)
 
     def record(self, logits: torch.Tensor) -> None:
         """Choose token t from logits (B, V); write it and its log-prob; mark rows that finish."""
@@ -157,8 +166,9 @@ class Decoder:
         logp = torch.log_softmax(scores, dim=-1)                                    # (B, V) at temperature 1
         hold = (self.step_index < self.min_new_tokens).expand(scores.shape[0])    # end-of-turn not yet allowed
         scores[:, self.eos] = torch.where(hold, float("-inf"), scores[:, self.eos])  # after logp: it stays whole
-        token = pick_tokens(scores, self.uniforms.index_select(0, t).view(-1), self.temperature, self.top_p,
-                            greedy=self.greedy, nucleus=self.nucleus)
+        token = pick_tokens(scores, self.uniforms.index_select(0, t).view(-1),
+                            self.temperature if self.tempered else None, self.top_p, greedy=self.greedy,
+                            nucleus=self.nucleus)
         token = torch.where(self.finished, self.pad, token)
         chosen = torch.where(self.finished, 0.0, logp.gather(1, token.unsqueeze(1)).squeeze(1))
         self.tokens.index_copy_(1, t, token.unsqueeze(1))
@@ -207,6 +217,7 @@ class Decoder:
             layer.cumulative_length.fill_(C)
         self.valid.copy_(valid.index_select(0, rows))
         self.greedy, self.nucleus = temperature <= 0, temperature > 0 and top_p < 1
+        self.tempered = temperature > 0 and temperature != 1
         self.temperature.fill_(max(temperature, 1e-6))
         self.top_p.fill_(top_p)
         self.min_new_tokens.fill_(min_new_tokens)
@@ -238,7 +249,7 @@ class Decoder:
 
     def _replay(self) -> Callable[[], None]:
         """The step as a CUDA graph over this decoder's buffers, captured once per weights key."""
-        key = (self.greedy, self.nucleus, weights_key(self.model))
+        key = (self.greedy, self.nucleus, self.tempered, weights_key(self.model))
         if key not in self.graphs:
             self.graphs[key] = self._capture()
         return self.graphs[key].replay
@@ -380,47 +391,52 @@ class Sampler:
     `cuda_graph` replays the step as a CUDA graph on a GPU (ignored on a CPU); `compile` wraps the
     step in torch.compile (fullgraph; True for inductor, or a backend name) first; `lean_adapters`
     runs the adapter from snapshots in the model's dtype (False: peft's own forward); `packed` runs
-    the frozen linears from oneDNN-packed copies on a CPU in bf16 (not with `compile`). `release()`
-    frees the caches and the packed copies."""
+    the frozen linears from oneDNN-packed copies on a CPU in bf16 (not with `compile`), and with
+    `llama_step` a Llama's decode steps run as `llama_step.LlamaStep` over fused packed copies instead
+    of through its modules. `release()` frees the caches and the packed copies."""
 
     def __init__(self, model, tokenizer, *, check_every: int = CHECK_EVERY, cuda_graph: bool = True,
-                 compile: bool | str = False, lean_adapters: bool = True, packed: bool = True):
+                 compile: bool | str = False, lean_adapters: bool = True, packed: bool = True,
+                 llama_step: bool = True):
         if cache_keyword(model) is None:
             raise NotImplementedError("this model's forward takes no cache: use generation.sample_chains")
         self.model, self.tokenizer = model, tokenizer
         self.check_every, self.cuda_graph, self.compile = check_every, cuda_graph, compile
         self.lean_adapters = lean_adapters
         self.packed = packed and not compile
+        self.llama_step = llama_step
         self.decoders: OrderedDict[Shape, Decoder] = OrderedDict()    # least recently used first
         self._adapters: OrderedDict[tuple, DecodingAdapters] = OrderedDict()   # by weights_key, oldest first
-        self._packed: tuple[tuple, PackedLinears] | None = None            # (weight addresses, copies)
+        self._packed: tuple[tuple, PackedLinears | LlamaStep] | None = None   # (weight addresses, copies)
 
     def release(self) -> None:
         self.decoders.clear()
         self._adapters.clear()
         self._packed = None
 
-    def packed_linears(self, key: tuple) -> contextlib.AbstractContextManager:
-        """The frozen linears run packed for this call (packed again only when a weight has moved);
-        `key`: the model's weights_key now.
+    def packed_weights(self, key: tuple) -> PackedLinears | LlamaStep | None:
+        """The packed copies of the frozen weights for this call (packed again only when a weight has
+        moved; `key`: the model's weights_key now): a LlamaStep where `llama_step.supported`, else
+        PackedLinears, or None where nothing is packed.
 
         Not while an adapter is merged: a merge adds into the base weights in place, where the packed
         copies would not see it (rcsd never merges a live model; an unmerge leaves the weights a
         rounding away from the copies, so `release()` after one)."""
         addresses, switches, _ = key
         if not self.packed or any(merged for _, _, merged in switches):
-            return contextlib.nullcontext()
+            return None
         if self._packed is None or self._packed[0] != addresses:
             self._packed = None                                        # the old copies go before the new come
-            self._packed = (addresses, PackedLinears(self.model))
-        return self._packed[1].active()
+            fused = self.llama_step and llama_step.supported(self.model)
+            self._packed = (addresses, LlamaStep(self.model) if fused else PackedLinears(self.model))
+        return self._packed[1]
 
-    def adapters(self, key: tuple) -> contextlib.AbstractContextManager:
+    def adapters(self, key: tuple) -> DecodingAdapters | None:
         """The lean adapters for this call, refreshed: one set of snapshots per weights key (the
         adapter on, off, reloaded; `key` is the model's now), at most KEEP_ADAPTERS, with the graphs
-        captured on a released set."""
+        captured on a released set; None without lean adapters."""
         if not self.lean_adapters:
-            return contextlib.nullcontext()
+            return None
         lean = self._adapters.pop(key, None)
         if lean is None:
             lean = DecodingAdapters(self.model, packed=self.packed)
@@ -432,7 +448,7 @@ class Sampler:
             for decoder in self.decoders.values():
                 for graph in [g for g in decoder.graphs if g[-1] == released]:
                     del decoder.graphs[graph]
-        return lean.active()
+        return lean
 
     def decoder(self, shape: Shape) -> Decoder:
         """The kept decoder of `shape`, else a new one in place of the kept one of its rows and new tokens."""
@@ -471,12 +487,16 @@ class Sampler:
             generator.manual_seed(seed)
         samples: list[Sample] = []
         key = weights_key(self.model)
-        with torch.no_grad(), attention_implementation(self.model), self.packed_linears(key), self.adapters(key), \
-                no_input_grad_hook(self.model):
+        lean, packed = self.adapters(key), self.packed_weights(key)
+        fused = packed if isinstance(packed, LlamaStep) and packed.bind(lean) else None    # else: the modules
+        linears = packed.active() if isinstance(packed, PackedLinears) else contextlib.nullcontext()
+        with torch.no_grad(), attention_implementation(self.model), linears, \
+                lean.active() if lean is not None else contextlib.nullcontext(), no_input_grad_hook(self.model):
             prefix = run_prefix(self.model, prompts[0][:shared]) if shared else None
             for b in range(0, len(jobs), batch_size):
                 batch = jobs[b:b + batch_size]
                 decoder = self.decoder(Shape(batch_size if graphs else len(batch), width, max_new_tokens))
+                decoder.llama = fused
                 order = [p for p, _ in batch]
                 order += [order[-1]] * (decoder.shape.rows - len(order))   # CUDA: a full batch keeps one graph
                 distinct = {p: i for i, p in enumerate(dict.fromkeys(order))}  # each prompt's rest runs once
