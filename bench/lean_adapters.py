@@ -70,10 +70,7 @@ def step_operations(model, tokenizer, rows: int, side: str) -> int:
         assert decoder.llama.bind(lean)
     packed = PackedLinears(model).active() if side == "packed" else torch.no_grad()
     with torch.no_grad(), attention_implementation(model), packed, lean.active() if lean else torch.no_grad():
-        decoder.valid[:, :32] = True
-        for layer in decoder.cache.layers:
-            layer.cumulative_length.fill_(32)
-        decoder.column.fill_(32)
+        decoder.resume()
         with OperationCount() as ops:
             decoder.step()
     return ops.count

@@ -40,11 +40,9 @@ def mid_batch(model, tokenizer, rows: int = 5) -> Decoder:
     for layer in decoder.cache.layers:
         layer.keys.normal_(generator=generator)
         layer.values.normal_(generator=generator)
-        layer.cumulative_length.fill_(12)
-    decoder.valid[:, :12] = True
+    decoder.resume()
     for row in range(rows):
         decoder.valid[row, :row] = False
-    decoder.column.fill_(12)
     decoder.position.copy_(12 - torch.arange(rows))
     decoder.last.copy_(torch.randint(0, 2000, (rows,), generator=generator))
     return decoder

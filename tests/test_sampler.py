@@ -356,15 +356,12 @@ def test_weights_key_keeps_in_place_updates_and_changes_with_the_adapter_switche
 def assert_one_step_traces_as_one_graph(lora, tokenizer) -> None:
     """One graph, no break, for a bare decode step on a decoder's buffers, the adapter run lean as
     a compiled sampler runs it (unpacked: oneDNN's packed products do not trace)."""
-    decoder = Decoder(lora, Shape(rows=2, width=8, new_tokens=4), eos=tokenizer.eos_token_id,
+    decoder = Decoder(lora, Shape(rows=2, width=4, new_tokens=4), eos=tokenizer.eos_token_id,
                       pad=tokenizer.pad_token_id)
     lean = DecodingAdapters(lora, packed=False)
     assert len(lean) > 0
     with torch.no_grad(), attention_implementation(lora), lean.active():
-        decoder.valid[:, :4] = True
-        for layer in decoder.cache.layers:
-            layer.cumulative_length.fill_(4)
-        decoder.column.fill_(4)
+        decoder.resume()
         explanation = torch._dynamo.explain(decoder.step)()
     assert explanation.graph_count == 1 and explanation.graph_break_count == 0, explanation.break_reasons
 

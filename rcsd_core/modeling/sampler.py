@@ -231,6 +231,16 @@ class Decoder:
         self.column.fill_(C)
         self.record(out.logits[:, -1].index_select(0, rows))
 
+    def resume(self) -> None:
+        """Take the cache's C prompt columns as filled, every row seeing all of them, and feed the next
+        token at column C: a batch in the middle of decoding without a prefill (tests and benchmarks
+        that trace or time one step)."""
+        C = self.shape.width
+        self.valid[:, :C] = True
+        for layer in self.cache.layers:
+            layer.cumulative_length.fill_(C)
+        self.column.fill_(C)
+
     def decode(self, *, check_every: int = CHECK_EVERY, graph: bool = False) -> None:
         """Decode steps until N tokens are chosen or every row has finished (looked at every k steps)."""
         step = self._replay() if graph else self.step_fn
