@@ -23,8 +23,9 @@ On this CPU a fused product gives each output column the bits the separate produ
 the other operations are the ones transformers runs, in its order: the logits equal the module
 path's to the bit (tests/test_llama_step.py checks it), so the chains are the same. The embedded
 model with its LoRA adapter, 16 chains × 64 tokens: 1,451 operations a decode step instead of
-1,961, and 2.90 s a sampling call against 3.51 s through the packed modules, the same chains
-(`python bench/lean_adapters.py embedded --chains 16 --new-tokens 64 --repeats 3`, "llama" side).
+1,961, and 2.41 s a sampling call against 3.36 s through the packed modules (best of three, the
+sides in turn), the same chains (`python bench/lean_adapters.py embedded --chains 16 --new-tokens 64
+--repeats 3`, its "llama" side; `bench/results/lean_adapters.jsonl`).
 
 `supported(model)`: a Llama (`model_type` "llama") in bf16 on a CPU where `packing.supported`, with
 no biases on its projections; `bind(lean)` then says whether this call can run here: every adapted

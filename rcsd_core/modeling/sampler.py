@@ -32,7 +32,7 @@ Here one decode step is one function of preallocated tensors:
   packed once for oneDNN and kept by the Sampler (`packing.PackedLinears`), and so do the lean
   adapter's products: 16 chains × 64 tokens of the embedded model, 3.15 → 2.79 s a call. A Llama
   decodes there through `llama_step.LlamaStep` instead of its modules (fused packed products, the
-  same logits to the bit): 3.51 → 2.90 s a call beside the packed modules (bench/lean_adapters.py).
+  same logits to the bit): 3.36 → 2.41 s a call beside the packed modules (bench/lean_adapters.py).
 
 Models whose cache has sliding-window or linear-attention layers are refused (NotImplementedError):
 use `sample_chains` for those.
