@@ -11,24 +11,15 @@ import copy
 import pytest
 import torch
 
-from rcsd_core.modeling import llama_step, packing
+from rcsd_core.modeling import llama_step
 from rcsd_core.modeling.adapters import DecodingAdapters
 from rcsd_core.modeling.attention import attention_implementation
 from rcsd_core.modeling.llama_step import LlamaStep
 from rcsd_core.modeling.packing import PackedLinears
 from rcsd_core.modeling.sampler import Decoder, Sampler, Shape
 
+from test_packing import BF16, bf16_lora, pytestmark  # noqa: F401 (one thread, skipped without packing; fixture)
 from test_sampler import bf16_with_adapter, peaked, prompts, scale_adapter, with_adapter  # noqa: F401 (fixtures)
-
-BF16 = torch.bfloat16
-pytestmark = [pytest.mark.usefixtures("one_thread"),
-              pytest.mark.skipif(not packing.supported(torch.zeros(1, dtype=BF16)),
-                                 reason="torch without oneDNN's packed linear")]
-
-
-@pytest.fixture(scope="module")
-def bf16_lora(peaked):
-    return bf16_with_adapter(peaked[0])
 
 
 def mid_batch(model, tokenizer, rows: int = 5) -> Decoder:

@@ -57,8 +57,8 @@ from rcsd_core.modeling.attention import attention_implementation
 from rcsd_core.modeling.batching import left_pad
 from rcsd_core.modeling.generation import (MIN_SHARED_PREFIX, Sample, SamplingStats, cache_keyword, cut_at_eos,
                                            last_position, no_logits, shared_prefix_length)
-from rcsd_core.modeling import llama_step
 from rcsd_core.modeling.llama_step import LlamaStep
+from rcsd_core.modeling.llama_step import supported as llama_step_supported
 from rcsd_core.modeling.packing import PackedLinears
 
 Prefix = list[tuple[torch.Tensor, torch.Tensor]]   # per layer, keys and values (1, Hkv, S, D) of a shared prefix
@@ -439,7 +439,7 @@ class Sampler:
             return None
         if self._packed is None or self._packed[0] != addresses:
             self._packed = None                                        # the old copies go before the new come
-            fused = self.llama_step and llama_step.supported(self.model)
+            fused = self.llama_step and llama_step_supported(self.model)
             self._packed = (addresses, LlamaStep(self.model) if fused else PackedLinears(self.model))
         return self._packed[1]
 
