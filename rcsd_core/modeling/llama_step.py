@@ -17,7 +17,8 @@ Here a step is the same arithmetic with less around it:
   of 21;
 - the rotary embedding turns the queries and keys of a row together;
 - the norms, the rotary table, the activation and the attention are the model's own modules and
-  `attention.matmul_attention`, called directly.
+  `attention.matmul_attention`, called directly (the module path runs the same attention for a
+  decode step up to `attention.MATMUL_MAX_SCORES` scores, i.e. every batch a round samples).
 
 On this CPU a fused product gives each output column the bits the separate product gives it, and
 the other operations are the ones transformers runs, in its order: the logits equal the module
@@ -42,7 +43,7 @@ import torch
 from torch import nn
 
 from rcsd_core.modeling import packing
-from rcsd_core.modeling.adapters import DecodingAdapters, lean_adapter
+from rcsd_core.modeling.adapters import DecodingAdapters
 from rcsd_core.modeling.attention import matmul_attention
 
 
