@@ -18,7 +18,8 @@ Here a step is the same arithmetic with less around it:
 - the rotary embedding turns the queries and keys of a row together;
 - the norms, the rotary table, the activation and the attention are the model's own modules and
   `attention.matmul_attention`, called directly (the module path runs the same attention for a
-  decode step up to `attention.MATMUL_MAX_SCORES` scores, i.e. every batch a round samples).
+  decode step up to `attention.MATMUL_MAX_SCORES` scores; 16 chains of SmolLM2 over 2,048 cache
+  columns are 0.3M of its 16.8M).
 
 On this CPU a fused product gives each output column the bits the separate product gives it, and
 the other operations are the ones transformers runs, in its order: the logits equal the module
