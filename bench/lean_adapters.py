@@ -42,6 +42,7 @@ from rcsd_core.modeling.contexts import student_messages  # noqa: E402
 from rcsd_core.modeling.models import attach_lora, load_model, randomize_adapter  # noqa: E402
 from rcsd_core.modeling.operations import OperationCount  # noqa: E402
 from rcsd_core.modeling.llama_step import LlamaStep  # noqa: E402
+from rcsd_core.modeling.llama_step import supported as llama_step_supported  # noqa: E402
 from rcsd_core.modeling.packing import PackedLinears, supported  # noqa: E402
 from rcsd_core.modeling.sampler import Decoder, Sampler, Shape  # noqa: E402
 
@@ -65,7 +66,7 @@ def step_operations(model, tokenizer, rows: int, side: str) -> int:
     decoder = Decoder(model, Shape(rows=rows, width=32, new_tokens=33), eos=tokenizer.eos_token_id,
                       pad=tokenizer.pad_token_id)
     lean = DecodingAdapters(model, packed=side in ("packed", "llama")) if side != "peft" else None
-    if side == "llama":
+    if side == "llama" and llama_step_supported(model):      # else the sampler's default is the modules
         decoder.llama = LlamaStep(model)
         assert decoder.llama.bind(lean)
     packed = PackedLinears(model).active() if side == "packed" else torch.no_grad()
