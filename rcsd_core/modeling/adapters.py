@@ -64,6 +64,11 @@ class Snapshot:
             self.packed_a, self.packed_b = packing.pack(self.a), packing.pack(self.b)
 
 
+def base_model(model: nn.Module) -> nn.Module:
+    """The model under peft's wrapper, or the model itself where there is none."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def lean_adapter(module: nn.Module) -> str | None:
     """The active adapter a linear can run lean, or None where peft's own forward must run it."""
     if not hasattr(module, "lora_A") or not isinstance(getattr(module, "base_layer", None), nn.Linear):

@@ -35,6 +35,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from rcsd_core.modeling.adapters import base_model
+
 ATTENTION = "rcsd_grouped_sdpa"
 MATMUL_MAX_SCORES = 1 << 24   # B·H·T·L above this (64 MiB of float32 scores) go to a fused kernel
 
@@ -105,13 +107,9 @@ def _register() -> None:
     AttentionMaskInterface.register(ATTENTION, sdpa_mask)    # masks built the way "sdpa" builds them
 
 
-def _base(model):
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def use_grouped_attention(model) -> None:
     """Run the model with `grouped_attention` from now on (a model without the interface is left as it is)."""
-    base = _base(model)
+    base = base_model(model)
     if hasattr(base, "set_attn_implementation") and base.config._attn_implementation != ATTENTION:
         _register()
         base.set_attn_implementation(ATTENTION)
@@ -121,7 +119,7 @@ def use_grouped_attention(model) -> None:
 def attention_implementation(model, name: str = ATTENTION):
     """Run the model with attention `name` inside the block, and with its own again after it."""
     _register()
-    base = _base(model)
+    base = base_model(model)
     before = base.config._attn_implementation
     if before != name:
         base.set_attn_implementation(name)

@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
+from rcsd_core.modeling.adapters import base_model
 from rcsd_core.modeling.batching import left_pad
 
 
@@ -205,7 +206,7 @@ def final_hidden(model, **inputs) -> torch.Tensor:
     all-reduce), and so is a model transformers finds no decoder stack in: with no logits kept and
     the per-layer states, whose last is the same tensor.
     """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     decoder = None
     if not isinstance(model, torch.nn.parallel.DistributedDataParallel):
         try:
@@ -220,7 +221,7 @@ def final_hidden(model, **inputs) -> torch.Tensor:
 
 def cache_keyword(model) -> str | None:
     """`cache` (transformers >= 5.2x) or `past_key_values`; None for models whose forward takes neither."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     if getattr(base.config, "is_encoder_decoder", False):
         return None
     parameters = inspect.signature(type(base).forward).parameters

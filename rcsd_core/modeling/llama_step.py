@@ -44,12 +44,8 @@ import torch
 from torch import nn
 
 from rcsd_core.modeling import packing
-from rcsd_core.modeling.adapters import DecodingAdapters
+from rcsd_core.modeling.adapters import DecodingAdapters, base_model
 from rcsd_core.modeling.attention import matmul_attention
-
-
-def _base(model: nn.Module) -> nn.Module:
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
 def _plain(module: nn.Module) -> nn.Linear:
@@ -59,7 +55,7 @@ def _plain(module: nn.Module) -> nn.Linear:
 
 def supported(model: nn.Module) -> bool:
     """Whether LlamaStep can decode this model: a Llama in bf16 on a CPU with packed products, no biases."""
-    base = _base(model)
+    base = base_model(model)
     config = base.config
     if getattr(config, "model_type", None) != "llama" or getattr(config, "pretraining_tp", 1) not in (None, 1):
         return False
@@ -154,7 +150,7 @@ class LlamaStep:
 
     @torch.no_grad()
     def __init__(self, model: nn.Module):
-        base = _base(model)
+        base = base_model(model)
         self.body = base.model
         config = base.config
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads

@@ -27,6 +27,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, PreTr
 
 from rcsd_core.contracts.config import DEFAULT_MODEL, TINY_RANDOM
 from rcsd_core.errors import InputError
+from rcsd_core.modeling.adapters import base_model
 from rcsd_core.modeling.attention import use_grouped_attention
 
 ALIASES = (DEFAULT_MODEL, TINY_RANDOM)
@@ -299,5 +300,5 @@ def enable_checkpointing(model) -> None:
 
 def checkpointing_enabled(model) -> bool:
     """Whether any layer of the (base) model recomputes its activations in the backward."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     return any(getattr(m, "gradient_checkpointing", False) for m in base.modules())

@@ -52,7 +52,7 @@ from typing import Callable
 
 import torch
 
-from rcsd_core.modeling.adapters import DecodingAdapters
+from rcsd_core.modeling.adapters import DecodingAdapters, base_model
 from rcsd_core.modeling.attention import attention_implementation
 from rcsd_core.modeling.batching import left_pad
 from rcsd_core.modeling.generation import (MIN_SHARED_PREFIX, Sample, SamplingStats, cache_keyword, cut_at_eos,
@@ -365,7 +365,7 @@ def no_input_grad_hook(model):
     The hook calls `requires_grad_` on the embeddings' output on every forward: nothing to do
     without gradients, and under torch.compile(fullgraph=True) on torch 2.11 a graph break that
     stopped the compiled decode step (H100, `sampler_compile: true` with the gpu-lora preset)."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = base_model(model)
     hooked = bool(getattr(base, "_require_grads_hooks", None) or getattr(base, "_require_grads_hook", None))
     if hooked:
         base.disable_input_require_grads()
