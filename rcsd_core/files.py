@@ -44,8 +44,12 @@ def utc_now(timespec: str = "seconds") -> str:
 
 
 def utc_stamp() -> str:
-    """The current UTC time as a sortable id prefix, e.g. 20261127-084300."""
-    return datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    """The current UTC time as a sortable id prefix, to the millisecond, e.g. 20261127-084300-123.
+
+    To the millisecond because ids are ordered by it: two signal reports (or chain sets) saved in
+    the same second used to sort by their random suffix, so the newest could be listed second."""
+    now = datetime.now(timezone.utc)
+    return now.strftime("%Y%m%d-%H%M%S-") + f"{now.microsecond // 1000:03d}"
 
 
 def strict_json(value: Any) -> Any:

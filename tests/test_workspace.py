@@ -101,6 +101,19 @@ def test_chain_sets_get_unique_ids(root):
         ws.load_chain_set(root, "../../etc/passwd")
 
 
+def test_the_newest_report_and_chain_set_come_first_when_saved_within_one_second(root):
+    """Ids sort by their time stamp: saves a few milliseconds apart must not sort by the random suffix."""
+    import time
+
+    records = [{"id": "t1:student:0", "task_id": "t1", "text": "x", "scores": {}, "total": None}]
+    for i in range(5):
+        ws.save_signal_report(root, {"rubric": "grade-school-math", "order": i})
+        ws.save_chain_set(root, records, {"rubric": "grade-school-math", "order": i})
+        time.sleep(0.002)
+    assert ws.latest_signal_report(root, "grade-school-math")["order"] == 4
+    assert [m["order"] for m in ws.list_chain_sets(root)] == [4, 3, 2, 1, 0]
+
+
 def test_editor_rows_round_trip_and_row_problems(root):
     rubric = ws.load_rubric_version(root, "science-explainer")
     rows = ws.criteria_rows(rubric)
