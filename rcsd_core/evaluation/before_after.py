@@ -130,7 +130,8 @@ def _evaluate(run_dir: Path, *, tasks: int | Sequence[Task] | None, samples: int
     from rcsd_core.contracts.runs import ADAPTER_DIR, EVAL_FILE, load_run_config
     from rcsd_core.errors import InputError
     from rcsd_core.files import atomic_write_text, strict_json
-    from rcsd_core.modeling.models import load_adapter, load_model
+    from rcsd_core.modeling.allocator import keep_freed_memory
+    from rcsd_core.modeling.models import load_adapter, load_model, resolve_device
 
     config = load_run_config(run_dir)
     adapter_dir = run_dir / ADAPTER_DIR
@@ -141,6 +142,8 @@ def _evaluate(run_dir: Path, *, tasks: int | Sequence[Task] | None, samples: int
     samples = samples or config.eval_samples
     if config.threads:
         torch.set_num_threads(config.threads)
+    if resolve_device(config.device).type == "cpu":
+        keep_freed_memory()
 
     started = time.perf_counter()
     model, tokenizer = load_model(config.model, device=config.device, dtype=config.dtype, seed=config.seed)

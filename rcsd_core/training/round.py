@@ -61,6 +61,7 @@ from rcsd_core.contracts import runs
 from rcsd_core.contracts.rubric import rubric_from_data
 from rcsd_core.contracts.tasks import check_task_rubrics, load_tasks, task_criteria
 from rcsd_core.errors import InputError
+from rcsd_core.modeling.allocator import keep_freed_memory
 from rcsd_core.modeling.contexts import student_prompt_ids
 from rcsd_core.modeling.divergence import chain_divergence
 from rcsd_core.modeling.models import compute_precision
@@ -129,6 +130,8 @@ class Round:
         config = self.config
         if config.threads:
             torch.set_num_threads(config.threads)
+        if self.device.type == "cpu":
+            keep_freed_memory()     # a CPU step reuses its large blocks instead of faulting them in again
         if config.prompts_per_step % self.world:
             raise InputError(f"prompts_per_step ({config.prompts_per_step}) must be divisible by the number of "
                              f"processes ({self.world})", field="prompts_per_step")
