@@ -98,12 +98,42 @@ def graph_nodes(tensor: torch.Tensor) -> set[str]:
     return {type(node).__name__ for node in seen}
 
 
-def test_the_mask_fills_in_place_without_grad_and_out_of_place_with_it():
+def test_the_mask_is_added_in_place_without_grad_and_out_of_place_with_it():
     query, key, value, mask = inputs()
     with torch.no_grad():
         want = matmul_attention(query, key, value, mask)
     query.requires_grad_(True)
     got = matmul_attention(query, key, value, mask)
     assert torch.equal(got.detach(), want)
-    # in place on the scores' view, autograd would copy every gradient of the scores back (CopySlices)
-    assert "CopySlices" not in graph_nodes(got) and "MaskedFillBackward0" in graph_nodes(got)
+    # in place on the scores' view, autograd would copy every gradient of the scores back (CopySlices);
+    # an added mask passes the gradient through, where a masked fill would take one more pass
+    assert "CopySlices" not in graph_nodes(got) and "MaskedFillBackward0" not in graph_nodes(got)
+
+
+def filled_attention(query, key, value, mask):
+    """matmul_attention with masked scores set to the lowest value (a masked fill), not added to it."""
+    B, H, T, D = query.shape
+    Hkv, L = key.shape[1], key.shape[2]
+    scores = torch.matmul((query * D ** -0.5).reshape(B, Hkv, H // Hkv * T, D), key.transpose(-1, -2))
+    scores = scores.view(B, Hkv, H // Hkv, T, L).masked_fill(~mask.unsqueeze(2), torch.finfo(query.dtype).min)
+    weights = torch.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
+    return torch.matmul(weights.view(B, Hkv, H // Hkv * T, L), value).view(B, H, T, D)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_an_added_mask_gives_the_bits_of_a_filled_one(dtype):
+    # adding the lowest value leaves exactly it (or, in fp16, a value whose weight is exactly 0), so the
+    # weights, the output and the gradients are those of filling; a row that sees nothing (a padding
+    # query) stays uniform. A loss never reads such a row: there the fill would stop a gradient the
+    # sum lets through, so the loss here leaves it out too
+    query, key, value, mask = inputs(T=6, L=9, dtype=dtype, seed=3)
+    mask[1, :, 2, :] = False
+    read = mask.any(-1, keepdim=True)                                        # (B, 1, T, 1)
+    leaves = [t.clone().requires_grad_() for t in (query, key, value)]
+    theirs = [t.clone().requires_grad_() for t in (query, key, value)]
+    got, want = matmul_attention(*leaves, mask), filled_attention(*theirs, mask)
+    assert torch.equal(got, want)
+    (got.float().square() * read).sum().backward()
+    (want.float().square() * read).sum().backward()
+    for mine, other in zip(leaves, theirs):
+        assert torch.equal(mine.grad, other.grad)
