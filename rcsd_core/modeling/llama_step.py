@@ -45,7 +45,7 @@ from torch import nn
 
 from rcsd_core.modeling import packing
 from rcsd_core.modeling.adapters import DecodingAdapters, base_model
-from rcsd_core.modeling.attention import matmul_attention
+from rcsd_core.modeling.attention import additive_mask, matmul_attention
 
 
 def _plain(module: nn.Module) -> nn.Linear:
@@ -176,7 +176,7 @@ class LlamaStep:
         H, Hkv, D = self.heads, self.kv_heads, self.head_dim
         x = self.body.embed_tokens(tokens)                                        # (B, hidden)
         cos, sin = self.body.rotary_emb(x.unsqueeze(1), positions.unsqueeze(1))   # (B, 1, D) each
-        mask = valid.view(B, 1, 1, -1)
+        mask = additive_mask(valid.view(B, 1, 1, -1), x.dtype)                   # once, not per layer
         at = column.view(1)
         for layer, kv in zip(self.layers, cache.layers):
             attn = layer.block.self_attn
