@@ -27,8 +27,10 @@ M_TRIM_THRESHOLD = -1
 M_TOP_PAD = -2
 M_MMAP_THRESHOLD = -3
 
-MMAP_THRESHOLD = 32 << 20    # glibc's largest: blocks up to 32 MiB come from the heap and are reused
-TRIM_THRESHOLD = 1 << 30     # free memory at the heap's top kept up to 1 GiB instead of ~2x the above
+MMAP_THRESHOLD = 32 << 20    # blocks up to 32 MiB come from the heap and are reused: every block a cpu-demo
+                             # step frees again (25 MB logit chunks, 27 MB float32 attention weights)
+TRIM_THRESHOLD = 1 << 30     # free memory at the heap's top kept up to 1 GiB (glibc: 128 KiB, raised to twice
+                             # the largest freed block it has seen)
 TOP_PAD = 64 << 20           # the heap grows 64 MiB at a time
 
 
