@@ -17,7 +17,6 @@ Prints one JSON line; `--out` appends it to a results file.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
@@ -31,10 +30,9 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 
-from lean_adapters import git_commit, model_of  # noqa: E402
+from lean_adapters import device_name, model_of, report  # noqa: E402
 from rcsd_core.contracts.messages import encode_messages  # noqa: E402
 from rcsd_core.contracts.tasks import load_tasks  # noqa: E402
-from rcsd_core.files import append_jsonl  # noqa: E402
 from rcsd_core.modeling.batching import pack_chains  # noqa: E402
 from rcsd_core.modeling.contexts import student_messages  # noqa: E402
 from rcsd_core.modeling.divergence import completion_hidden  # noqa: E402
@@ -89,17 +87,11 @@ def main() -> int:
     first = round(forward_backward(model, batch), 1)
     another_shape = round(forward_backward(model, other), 1)
     compiled = [round(forward_backward(model, batch), 3) for _ in range(args.repeats)]
-    line = {"bench": "compiled_layers", "shape": args.shape,
-            "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu x{args.threads} threads",
+    line = {"bench": "compiled_layers", "shape": args.shape, "device": device_name(device, args.threads),
             "positions": int(batch.ids.numel()), "eager_s": eager, "compiled_first_pass_s": first,
             "compiled_another_shape_s": another_shape, "compiled_s": compiled,
-            "speedup": round(min(eager) / min(compiled), 2), "load_avg_start": round(load, 2),
-            "load_avg_end": round(os.getloadavg()[0], 2), "torch": torch.__version__,
-            "commit": args.commit or git_commit()}
-    print(json.dumps(line), flush=True)
-    if args.out:
-        append_jsonl(args.out, line)
-    return 0
+            "speedup": round(min(eager) / min(compiled), 2)}
+    return report(line, load, args.commit, args.out)
 
 
 if __name__ == "__main__":

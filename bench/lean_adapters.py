@@ -82,6 +82,21 @@ def git_commit() -> str:
     return out.stdout.strip() or "unknown"
 
 
+def device_name(device: str, threads: int) -> str:
+    """A result line's machine: the card's name on a GPU, else the CPU and its thread count."""
+    return torch.cuda.get_device_name() if device == "cuda" else f"cpu x{threads} threads"
+
+
+def report(line: dict, load_start: float, commit: str | None, out: Path | None) -> int:
+    """Finish a result line (load averages, torch, the commit measured), print it, append it to `out`."""
+    line.update({"load_avg_start": round(load_start, 2), "load_avg_end": round(os.getloadavg()[0], 2),
+                 "torch": torch.__version__, "commit": commit or git_commit()})
+    print(json.dumps(line), flush=True)
+    if out:
+        append_jsonl(out, line)
+    return 0
+
+
 def agreeing_logprob_difference(x, y) -> float:
     """Largest |log-prob difference| over the tokens two chains share before they first part (after a
     different token the two chains are different texts and their log-probs are not comparable)."""
@@ -131,22 +146,16 @@ def main() -> int:
             seconds[name].append(round(time.perf_counter() - start, 3))
     same = sum(x.completion_ids == y.completion_ids for x, y in zip(chains["peft"], chains["lean"]))
     differ = max(agreeing_logprob_difference(x, y) for x, y in zip(chains["peft"], chains["lean"]))
-    line = {"bench": "lean_adapters", "shape": args.shape,
-            "device": torch.cuda.get_device_name() if device == "cuda" else f"cpu x{args.threads} threads",
+    line = {"bench": "lean_adapters", "shape": args.shape, "device": device_name(device, args.threads),
             "chains": args.chains, "new_tokens": args.new_tokens, "seconds": seconds,
             "ms_per_decode_step": {n: round(1000 * min(s) / args.new_tokens, 2) for n, s in seconds.items()},
             "step_operations": {n: step_operations(model, tokenizer, args.chains, n) for n in sides},
-            "same_chains": f"{same}/{len(prompts)}", "logprob_max_abs_difference": round(differ, 4),
-            "load_avg_start": round(load, 2), "load_avg_end": round(os.getloadavg()[0], 2),
-            "torch": torch.__version__, "commit": args.commit or git_commit()}
+            "same_chains": f"{same}/{len(prompts)}", "logprob_max_abs_difference": round(differ, 4)}
     for name in ("packed", "llama"):       # the same products to the bit, so the same chains are expected
         if name in chains:
             line[f"{name}_same_chains_as_lean"] = \
                 f"{sum(x.completion_ids == y.completion_ids for x, y in zip(chains[name], chains['lean']))}/{len(prompts)}"
-    print(json.dumps(line), flush=True)
-    if args.out:
-        append_jsonl(args.out, line)
-    return 0
+    return report(line, load, args.commit, args.out)
 
 
 if __name__ == "__main__":
