@@ -1,6 +1,7 @@
 """The sampler with the adapter run lean beside peft's own LoRA forward, same model, same seeds; on a CPU in bf16
 also lean with every product from oneDNN-packed weights (`modeling/packing.py`), and the sampler's default
-there, a Llama's decode step written out over fused packed products (`modeling/llama_step.py`).
+there, a Llama's decode step written out over fused packed products (`modeling/llama_step.py`); elsewhere
+(a GPU) that step over plain fused products, the "fused" side (`Sampler(fused_step=True)`).
 
     python bench/lean_adapters.py smollm2 --chains 64 --new-tokens 256      # on a GPU: CUDA graphs, bf16
     python bench/lean_adapters.py embedded --chains 16 --new-tokens 64      # this CPU: embedded model, bf16
@@ -69,6 +70,9 @@ def step_operations(model, tokenizer, rows: int, side: str) -> int:
     if side == "llama" and llama_step_supported(model):      # else the sampler's default is the modules
         decoder.llama = LlamaStep(model)
         assert decoder.llama.bind(lean)
+    if side == "fused":
+        decoder.llama = LlamaStep(model, packed=False)
+        assert decoder.llama.bind(lean)
     packed = PackedLinears(model).active() if side == "packed" else torch.no_grad()
     with torch.no_grad(), attention_implementation(model), packed, lean.active() if lean else torch.no_grad():
         decoder.resume()
@@ -129,8 +133,10 @@ def main() -> int:
     sides = {"peft": Sampler(model, tokenizer, lean_adapters=False, packed=False),
              "lean": Sampler(model, tokenizer, packed=False)}
     if supported(next(model.parameters())):
-        sides["packed"] = Sampler(model, tokenizer, llama_step=False)
+        sides["packed"] = Sampler(model, tokenizer, fused_step=False)
         sides["llama"] = Sampler(model, tokenizer)
+    elif llama_step_supported(model, packed=False):
+        sides["fused"] = Sampler(model, tokenizer, fused_step=True)     # plain fused products (a GPU)
     kw = dict(n=1, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, temperature=1.0, seed=0,
               batch_size=args.chains)
     seconds = {name: [] for name in sides}
@@ -151,10 +157,13 @@ def main() -> int:
             "ms_per_decode_step": {n: round(1000 * min(s) / args.new_tokens, 2) for n, s in seconds.items()},
             "step_operations": {n: step_operations(model, tokenizer, args.chains, n) for n in sides},
             "same_chains": f"{same}/{len(prompts)}", "logprob_max_abs_difference": round(differ, 4)}
-    for name in ("packed", "llama"):       # the same products to the bit, so the same chains are expected
+    for name in ("packed", "llama", "fused"):   # packed: the same products to the bit, so the same chains
         if name in chains:
             line[f"{name}_same_chains_as_lean"] = \
                 f"{sum(x.completion_ids == y.completion_ids for x, y in zip(chains[name], chains['lean']))}/{len(prompts)}"
+    if "fused" in chains:                    # plain fused products may round differently (cuBLAS picks by shape)
+        line["fused_logprob_max_abs_difference"] = round(max(
+            agreeing_logprob_difference(x, y) for x, y in zip(chains["fused"], chains["lean"])), 4)
     return report(line, load, args.commit, args.out)
 
 

@@ -3,6 +3,7 @@
     python bench/round_throughput.py smollm2 qwen3-0.6b qwen3-1.7b --steps 5 --anchor-dir .device/bench
     python bench/round_throughput.py qwen3-1.7b --variant micro_batch_size=64 --variant sampler_compile=true
     python bench/round_throughput.py smollm2 --only-variants --variant sampler_compile=true   # that lever alone
+    python bench/round_throughput.py smollm2 qwen3-0.6b --variant sampler_step=fused   # the fused decode step
     python bench/round_throughput.py tiny --steps 2 --variant micro_batch_size=2   # CPU smoke run of the script
 
 For each shape it builds a random-init model of that shape with the embedded tokenizer (saved to
@@ -120,7 +121,7 @@ def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: 
             "phases": {p: round(float(steady[f"time/{p}_s"].mean()), 3) for p in PHASES},
             "step_s": round(float(steady["time/step_s"].mean()), 3),
             "gradient_checkpointing": config.gradient_checkpointing, "micro_batch_size": config.micro_batch_size,
-            "sampler_compile": config.sampler_compile}
+            "sampler_compile": config.sampler_compile, "sampler_step": config.sampler_step}
 
 
 def free_gpu(gpu: bool) -> None:

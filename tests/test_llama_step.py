@@ -1,4 +1,4 @@
-"""The written-out Llama decode step (`modeling/llama_step.py`) against the model's own modules.
+"""The written-out Llama (and Qwen3) decode step (`modeling/llama_step.py`), packed, against the model's own modules.
 
 A bf16 copy of the tiny peaked Llama (grouped-query: 4 query, 2 key/value heads) with a float32
 LoRA adapter, as a CPU round samples it. Run: pytest -q tests/test_llama_step.py
@@ -94,7 +94,7 @@ def test_the_sampler_draws_the_same_chains_with_the_step_as_without(bf16_lora, p
     kw = dict(n=2, max_new_tokens=6, temperature=temperature, seed=5, batch_size=4)
     sampler = Sampler(bf16_lora, peaked[1])
     got, _ = sampler.sample(prompts, **kw)
-    want, _ = Sampler(bf16_lora, peaked[1], llama_step=False).sample(prompts, **kw)
+    want, _ = Sampler(bf16_lora, peaked[1], fused_step=False).sample(prompts, **kw)
     assert isinstance(sampler._packed[1], LlamaStep) and all(d.llama for d in sampler.decoders.values())  # it ran
     assert [s.completion_ids for s in got] == [s.completion_ids for s in want]
     assert [s.logprobs for s in got] == [s.logprobs for s in want]
@@ -102,7 +102,7 @@ def test_the_sampler_draws_the_same_chains_with_the_step_as_without(bf16_lora, p
 
 def test_an_adapter_update_and_the_adapter_off_are_seen(peaked, prompts):
     lora = bf16_with_adapter(peaked[0], seed=2)
-    sampler, plain = Sampler(lora, peaked[1]), Sampler(lora, peaked[1], llama_step=False)
+    sampler, plain = Sampler(lora, peaked[1]), Sampler(lora, peaked[1], fused_step=False)
     kw = dict(n=1, max_new_tokens=6, temperature=0)
     before, _ = sampler.sample(prompts, **kw)
     scale_adapter(lora, 4.0)                                # in place, as an optimizer step
@@ -130,10 +130,17 @@ def test_what_the_step_does_not_run_decodes_through_the_modules(peaked, bf16_lor
     assert all(d.llama is None for d in sampler.decoders.values())
 
 
-def test_a_qwen3_is_not_a_llama(tokenizer):
-    from transformers import AutoModelForCausalLM, Qwen3Config
+def test_a_qwen3_step_gives_the_modules_logits_to_the_bit(peaked):
+    # Its per-head query and key norms run before the rotation: the packed step runs them as the modules do.
+    from test_fused_step import qwen3_of
 
-    config = Qwen3Config(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
-                         num_key_value_heads=2, head_dim=16, vocab_size=len(tokenizer))
-    qwen3 = AutoModelForCausalLM.from_config(config).to(BF16).requires_grad_(False)
-    assert not llama_step.supported(qwen3)
+    qwen3 = bf16_with_adapter(qwen3_of(peaked[1]), seed=4)
+    assert llama_step.supported(qwen3)
+    decoder = mid_batch(qwen3, peaked[1])
+    lean, fused = DecodingAdapters(qwen3), LlamaStep(qwen3)
+    assert fused.bind(lean) and fused.qk_norms
+    with torch.no_grad(), attention_implementation(qwen3), PackedLinears(qwen3).active(), lean.active():
+        want, want_keys = step_logits(qwen3, decoder, None)
+        got, got_keys = step_logits(qwen3, decoder, fused)
+    assert torch.equal(got, want)
+    assert all(torch.equal(g, w) for g, w in zip(got_keys, want_keys))

@@ -7,10 +7,13 @@ Skipped where torch sees no GPU (CI has none). On a GPU machine:
 What a CPU cannot check: the decode step captured as a CUDA graph and replayed per token gives the
 tokens of `generate` and the log-probs of a plain forward; an in-place adapter update (what an
 optimizer step does) is seen by a replayed graph without capturing it again; a graph replay draws
-the same chains as the eager step for the same seed; switching the adapter off captures another graph.
+the same chains as the eager step for the same seed; switching the adapter off captures another graph;
+the fused step (`sampler_step: fused`) replayed as a graph gives generate's tokens and sees an update.
 """
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
@@ -86,3 +89,22 @@ def test_an_in_place_update_is_seen_by_the_replayed_graph_and_disabling_the_adap
         assert [s.completion_ids for s in base] == [s.completion_ids for s in ref]
     finally:
         scale_adapter(lora, -3.0, undo=True)
+
+
+def test_the_fused_step_replayed_as_a_graph_gives_generates_tokens_and_sees_an_update(on_gpu, prompts):
+    # `sampler_step: fused`: plain fused products over the frozen weights re-laid in place, the adapter's
+    # stacked products in buffers filled at each call, so the captured graph sees the update.
+    lora, tokenizer = on_gpu
+    model = copy.deepcopy(lora)
+    sampler = Sampler(model, tokenizer, fused_step=True)
+    kw = dict(n=2, max_new_tokens=12, temperature=0, batch_size=4)
+    got, _ = sampler.sample(prompts, **kw)
+    ref, _ = sample_chains(model, tokenizer, prompts, **kw)
+    assert all(d.llama is not None for d in sampler.decoders.values()) and captured(sampler) == 1
+    assert [s.completion_ids for s in got] == [s.completion_ids for s in ref]
+    assert_logprobs_match(model, got, tokenizer.pad_token_id, tolerance=1e-4)
+    scale_adapter(model, -3.0)
+    after, _ = sampler.sample(prompts, **kw)
+    ref, _ = sample_chains(model, tokenizer, prompts, **kw)
+    assert captured(sampler) == 1 and [s.logprobs for s in after] != [s.logprobs for s in got]
+    assert [s.completion_ids for s in after] == [s.completion_ids for s in ref]

@@ -545,6 +545,30 @@ def test_sampler_release_frees_the_caches_after_each_sampling_and_changes_no_cha
     assert results[True][0] == pytest.approx(results[False][0], rel=1e-5, abs=1e-7)
 
 
+def test_sampler_step_fused_reaches_the_sampler_and_draws_the_modules_chains(tmp_path, monkeypatch):
+    """`sampler_step: fused` decodes through the written-out step (plain fused products here, in float32);
+    the round's chains are those of `modules` and its losses agree within rounding."""
+    from rcsd_core.modeling import sampler as sampler_module
+
+    ran = []
+    original = sampler_module.Decoder.decode
+
+    def decode(self, **kw):
+        ran.append(self.llama is not None)
+        return original(self, **kw)
+
+    monkeypatch.setattr(sampler_module.Decoder, "decode", decode)
+    results = {}
+    for step in ("modules", "fused"):
+        ran.clear()
+        run_dir = make_run(tmp_path, run_id=f"step-{step}", sampler="static", sampler_step=step, temperature=0,
+                           steps=2, eval_every=0)
+        results[step] = (*losses_and_texts(run_dir), set(ran))
+    assert results["modules"][2] == {False} and results["fused"][2] == {True}
+    assert results["fused"][1] == results["modules"][1] and len(results["fused"][1]) > 0
+    assert results["fused"][0] == pytest.approx(results["modules"][0], rel=1e-4, abs=1e-6)
+
+
 def test_phase_timers_wait_for_a_cuda_device_and_not_for_a_cpu(monkeypatch):
     # CUDA kernels run after their launch returns: the teacher's timer must wait for them, or its
     # GPU time is counted as the student's (seen on an H200 before this wait).

@@ -180,11 +180,21 @@ class RoundConfig(BaseModel):
                            "(59 s for the embedded model on the 2-core CPU, where it then ran no faster); on a GPU "
                            "not measured yet: its first try (H100, torch 2.11) stopped at a graph break since "
                            "mended (bench/round_throughput.py --variant sampler_compile=true)")
+    sampler_step: Literal["auto", "modules", "fused"] = Field(
+        "auto", description="static sampler: how a Llama's or Qwen3's decode step runs: 'fused' writes it out over "
+                            "fused products (q/k/v and gate/up as one product each, the adapter's too: 12 products "
+                            "an adapted layer instead of 21; modeling.llama_step), on a GPU over the frozen weights "
+                            "re-laid in place so no copy is kept (fewer kernels a step; not yet timed on a GPU: "
+                            "bench/lean_adapters.py, bench/round_throughput.py --variant sampler_step=fused); "
+                            "'modules' runs the model's own modules; 'auto' = fused where it was measured to pay "
+                            "(bf16 on a CPU, packed products: 3.36 -> 2.41 s a 16-chain sampling call), else modules")
     sampler_release: bool = Field(
         False, description="static sampler: free its key/value caches and CUDA graphs after each step's sampling, "
                            "so the teacher and student passes have that memory (64 chains x 383 columns: 0.56 GB "
                            "on SmolLM2, 2.8 GB on the Qwen3-0.6B/1.7B shapes); each step then allocates a cache "
-                           "and captures its graph again (that cost is not measured on a GPU yet)")
+                           "and captures its graph again: on an H100 with the Qwen3-0.6B shape, 0.13 GiB off the "
+                           "peak for 0.45 s more sampling a step, so the presets leave it off "
+                           "(bench/results/round_throughput.jsonl)")
 
     # ------------------------------------------------------------------ optimisation
     learning_rate: float = Field(3e-4, gt=0)

@@ -1,51 +1,68 @@
-"""Llama step: one decode step of a Llama-family model written out, for the sampler on a CPU in bf16.
+"""Llama step: one decode step of a Llama or Qwen3 model written out over fused products, for the sampler.
 
-    if supported(model):
+    if supported(model):                        # packed products: a CPU in bf16 (the sampler's default there)
         step = LlamaStep(model)                 # packed copies of the frozen weights, q/k/v and gate/up fused
-        if step.bind(lean):                     # lean: the sampler's adapters.DecodingAdapters, refreshed
-            logits = step.logits(tokens, positions, column, valid, cache)   # (B,) tokens in -> (B, V) logits
+    elif supported(model, packed=False):        # anywhere else, when asked for (Sampler(fused_step=True))
+        step = LlamaStep(model, packed=False)   # the frozen weights re-laid in place, fused without a copy
+    if step.bind(lean):                         # lean: the sampler's adapters.DecodingAdapters, refreshed
+        logits = step.logits(tokens, positions, column, valid, cache)   # (B,) tokens in -> (B, V) logits
 
 Why: a decode step through transformers' modules on this 2-core CPU took ~40 ms for the embedded
 SmolLM2 with 16 chains (torch.profiler in a round), of which the weights' products were ~17 ms; the
 rest was ~2,000 small operations and the Python around them (peft's wrappers, the cache's
 bookkeeping, keyword handling in every module), a fixed cost per token whatever the model's width.
-Here a step is the same arithmetic with less around it:
+On a GPU, replayed as a CUDA graph, a step costs about its number of kernels (`operations.py`).
+Here a step is the same arithmetic in fewer operations:
 
-- the query, key and value projections run as one packed product, and so do the gate and up
+- the query, key and value projections run as one product, and so do the gate and up
   projections; the adapter's products of a fused group run as one too (its A's stacked, its scaled
   B's on the diagonal of one matrix, zeros elsewhere), so an adapted layer runs 12 products instead
   of 21;
-- the rotary embedding turns the queries and keys of a row together;
-- the norms, the rotary table, the activation and the attention are the model's own modules and
-  `attention.matmul_attention`, called directly (the module path runs the same attention for a
-  decode step up to `attention.MATMUL_MAX_SCORES` scores; 16 chains of SmolLM2 over 2,048 cache
-  columns are 0.3M of its 16.8M).
+- a Llama's rotary embedding turns the queries and keys of a row together (a Qwen3 first normalises
+  each head of its queries and keys with its own norms, then turns them apart);
+- the norms, the rotary table, the activation and the attention (`attention.grouped_attention`, as
+  the module path picks it for a decode step) are the model's own modules and functions, called
+  directly.
 
-On this CPU a fused product gives each output column the bits the separate product gives it, and
-the other operations are the ones transformers runs, in its order: the logits equal the module
-path's to the bit (tests/test_llama_step.py checks it), so the chains are the same. The embedded
-model with its LoRA adapter, 16 chains × 64 tokens: 1,451 operations a decode step instead of
-1,961, and 2.41 s a sampling call against 3.36 s through the packed modules (best of three, the
-sides in turn), the same chains (`python bench/lean_adapters.py embedded --chains 16 --new-tokens 64
---repeats 3`, its "llama" side; `bench/results/lean_adapters.jsonl`).
+Packed (a CPU in bf16): the products run from oneDNN-packed copies (`packing`). There a fused
+product gives each output column the bits the separate product gives it, and the other operations
+are the ones transformers runs, in its order: the logits equal the module path's to the bit
+(tests/test_llama_step.py checks it), so the chains are the same. The embedded model with its
+LoRA adapter, 16 chains × 64 tokens: 1,451 operations a decode step instead of 1,961, and 2.41 s a
+sampling call against 3.36 s through the packed modules (best of three, the sides in turn), the
+same chains (`python bench/lean_adapters.py embedded --chains 16 --new-tokens 64 --repeats 3`, its
+"llama" side; `bench/results/lean_adapters.jsonl`).
 
-`supported(model)`: a Llama (`model_type` "llama") in bf16 on a CPU where `packing.supported`, with
-no biases on its projections; `bind(lean)` then says whether this call can run here: every adapted
-projection must run lean (adapters on and lean, or off). Anything else decodes through the modules.
-The cache is the decoder's transformers StaticCache: keys and values are written at `column`
-(where StaticCache would write them); its `cumulative_length` is left as it is.
+Not packed (a GPU, or float32): plain `F.linear` / `addmm` products. A fused product needs the
+projections' weights side by side in one tensor; rather than keep a second copy of the frozen weights
+(3 GB on a Qwen3-1.7B shape), `fused_weight` moves them into one tensor once and leaves each module's
+weight a view of its rows, so the model's own forward (the teacher, the student, evaluation) runs
+on the same values at the same memory. The adapter's stacked products live in buffers kept per
+group and filled in place at each `bind`, so a CUDA graph captured on them sees the next call's
+adapter. Products of other widths may round differently there (cuBLAS picks its kernels by shape):
+the logits agree with the module path's within rounding, not to the bit.
+
+`supported(model, packed=...)`: a Llama (`model_type` "llama") or Qwen3 whose projections are plain
+frozen `nn.Linear`s without biases, and for `packed` in bf16 on a CPU where `packing.supported`;
+`bind(lean)` then says whether this call can run here: every adapted projection must run lean
+(adapters on and lean, or off). Anything else decodes through the modules. The cache is the
+decoder's transformers StaticCache: keys and values are written at `column` (where StaticCache
+would write them); its `cumulative_length` is left as it is.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rcsd_core.modeling import packing
 from rcsd_core.modeling.adapters import DecodingAdapters, base_model
-from rcsd_core.modeling.attention import additive_mask, matmul_attention
+from rcsd_core.modeling.attention import additive_mask, grouped_attention
+
+MODEL_TYPES = ("llama", "qwen3")
 
 
 def _plain(module: nn.Module) -> nn.Linear:
@@ -53,22 +70,25 @@ def _plain(module: nn.Module) -> nn.Linear:
     return getattr(module, "base_layer", module)
 
 
-def supported(model: nn.Module) -> bool:
-    """Whether LlamaStep can decode this model: a Llama in bf16 on a CPU with packed products, no biases."""
+def supported(model: nn.Module, *, packed: bool = True) -> bool:
+    """Whether LlamaStep can decode this model: a Llama or Qwen3 with plain frozen projections and no
+    biases; `packed`: also in bf16 on a CPU with packed products (packed=False: any device and dtype)."""
     base = base_model(model)
     config = base.config
-    if getattr(config, "model_type", None) != "llama" or getattr(config, "pretraining_tp", 1) not in (None, 1):
+    if getattr(config, "model_type", None) not in MODEL_TYPES or getattr(config, "pretraining_tp", 1) not in (None, 1):
         return False
     head = base.get_output_embeddings()
-    if head is None or head.bias is not None or not packing.supported(head.weight):
+    if head is None or head.bias is not None or (packed and not packing.supported(head.weight)):
         return False
     for layer in base.model.layers:
         attn, mlp = layer.self_attn, layer.mlp
+        if config.model_type == "qwen3" and not (hasattr(attn, "q_norm") and hasattr(attn, "k_norm")):
+            return False
         for module in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj,
                        mlp.down_proj):
             linear = _plain(module)
             if type(linear) is not nn.Linear or linear.bias is not None or linear.weight.requires_grad or \
-                    linear.weight.dtype != torch.bfloat16:
+                    linear.weight.dtype != head.weight.dtype or (packed and not packing.supported(linear.weight)):
                 return False
     return True
 
@@ -82,18 +102,45 @@ def _runs_base_only(module: nn.Module) -> bool:
 
 # ---------------------------------------------------------------------------- fused products
 
+def fused_weight(linears: list[nn.Linear]) -> torch.Tensor:
+    """One (sum of outs, in) tensor whose row blocks are the linears' weights, in order, without a second
+    copy: weights that already lie so in one storage are read there; otherwise they are moved into
+    a new tensor once and each linear's weight becomes a view of its rows (same values, same memory)."""
+    weights = [linear.weight for linear in linears]
+    if len(weights) == 1:
+        return weights[0].detach()
+    rows, width = sum(w.shape[0] for w in weights), weights[0].shape[1]
+    first = weights[0]
+    offsets = [first.storage_offset() + sum(w.numel() for w in weights[:i]) for i in range(len(weights))]
+    if all(w.is_contiguous() and w.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
+           and w.storage_offset() == offset for w, offset in zip(weights, offsets)):
+        return first.detach().new_empty(0).set_(first.untyped_storage(), first.storage_offset(), (rows, width))
+    fused = torch.cat([w.detach() for w in weights])
+    row = 0
+    with torch.no_grad():
+        for linear in linears:
+            n = linear.weight.shape[0]
+            linear.weight.data = fused[row:row + n]
+            row += n
+    return fused
+
+
 @dataclass
 class Group:
-    """Projections that read the same input, run as one packed product (their outputs side by side)."""
+    """Projections that read the same input, run as one product (their outputs side by side)."""
     modules: list[nn.Module]
-    weight: torch.Tensor                   # packed (sum of outs, in)
-    a: torch.Tensor | None = None          # packed (sum of ranks, in): each adapter's A, stacked
-    b: torch.Tensor | None = None          # packed (sum of outs, sum of ranks): each s·B on the diagonal
+    weight: torch.Tensor                   # (sum of outs, in): packed, or the fused weight itself
+    packed: bool = True
+    a: torch.Tensor | None = None          # (sum of ranks, in): each adapter's A, stacked
+    b: torch.Tensor | None = None          # (sum of outs, sum of ranks): each s·B on the diagonal
+    kept: dict = field(default_factory=dict)   # not packed: (ranks) -> the (a, b) buffers bind fills in place
 
     @classmethod
     @torch.no_grad()
-    def of(cls, modules: list[nn.Module]) -> "Group":
-        return cls(modules, packing.pack(torch.cat([_plain(m).weight for m in modules])))
+    def of(cls, modules: list[nn.Module], *, packed: bool = True) -> "Group":
+        if packed:
+            return cls(modules, packing.pack(torch.cat([_plain(m).weight for m in modules])))
+        return cls(modules, fused_weight([_plain(m) for m in modules]), packed=False)
 
     @torch.no_grad()
     def bind(self, snapshots: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> bool:
@@ -113,18 +160,27 @@ class Group:
         outs = [_plain(m).weight.shape[0] for m in self.modules]
         ranks = [0 if p is None else p[0].shape[0] for p in parts]
         some = next(p for p in parts if p is not None)[0]
-        diagonal = some.new_zeros(sum(outs), sum(ranks))
+        if self.packed or tuple(ranks) not in self.kept:
+            a, b = some.new_empty(sum(ranks), some.shape[1]), some.new_zeros(sum(outs), sum(ranks))
+        else:
+            a, b = self.kept[tuple(ranks)]      # the tensors a captured graph reads: filled, never replaced
         row = column = 0
         for part, out, rank in zip(parts, outs, ranks):
             if part is not None:
-                diagonal[row:row + out, column:column + rank] = part[1]
+                a[column:column + rank] = part[0]
+                b[row:row + out, column:column + rank] = part[1]
             row, column = row + out, column + rank
-        self.a = packing.pack(torch.cat([p[0] for p in parts if p is not None]))
-        self.b = packing.pack(diagonal)
+        if self.packed:
+            self.a, self.b = packing.pack(a), packing.pack(b)
+        else:
+            self.a, self.b = self.kept.setdefault(tuple(ranks), (a, b))
         return True
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, in) -> (B, sum of outs): base products, plus (x·Aᵀ)·(s·B)ᵀ summed inside the second."""
+        if not self.packed:
+            out = F.linear(x, self.weight)
+            return out if self.a is None else torch.addmm(out, F.linear(x, self.a), self.b.t())
         out = packing.linear(x, self.weight)
         if self.a is None:
             return out
@@ -146,21 +202,25 @@ class Layer:
 # ---------------------------------------------------------------------------- the step
 
 class LlamaStep:
-    """Packed, fused copies of a Llama's frozen weights and the decode step over them."""
+    """Fused copies (packed) or views (not packed) of a Llama's or Qwen3's frozen weights, and the decode
+    step over them."""
 
     @torch.no_grad()
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, *, packed: bool = True):
         base = base_model(model)
         self.body = base.model
         config = base.config
         self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        self.qk_norms = config.model_type == "qwen3"
+        self.packed = packed
         self.layers = []
         for block in self.body.layers:
             attn, mlp = block.self_attn, block.mlp
-            self.layers.append(Layer(block, Group.of([attn.q_proj, attn.k_proj, attn.v_proj]), Group.of([attn.o_proj]),
-                                     Group.of([mlp.gate_proj, mlp.up_proj]), Group.of([mlp.down_proj])))
-        self.head = packing.pack(base.get_output_embeddings().weight)
+            self.layers.append(Layer(block, *(Group.of(modules, packed=packed) for modules in (
+                [attn.q_proj, attn.k_proj, attn.v_proj], [attn.o_proj], [mlp.gate_proj, mlp.up_proj], [mlp.down_proj]))))
+        head = base.get_output_embeddings().weight
+        self.head = packing.pack(head) if packed else head
 
     def bind(self, lean: DecodingAdapters | None) -> bool:
         """Run the adapters' current snapshots (None: no lean adapters); False where this call must
@@ -181,14 +241,20 @@ class LlamaStep:
         for layer, kv in zip(self.layers, cache.layers):
             attn = layer.block.self_attn
             qkv = layer.qkv(layer.block.input_layernorm(x))                       # (B, (H + 2 Hkv) D)
-            qk = rotate(qkv[:, :(H + Hkv) * D].view(B, H + Hkv, D), cos, sin)
-            kv.keys.index_copy_(2, at, qk[:, H:].unsqueeze(2))                    # (B, Hkv, 1, D) at the column
+            if self.qk_norms:
+                q = rotate(attn.q_norm(qkv[:, :H * D].view(B, H, D)), cos, sin)
+                k = rotate(attn.k_norm(qkv[:, H * D:(H + Hkv) * D].view(B, Hkv, D)), cos, sin)
+            else:
+                qk = rotate(qkv[:, :(H + Hkv) * D].view(B, H + Hkv, D), cos, sin)
+                q, k = qk[:, :H], qk[:, H:]
+            kv.keys.index_copy_(2, at, k.unsqueeze(2))                            # (B, Hkv, 1, D) at the column
             kv.values.index_copy_(2, at, qkv[:, (H + Hkv) * D:].view(B, Hkv, 1, D))
-            out = matmul_attention(qk[:, :H].unsqueeze(2), kv.keys, kv.values, mask, scale=attn.scaling)
-            x = x + layer.o(out.reshape(B, H * D))                                # (B, H, 1, D) -> (B, H D)
+            out, _ = grouped_attention(attn, q.unsqueeze(2), kv.keys, kv.values, mask, scaling=attn.scaling)
+            x = x + layer.o(out.reshape(B, H * D))                                # (B, 1, H, D) -> (B, H D)
             gate, up = layer.gate_up(layer.block.post_attention_layernorm(x)).chunk(2, dim=-1)
             x = x + layer.down(layer.block.mlp.act_fn(gate) * up)
-        return packing.linear(self.body.norm(x), self.head)
+        hidden = self.body.norm(x)
+        return packing.linear(hidden, self.head) if self.packed else F.linear(hidden, self.head)
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:

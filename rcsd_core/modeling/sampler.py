@@ -33,6 +33,8 @@ Here one decode step is one function of preallocated tensors:
   adapter's products: 16 chains × 64 tokens of the embedded model, 3.15 → 2.79 s a call. A Llama
   decodes there through `llama_step.LlamaStep` instead of its modules (fused packed products, the
   same logits to the bit): 3.36 → 2.41 s a call beside the packed modules (bench/lean_adapters.py).
+  Elsewhere (a GPU) the same step runs when asked for (`fused_step=True`, config `sampler_step:
+  fused`), over plain products: fewer kernels a step, not yet timed on a GPU.
 
 Models whose cache has sliding-window or linear-attention layers are refused (NotImplementedError):
 use `sample_chains` for those.
@@ -403,20 +405,23 @@ class Sampler:
     `cuda_graph` replays the step as a CUDA graph on a GPU (ignored on a CPU); `compile` wraps the
     step in torch.compile (fullgraph; True for inductor, or a backend name) first; `lean_adapters`
     runs the adapter from snapshots in the model's dtype (False: peft's own forward); `packed` runs
-    the frozen linears from oneDNN-packed copies on a CPU in bf16 (not with `compile`), and with
-    `llama_step` a Llama's decode steps run as `llama_step.LlamaStep` over fused packed copies instead
-    of through its modules. `release()` frees the caches and the packed copies."""
+    the frozen linears from oneDNN-packed copies on a CPU in bf16 (not with `compile`). `fused_step`
+    runs a Llama's or Qwen3's decode steps as `llama_step.LlamaStep` (fused products) instead of
+    through its modules: None where that was measured to pay (a Llama in bf16 on a CPU, packed), True
+    wherever the step takes the model (on a GPU over the frozen weights re-laid in place, see
+    `llama_step.fused_weight`; not with `compile`), False never. `release()` frees the caches and the
+    packed copies."""
 
     def __init__(self, model, tokenizer, *, check_every: int = CHECK_EVERY, cuda_graph: bool = True,
                  compile: bool | str = False, lean_adapters: bool = True, packed: bool = True,
-                 llama_step: bool = True):
+                 fused_step: bool | None = None):
         if cache_keyword(model) is None:
             raise NotImplementedError("this model's forward takes no cache: use generation.sample_chains")
         self.model, self.tokenizer = model, tokenizer
         self.check_every, self.cuda_graph, self.compile = check_every, cuda_graph, compile
         self.lean_adapters = lean_adapters
         self.packed = packed and not compile
-        self.llama_step = llama_step
+        self.fused_step = False if compile else fused_step
         self.decoders: OrderedDict[Shape, Decoder] = OrderedDict()    # least recently used first
         self._adapters: OrderedDict[tuple, DecodingAdapters] = OrderedDict()   # by weights_key, oldest first
         self._packed: tuple[tuple, PackedLinears | LlamaStep] | None = None   # (weight addresses, copies)
@@ -427,21 +432,30 @@ class Sampler:
         self._packed = None
 
     def packed_weights(self, key: tuple) -> PackedLinears | LlamaStep | None:
-        """The packed copies of the frozen weights for this call (packed again only when a weight has
-        moved; `key`: the model's weights_key now): a LlamaStep where `llama_step.supported`, else
-        PackedLinears, or None where nothing is packed.
+        """The packed or fused copies of the frozen weights for this call (made again only when a weight
+        has moved; `key`: the model's weights_key now): a LlamaStep where `fused_step` asks for one and
+        `llama_step.supported` takes the model, else PackedLinears, or None where nothing is packed.
 
         Not while an adapter is merged: a merge adds into the base weights in place, where the packed
         copies would not see it (rcsd never merges a live model; an unmerge leaves the weights a
         rounding away from the copies, so `release()` after one)."""
         addresses, switches, _ = key
-        if not self.packed or any(merged for _, _, merged in switches):
+        if any(merged for _, _, merged in switches):
             return None
         if self._packed is None or self._packed[0] != addresses:
             self._packed = None                                        # the old copies go before the new come
-            fused = self.llama_step and llama_step_supported(self.model)
-            self._packed = (addresses, LlamaStep(self.model) if fused else PackedLinears(self.model))
+            copies = self._copies()
+            if copies is None:
+                return None
+            self._packed = (tuple(p.data_ptr() for p in self.model.parameters()), copies)   # after any re-laying
         return self._packed[1]
+
+    def _copies(self) -> PackedLinears | LlamaStep | None:
+        if self.packed and self.fused_step is not False and llama_step_supported(self.model):
+            return LlamaStep(self.model)
+        if self.fused_step and llama_step_supported(self.model, packed=False):
+            return LlamaStep(self.model, packed=False)       # re-lays the frozen weights once (fused_weight)
+        return PackedLinears(self.model) if self.packed else None
 
     def adapters(self, key: tuple) -> DecodingAdapters | None:
         """The lean adapters for this call, refreshed: one set of snapshots per weights key (the
@@ -499,7 +513,10 @@ class Sampler:
             generator.manual_seed(seed)
         samples: list[Sample] = []
         key = weights_key(self.model)
-        lean, packed = self.adapters(key), self.packed_weights(key)
+        packed = self.packed_weights(key)
+        if self._packed is not None and self._packed[0] != key[0]:
+            key = weights_key(self.model)                  # the fused step has just re-laid the frozen weights
+        lean = self.adapters(key)
         fused = packed if isinstance(packed, LlamaStep) and packed.bind(lean) else None    # else: the modules
         linears = packed.active() if isinstance(packed, PackedLinears) else contextlib.nullcontext()
         with torch.no_grad(), attention_implementation(self.model), linears, \

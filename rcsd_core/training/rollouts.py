@@ -43,11 +43,13 @@ class Rollouts:
 
     def _sampler(self) -> Sampler | None:
         """None for `sample_chains` (generate), else one kept Sampler (its static cache and CUDA graphs are
-        reused, its step compiled first with `sampler_compile`); `auto`: the Sampler where the model allows it."""
+        reused, its step compiled first with `sampler_compile`, written out with `sampler_step`); `auto`: the
+        Sampler where the model allows it."""
         kind = self.config.sampler
         if kind == "generate" or (kind == "auto" and not static_sampling_supported(self.model)):
             return None
-        return Sampler(self.model, self.tokenizer, compile=self.config.sampler_compile)
+        fused = {"auto": None, "fused": True, "modules": False}[self.config.sampler_step]
+        return Sampler(self.model, self.tokenizer, compile=self.config.sampler_compile, fused_step=fused)
 
     def sample(self, tasks: list[Task], *, n: int, seed: int, report: bool = False) -> list[Sample]:
         """n chains per task from the student; `report` logs each sampling batch's progress."""
