@@ -40,10 +40,15 @@ def qwen3_of(tokenizer):
 
 
 @pytest.fixture(params=["llama", "qwen3"])
-def lora(request, peaked):
-    """(a float32 model with a random-B LoRA adapter on every linear, its tokenizer), a copy per test."""
-    model = peaked[0] if request.param == "llama" else qwen3_of(peaked[1])
-    return with_adapter(model, seed=2), peaked[1]
+def base(request, peaked):
+    """(a tiny float32 Llama or Qwen3, its tokenizer)."""
+    return (peaked[0] if request.param == "llama" else qwen3_of(peaked[1])), peaked[1]
+
+
+@pytest.fixture
+def lora(base):
+    """(a copy of `base` with a random-B LoRA adapter on every linear, its tokenizer)."""
+    return with_adapter(base[0], seed=2), base[1]
 
 
 def test_the_plain_step_gives_the_modules_logits_and_cache(lora):
@@ -97,6 +102,21 @@ def test_the_sampler_with_the_fused_step_draws_the_modules_chains(lora, prompts,
     default = Sampler(model, tokenizer)                                    # float32 on a CPU: the modules
     default.sample(prompts, **kw)
     assert all(d.llama is None for d in default.decoders.values())
+
+
+def test_in_bf16_the_plain_step_draws_the_modules_chains(base, prompts):
+    # The dtype a GPU round samples in; plain (unpacked) products, as on a GPU.
+    from test_sampler import bf16_with_adapter
+
+    model, tokenizer = bf16_with_adapter(base[0], seed=2), base[1]
+    kw = dict(n=2, max_new_tokens=8, temperature=0, batch_size=6)
+    sampler = Sampler(model, tokenizer, fused_step=True, packed=False)
+    got, _ = sampler.sample(prompts, **kw)
+    want, _ = Sampler(model, tokenizer, fused_step=False, packed=False).sample(prompts, **kw)
+    assert not sampler._packed[1].packed and all(d.llama is not None for d in sampler.decoders.values())
+    assert [s.completion_ids for s in got] == [s.completion_ids for s in want]
+    for g, w in zip(got, want):
+        assert g.logprobs == pytest.approx(w.logprobs, abs=0.05)
 
 
 def test_an_adapter_update_is_seen_through_the_same_buffers(lora, prompts):
