@@ -407,7 +407,7 @@ class Sampler:
     runs the adapter from snapshots in the model's dtype (False: peft's own forward); `packed` runs
     the frozen linears from oneDNN-packed copies on a CPU in bf16 (not with `compile`). `fused_step`
     runs a Llama's or Qwen3's decode steps as `llama_step.LlamaStep` (fused products) instead of
-    through its modules: None where that was measured to pay (a Llama in bf16 on a CPU, packed), True
+    through its modules: None where products are packed (bf16 on a CPU, measured on a Llama), True
     wherever the step takes the model (on a GPU over the frozen weights re-laid in place, see
     `llama_step.fused_weight`; not with `compile`), False never. `release()` frees the caches and the
     packed copies."""
