@@ -11,7 +11,8 @@ a scratch folder so the round loads it like any local model), runs the project's
 anchor's workload — 8 prompts x 8 samples x 256 completion tokens per step, LoRA r=16 on all
 linear layers, top-20 forward KL (per-entry clip, the paper's released setting), frozen-base
 teacher, bf16 on GPU — and reads back from metrics.jsonl the steady-state completion tokens
-trained per second (steps after the first), the peak memory and the seconds per phase. With
+trained per second (steps after the first), the peak memory and the seconds per phase (their mean over
+the steps after the first, and each step's own under "per_step", the first included). With
 `--anchor-dir` it then runs `anchor_trl_sdft.py <shape>` from that folder in the same call (copy
 `../shared/bench` there; its README says which wheels TRL needs) and appends one JSON line per
 shape and variant to bench/results/round_throughput.jsonl:
@@ -120,6 +121,7 @@ def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: 
             "peak_gib": round(float(metrics["memory/peak_gib"].max()), 2),
             "phases": {p: round(float(steady[f"time/{p}_s"].mean()), 3) for p in PHASES},
             "step_s": round(float(steady["time/step_s"].mean()), 3),
+            "per_step": {p: [round(float(x), 3) for x in metrics[f"time/{p}_s"]] for p in ("step", *PHASES)},
             "gradient_checkpointing": config.gradient_checkpointing, "micro_batch_size": config.micro_batch_size,
             "sampler_compile": config.sampler_compile, "sampler_step": config.sampler_step}
 
