@@ -12,7 +12,8 @@ anchor's workload — 8 prompts x 8 samples x 256 completion tokens per step, Lo
 linear layers, top-20 forward KL (per-entry clip, the paper's released setting), frozen-base
 teacher, bf16 on GPU — and reads back from metrics.jsonl the steady-state completion tokens
 trained per second (steps after the first), the peak memory and the seconds per phase (their mean over
-the steps after the first, and each step's own under "per_step", the first included). With
+the steps after the first, and each step's own under "per_step", the first included), and on a GPU
+each phase's own peak (`phase_peaks_gib`: what it found allocated plus what it added). With
 `--anchor-dir` it then runs `anchor_trl_sdft.py <shape>` from that folder in the same call (copy
 `../shared/bench` there; its README says which wheels TRL needs) and appends one JSON line per
 shape and variant to bench/results/round_throughput.jsonl:
@@ -119,6 +120,8 @@ def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: 
     steady = metrics[metrics["step"] > 1] if len(metrics) > 1 else metrics
     return {"tokens_per_s": round(float(steady["train/completion_tokens"].sum() / steady["time/step_s"].sum()), 1),
             "peak_gib": round(float(metrics["memory/peak_gib"].max()), 2),
+            "phase_peaks_gib": {p: round(float(metrics[f"memory/{p}_peak_gib"].max()), 2)   # on a GPU
+                                for p in ("sampling", "teacher", "student") if f"memory/{p}_peak_gib" in metrics},
             "phases": {p: round(float(steady[f"time/{p}_s"].mean()), 3) for p in PHASES},
             "step_s": round(float(steady["time/step_s"].mean()), 3),
             "per_step": {p: [round(float(x), 3) for x in metrics[f"time/{p}_s"]] for p in ("step", *PHASES)},

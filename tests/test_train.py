@@ -569,6 +569,38 @@ def test_sampler_step_fused_reaches_the_sampler_and_draws_the_modules_chains(tmp
     assert results["fused"][0] == pytest.approx(results["modules"][0], rel=1e-4, abs=1e-6)
 
 
+def test_phase_peaks_give_each_phase_its_own_high_water_mark_and_keep_the_rounds(monkeypatch):
+    # torch's peak counter stood in for by a fake: reset sets it to what is allocated now.
+    from rcsd_core.training.metrics import PhasePeaks, train_metrics
+
+    gib = 2**30
+    counter = {"allocated": 1 * gib, "peak": 5 * gib}         # 5 GiB reached before the step (loading, say)
+    monkeypatch.setattr(torch.cuda, "reset_peak_memory_stats",
+                        lambda device=None: counter.update(peak=counter["allocated"]))
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda device=None: counter["peak"])
+
+    def use(more: int) -> None:                                # allocate `more` GiB and free them again
+        counter["peak"] = max(counter["peak"], counter["allocated"] + more * gib)
+
+    peaks = PhasePeaks(torch.device("cuda", 0))
+    with peaks.phase("sampling"):
+        use(3)
+    for more in (2, 1):                                        # two micro-batches: the higher is kept
+        with peaks.phase("student"):
+            use(more)
+    taken = peaks.take()
+    assert taken == {"sampling": 4.0, "student": 3.0} and peaks.take() == {}
+    assert peaks.round_gib() == 5.0                            # the earlier peak survives the resets
+    metrics = train_metrics(1, [{"tokens": 1, "loss_sum": 0.0, "div_sum": 0.0, **{f"{p}_s": 0.0 for p in
+                            ("sampling", "teacher", "student", "optimizer")}}], [], [], method="rcsd",
+                            grad_norm=None, lr=1e-4, seconds=1.0, peak_gib=peaks.round_gib(), phase_peaks=taken)
+    assert metrics["memory/sampling_peak_gib"] == 4.0 and metrics["memory/student_peak_gib"] == 3.0
+    cpu = PhasePeaks(torch.device("cpu"))                      # nothing measured on a CPU
+    with cpu.phase("sampling"):
+        pass
+    assert cpu.take() == {} and cpu.round_gib() > 0
+
+
 def test_phase_timers_wait_for_a_cuda_device_and_not_for_a_cpu(monkeypatch):
     # CUDA kernels run after their launch returns: the teacher's timer must wait for them, or its
     # GPU time is counted as the student's (seen on an H200 before this wait).

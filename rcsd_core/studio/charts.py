@@ -133,7 +133,8 @@ METRIC_PANELS = [
     ("criteria", "Per-criterion pass rate (training chains)", "criterion/"),
     ("groups", "Tasks' own criteria by group (training chains)", "group/"),
     ("throughput", "Tokens per second", ["train/tokens_per_s"]),
-    ("memory", "Peak memory (GiB)", ["memory/peak_gib"]),
+    ("memory", "Peak memory (GiB)", ["memory/peak_gib", "memory/sampling_peak_gib", "memory/teacher_peak_gib",
+                                     "memory/student_peak_gib"]),
 ]
 
 

@@ -76,13 +76,16 @@ def micro_batches(n: int, size: int) -> list[tuple[slice, bool]]:
 
 
 def distill_step(models: StepModels, teacher, teacher_prompts: Sequence[list[int]], samples: Sequence[Sample],
-                 config: RoundConfig, *, between: Callable[[], None] | None = None) -> dict:
+                 config: RoundConfig, *, between: Callable[[], None] | None = None,
+                 phase: Callable[[str], ContextManager] = lambda name: contextlib.nullcontext()) -> dict:
     """Teacher and student forwards on the chains, divergence backward; returns this rank's stats.
 
     `teacher` has `weights()` (a context manager: the teacher's weights under no_grad) and
     `prefixes` (its kept prefix caches, or None);
     `teacher_prompts[i]` is the teacher prompt ids of samples[i]. `between()` runs before each
     micro-batch (a stop request may end the step there, before any weight has changed).
+    `phase(name)` is entered around each micro-batch's "teacher" and "student" part (the round's
+    `metrics.PhasePeaks` measures their memory there).
     """
     n_tokens = sum(s.n_tokens for s in samples)
     params = config.divergence_params()
@@ -94,20 +97,21 @@ def distill_step(models: StepModels, teacher, teacher_prompts: Sequence[list[int
         part = samples[piece]
         completions = [s.completion_ids for s in part]
         t0 = time.perf_counter()
-        with teacher.weights(), models.precision():  # (B, C, H); the shared rubric prefix runs once
+        with phase("teacher"), teacher.weights(), models.precision():  # (B, C, H); the rubric prefix runs once
             ht = teacher_hidden(models.model, list(teacher_prompts[piece]), completions, models.pad_id,
                                 prefixes=teacher.prefixes)
         t1 = settled(models.device)
-        batch = pack_chains([s.prompt_ids for s in part], completions, models.pad_id).to(models.device)
-        part_tokens = sum(len(c) for c in completions)       # batch.mask.sum(), counted without a device sync
-        with models.sync(last):
-            with models.precision():
-                hs = completion_hidden(models.train_model, batch)  # (B, C, H), grad to the LoRA weights
-                loss = lm_head_chunked_divergence(config.divergence, hs, ht, models.lm_head, batch.mask,
-                                                  config.chunk_size, tokens=batch.tokens, **params)
-            (loss * (part_tokens / n_tokens)).backward()
-        loss_sum += float(loss.detach()) * part_tokens
-        div_sum += _logged_divergence(loss, hs, ht, batch, models, config) * part_tokens
+        with phase("student"):
+            batch = pack_chains([s.prompt_ids for s in part], completions, models.pad_id).to(models.device)
+            part_tokens = sum(len(c) for c in completions)       # batch.mask.sum(), counted without a device sync
+            with models.sync(last):
+                with models.precision():
+                    hs = completion_hidden(models.train_model, batch)  # (B, C, H), grad to the LoRA weights
+                    loss = lm_head_chunked_divergence(config.divergence, hs, ht, models.lm_head, batch.mask,
+                                                      config.chunk_size, tokens=batch.tokens, **params)
+                (loss * (part_tokens / n_tokens)).backward()
+            loss_sum += float(loss.detach()) * part_tokens
+            div_sum += _logged_divergence(loss, hs, ht, batch, models, config) * part_tokens
         t_teacher += t1 - t0
         t_student += time.perf_counter() - t1
     return {"loss_sum": loss_sum, "div_sum": div_sum, "tokens": n_tokens,

@@ -67,7 +67,7 @@ from rcsd_core.modeling.divergence import chain_divergence
 from rcsd_core.modeling.models import compute_precision
 from rcsd_core.training import checkpoints
 from rcsd_core.training.distributed import RoundInterrupted, StopRequest, gather, gradient_sync, write_rank_hash
-from rcsd_core.training.metrics import (MetricsWriter, close_logging, eval_metrics, peak_memory_gib, same_file,
+from rcsd_core.training.metrics import (MetricsWriter, PhasePeaks, close_logging, eval_metrics, same_file,
                                        setup_logging, train_metrics)
 from rcsd_core.training.objectives import StepModels, distill_step, rejection_sft_step
 from rcsd_core.training.reviewed import ReviewedChains, accepted_samples, load_reviewed
@@ -169,6 +169,7 @@ class Round:
         self.model = attach_lora(self.model, rank=config.lora_rank, alpha=config.lora_alpha,
                                  targets=config.lora_targets, dropout=config.lora_dropout)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.peaks = PhasePeaks(self.device)
 
     def _setup_optimizer(self) -> None:
         config = self.config
@@ -274,7 +275,9 @@ class Round:
         mine = step_tasks(self.train_tasks, config, step)[self.rank::self.world]
         self.teacher.ensure_analysis(mine)
         t0 = time.perf_counter()
-        samples = self.rollouts.sample(mine, n=config.samples_per_prompt, seed=derive_seed(config.seed, step, self.rank))
+        with self.peaks.phase("sampling"):
+            samples = self.rollouts.sample(mine, n=config.samples_per_prompt,
+                                           seed=derive_seed(config.seed, step, self.rank))
         sampling_s = time.perf_counter() - t0
         records = self.rollouts.score(mine, samples, step=step, kind="train", prefix=f"{step}:")
 
@@ -282,12 +285,14 @@ class Round:
         if config.method == "rejection_sft":
             extra = (accepted_samples(self.reviewed, mine, self.tokenizer, partial(student_prompt_ids, self.tokenizer))
                      if config.reviewed_use == "sft" else [])
-            stats = rejection_sft_step(self.step_models, samples, records, config, between=self.stop.interrupt_point,
-                                       rejected=self.reviewed.rejected, extra=extra)
+            with self.peaks.phase("student"):
+                stats = rejection_sft_step(self.step_models, samples, records, config,
+                                           between=self.stop.interrupt_point, rejected=self.reviewed.rejected,
+                                           extra=extra)
             stats.pop("targets")
         else:
             stats = distill_step(self.step_models, self.teacher, self.rollouts.teacher_prompts(mine, samples), samples, config,
-                                 between=self.stop.interrupt_point)
+                                 between=self.stop.interrupt_point, phase=self.peaks.phase)
         t0 = time.perf_counter()
         grad_norm = None
         if config.max_grad_norm is not None:
@@ -303,7 +308,8 @@ class Round:
         all_records = [r for g in gathered for r in g["records"]]
         metrics = train_metrics(step, [g["stats"] for g in gathered], all_records, self.criterion_ids,
                                 own=self.own_criteria, method=config.method, grad_norm=grad_norm, lr=lr,
-                                seconds=time.perf_counter() - start, peak_gib=peak_memory_gib(self.device))
+                                seconds=time.perf_counter() - start, peak_gib=self.peaks.round_gib(),
+                                phase_peaks=self.peaks.take())
         return metrics, all_records
 
     def evaluate(self, step: int) -> tuple[dict, list[dict]]:
