@@ -136,6 +136,7 @@ def main() -> int:
         sides["packed"] = Sampler(model, tokenizer, fused_step=False)
         sides["llama"] = Sampler(model, tokenizer)
     elif llama_step_supported(model, packed=False):
+        LlamaStep(model, packed=False)      # re-lays the frozen weights now, not between the other sides' captures
         sides["fused"] = Sampler(model, tokenizer, fused_step=True)     # plain fused products (a GPU)
     kw = dict(n=1, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, temperature=1.0, seed=0,
               batch_size=args.chains)
