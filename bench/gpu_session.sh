@@ -6,7 +6,9 @@
 #
 # <anchor folder>: a copy of the TRL SDFT anchor benchmark (anchor_trl_sdft.py and smollm2_tok/), with trl
 # and datasets importable (WHEELS=<folder of wheels> installs them into /tmp/site first). Results go to
-# $OUT (default bench/results/gpu-<commit>/): gpu_tests.txt, lean.log, rounds.jsonl, anchor.jsonl, *.log.
+# $OUT (default bench/results/gpu-<commit>/): machine.txt, rounds.jsonl (one line per round, the anchor's figures
+# on the Qwen3-0.6B lines) and one log per step (gpu_tests, lean, smollm2, qwen3-0.6b, qwen3-1.7b, compile):
+# eight files, the most a device call brings back.
 # Measured on an H100: a round of 5 steps ~40 s; TRL's anchor ~4 minutes for Qwen3-0.6B.
 set -u
 COMMIT=$1; ANCHOR=$2; LIMIT=${3:-570}
@@ -27,12 +29,11 @@ run() {   # run <name> <seconds it needs> <seconds it may take> <command...>: sk
 stamp start
 python3 -c "import torch, transformers, peft; print(torch.__version__, transformers.__version__, peft.__version__)" >> "$OUT/machine.txt" 2>&1
 RT="python3 bench/round_throughput.py --steps 5 --commit $COMMIT --out $OUT/rounds.jsonl"
-run gpu_tests 30 60 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_sampler_cuda.py
-run lean 60 120 python3 bench/lean_adapters.py smollm2 --chains 64 --new-tokens 256 --repeats 2 --commit "$COMMIT" \
-    --out "$OUT/lean.jsonl"
-run smollm2 100 150 $RT smollm2 --variant sampler_step=fused
+run gpu_tests 30 90 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_sampler_cuda.py tests/test_round_cuda.py
+run lean 60 120 python3 bench/lean_adapters.py smollm2 --chains 64 --new-tokens 256 --repeats 2 --commit "$COMMIT"
 run qwen3-0.6b 380 450 $RT qwen3-0.6b --variant sampler_step=fused --anchor-dir "$ANCHOR"
+run smollm2 90 150 $RT smollm2 --variant sampler_step=fused
 run qwen3-1.7b 90 120 $RT qwen3-1.7b --variant sampler_step=fused
 run compile 90 150 $RT smollm2 --only-variants --variant sampler_compile=true
 stamp end
-grep -h '^{' "$OUT"/*.jsonl 2>/dev/null | cut -c1-300
+grep -h '^{' "$OUT"/rounds.jsonl "$OUT"/lean.log 2>/dev/null | cut -c1-300
