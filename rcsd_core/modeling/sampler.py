@@ -447,10 +447,11 @@ class Sampler:
             copies = self._copies()
             if copies is None:
                 return None
-            self._packed = (tuple(p.data_ptr() for p in self.model.parameters()), copies)   # after any re-laying
+            self._packed = (weights_key(self.model)[0], copies)       # the addresses after any re-laying
         return self._packed[1]
 
     def _copies(self) -> PackedLinears | LlamaStep | None:
+        """What `packed_weights` keeps: the packed step, the plain fused step, the packed linears, or nothing."""
         if self.packed and self.fused_step is not False and llama_step_supported(self.model):
             return LlamaStep(self.model)
         if self.fused_step and llama_step_supported(self.model, packed=False):
