@@ -2,7 +2,8 @@
 
     python bench/compiled_layers.py embedded --repeats 3          # this CPU: the cpu-demo student pass
     python bench/compiled_layers.py tiny --repeats 2              # check the script
-    python bench/compiled_layers.py smollm2 --chains 64           # on a GPU: a gpu-lora-sized micro-batch
+    python bench/compiled_layers.py smollm2 --prompts 8 --chains 8 --new-tokens 256 --checkpointing
+                                                                  # on a GPU: a gpu-lora micro-batch, as it trains
 
 The micro-batch is the one a `cpu-demo` step trains on: 4 arithmetic prompts × 4 chains of
 `--new-tokens` random tokens, packed one row per prompt (`batching.pack_chains`), through the
@@ -11,6 +12,10 @@ model with a LoRA r16 adapter on every linear, in train mode, bf16 compute
 (`--repeats` timed passes after one warm-up), then each decoder layer compiled in place
 (`nn.Module.compile`, inductor): the first pass (compilation included), one more with chains
 `--new-tokens - 5` long (another shape, as the next step's chains have), then the timed passes.
+`--checkpointing` recomputes each layer's activations in the backward, as the `gpu-lora` preset
+trains. The line also gives the operations of one eager pass, forward and backward
+(`modeling.operations.OperationCount`): on a GPU each is at least one kernel launched from Python,
+so a pass of ~10,000 of them costs host time whatever the model's size.
 Prints one JSON line; `--out` appends it to a results file.
 """
 
@@ -36,7 +41,8 @@ from rcsd_core.contracts.tasks import load_tasks  # noqa: E402
 from rcsd_core.modeling.batching import pack_chains  # noqa: E402
 from rcsd_core.modeling.contexts import student_messages  # noqa: E402
 from rcsd_core.modeling.divergence import completion_hidden  # noqa: E402
-from rcsd_core.modeling.models import compute_precision  # noqa: E402
+from rcsd_core.modeling.models import compute_precision, enable_checkpointing  # noqa: E402
+from rcsd_core.modeling.operations import OperationCount  # noqa: E402
 
 
 def student_batch(tokenizer, prompts: int, chains: int, new_tokens: int, seed: int = 0):
@@ -67,6 +73,8 @@ def main() -> int:
     parser.add_argument("--chains", type=int, default=4, help="chains per prompt")
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--checkpointing", action="store_true", help="recompute activations in the backward "
+                                                                      "(the gpu-lora preset's gradient_checkpointing)")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (ignored on a GPU)")
     parser.add_argument("--out", type=Path, help="also append the line to this JSONL file")
     parser.add_argument("--commit", help="the commit measured, where the working tree has no .git (a device copy)")
@@ -77,10 +85,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="rcsd-compiled-") as scratch:
         model, tokenizer = model_of(args.shape, device, Path(scratch))
     model.train()
+    if args.checkpointing:
+        enable_checkpointing(model)
     batch = student_batch(tokenizer, args.prompts, args.chains, args.new_tokens)
     other = student_batch(tokenizer, args.prompts, args.chains, args.new_tokens - 5, seed=1)
     forward_backward(model, batch)                                               # warm-up
     eager = [round(forward_backward(model, batch), 3) for _ in range(args.repeats)]
+    with OperationCount() as ops:                                                # not timed
+        forward_backward(model, batch)
     base = model.get_base_model()
     for layer in base.model.layers:
         layer.compile()
@@ -88,7 +100,8 @@ def main() -> int:
     another_shape = round(forward_backward(model, other), 1)
     compiled = [round(forward_backward(model, batch), 3) for _ in range(args.repeats)]
     line = {"bench": "compiled_layers", "shape": args.shape, "device": device_name(device, args.threads),
-            "positions": int(batch.ids.numel()), "eager_s": eager, "compiled_first_pass_s": first,
+            "positions": int(batch.ids.numel()), "checkpointing": args.checkpointing,
+            "eager_operations": ops.count, "eager_s": eager, "compiled_first_pass_s": first,
             "compiled_another_shape_s": another_shape, "compiled_s": compiled,
             "speedup": round(min(eager) / min(compiled), 2)}
     return report(line, load, args.commit, args.out)

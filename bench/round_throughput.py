@@ -11,8 +11,9 @@ a scratch folder so the round loads it like any local model), runs the project's
 anchor's workload — 8 prompts x 8 samples x 256 completion tokens per step, LoRA r=16 on all
 linear layers, top-20 forward KL (per-entry clip, the paper's released setting), frozen-base
 teacher, bf16 on GPU — and reads back from metrics.jsonl the steady-state completion tokens
-trained per second (steps after the first), the peak memory and the seconds per phase (their mean over
-the steps after the first, and each step's own under "per_step", the first included), and on a GPU
+trained per second (steps after the first `--warmup`, default 1), the peak memory and the seconds per
+phase (their mean over those steps, and each step's own under "per_step", the warm-up included; a
+round with `student_compile` compiles in its first two steps: `--warmup 2`), and on a GPU
 each phase's own peak (`phase_peaks_gib`: what it found allocated plus what it added). With
 `--anchor-dir` it then runs `anchor_trl_sdft.py <shape>` from that folder in the same call (copy
 `../shared/bench` there; its README says which wheels TRL needs) and appends one JSON line per
@@ -104,7 +105,7 @@ def round_config(model_dir: Path, tasks: Path, *, steps: int, gpu: bool, **overr
 
 
 def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: bool, run_id: str,
-              **overrides) -> dict:
+              warmup: int = 1, **overrides) -> dict:
     """The project's round on the anchor's workload; returns the figures read from metrics.jsonl."""
     config = round_config(model_dir, train_only_tasks(runs_root), steps=steps, gpu=gpu, **overrides)
     run_dir = runs.create_run(config, runs_root, run_id=run_id)
@@ -117,7 +118,7 @@ def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: 
     if result["status"] != "done":
         raise RuntimeError(f"{shape}: round ended {result['status']}: {runs.tail_log(run_dir, 20)}")
     metrics = runs.read_metrics(run_dir).dropna(subset=["train/loss"])
-    steady = metrics[metrics["step"] > 1] if len(metrics) > 1 else metrics
+    steady = metrics[metrics["step"] > warmup] if len(metrics) > warmup else metrics
     return {"tokens_per_s": round(float(steady["train/completion_tokens"].sum() / steady["time/step_s"].sum()), 1),
             "peak_gib": round(float(metrics["memory/peak_gib"].max()), 2),
             "phase_peaks_gib": {p: round(float(metrics[f"memory/{p}_peak_gib"].max()), 2)   # on a GPU
@@ -126,7 +127,8 @@ def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: 
             "step_s": round(float(steady["time/step_s"].mean()), 3),
             "per_step": {p: [round(float(x), 3) for x in metrics[f"time/{p}_s"]] for p in ("step", *PHASES)},
             "gradient_checkpointing": config.gradient_checkpointing, "micro_batch_size": config.micro_batch_size,
-            "sampler_compile": config.sampler_compile, "sampler_step": config.sampler_step}
+            "sampler_compile": config.sampler_compile, "sampler_step": config.sampler_step,
+            "student_compile": config.student_compile, "warmup_steps": warmup}
 
 
 def free_gpu(gpu: bool) -> None:
@@ -159,6 +161,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("shapes", nargs="+", choices=sorted(SHAPES))
     parser.add_argument("--steps", type=int, default=4, help="optimizer steps per round (the first is warm-up)")
+    parser.add_argument("--warmup", type=int, default=1, help="steps left out of the steady figures (default 1; "
+                                                              "2 for student_compile, which compiles in two)")
     parser.add_argument("--anchor-dir", type=Path, help="folder holding anchor_trl_sdft.py and smollm2_tok/")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "round_throughput.jsonl")
     parser.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
@@ -191,7 +195,7 @@ def main() -> int:
             variants = args.variant if args.only_variants else [{}] + args.variant
             for i, variant in enumerate(variants):
                 ours = run_round(shape, model_dir, scratch / "runs", steps=args.steps, gpu=gpu,
-                                 run_id=f"throughput-{shape}-{i}", **{**base, **variant})
+                                 run_id=f"throughput-{shape}-{i}", warmup=args.warmup, **{**base, **variant})
                 lines.append({"shape": shape, "device": device, **ours, "variant": variant, "steps": args.steps,
                               "commit": commit})
                 print("round (anchor still to run):", json.dumps(lines[-1]), file=sys.stderr, flush=True)

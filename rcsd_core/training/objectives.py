@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from rcsd_core.contracts.config import RoundConfig
 from rcsd_core.modeling.batching import pack_chains
+from rcsd_core.modeling.compiled import CompiledLayers
 from rcsd_core.modeling.divergence import completion_hidden, teacher_hidden
 from rcsd_core.modeling.generation import Sample
 from rcsd_core.modeling.losses import lm_head_chunked_divergence
@@ -39,7 +40,8 @@ class StepModels:
     `model` is the peft model (teacher forwards, train/eval mode, the lm_head weight); `train_model`
     is what the student's forward and backward go through (DDP-wrapped across ranks, else `model`);
     `sync(last)` is the context of a micro-batch's backward (all-reduce only when `last`);
-    `precision()` the context of every forward (the backward runs outside it).
+    `precision()` the context of every forward (the backward runs outside it);
+    `compiled()` the context of the student's forward and backward (`modeling.compiled`, else nothing).
     """
 
     model: torch.nn.Module
@@ -48,11 +50,15 @@ class StepModels:
     device: torch.device
     sync: Callable[[bool], ContextManager]
     precision: Callable[[], ContextManager] = contextlib.nullcontext
+    compiled: Callable[[], ContextManager] = contextlib.nullcontext
 
     @classmethod
-    def of(cls, model, train_model, pad_id: int, device, sync) -> "StepModels":
-        """The step's models with forwards in `models.compute_precision` (bf16 adapter products on a bf16 model)."""
-        return cls(model, train_model, pad_id, device, sync, precision=partial(compute_precision, model))
+    def of(cls, model, train_model, pad_id: int, device, sync, *, compile_layers: bool = False) -> "StepModels":
+        """The step's models with forwards in `models.compute_precision` (bf16 adapter products on a bf16 model)
+        and, with `compile_layers`, the student's passes through `compiled.CompiledLayers`."""
+        compiled = CompiledLayers(model).active if compile_layers else contextlib.nullcontext
+        return cls(model, train_model, pad_id, device, sync, precision=partial(compute_precision, model),
+                   compiled=compiled)
 
     @property
     def lm_head(self) -> torch.Tensor:
@@ -104,7 +110,7 @@ def distill_step(models: StepModels, teacher, teacher_prompts: Sequence[list[int
         with phase("student"):
             batch = pack_chains([s.prompt_ids for s in part], completions, models.pad_id).to(models.device)
             part_tokens = sum(len(c) for c in completions)       # batch.mask.sum(), counted without a device sync
-            with models.sync(last):
+            with models.compiled(), models.sync(last):
                 with models.precision():
                     hs = completion_hidden(models.train_model, batch)  # (B, C, H), grad to the LoRA weights
                     loss = lm_head_chunked_divergence(config.divergence, hs, ht, models.lm_head, batch.mask,
@@ -174,7 +180,7 @@ def rejection_sft_step(models: StepModels, samples: Sequence[Sample], records: l
         part = chosen[piece]
         batch = pack_chains([s.prompt_ids for s in part], [s.completion_ids for s in part],
                             models.pad_id).to(models.device)
-        with models.sync(last):
+        with models.compiled(), models.sync(last):
             with models.precision():
                 hidden = completion_hidden(models.train_model, batch)  # (B, C, H)
                 part_sum = _chunked_cross_entropy(hidden, batch, models.lm_head, config.chunk_size)

@@ -208,7 +208,8 @@ class Round:
         # DDP averages the LoRA gradients across ranks; one process keeps the plain model.
         train_model = self.accelerator.prepare_model(self.model) if self.world > 1 else self.model
         self.step_models = StepModels.of(self.model, train_model, self.tokenizer.pad_token_id, self.device,
-                                         sync=lambda last: gradient_sync(self.accelerator, train_model, last=last))
+                                         sync=lambda last: gradient_sync(self.accelerator, train_model, last=last),
+                                         compile_layers=self.config.student_compile)
 
     def _setup_signals(self) -> None:
         # one process stops inside a step; several finish the step together (their collectives pair up)
