@@ -20,6 +20,8 @@ teacher runs over a prefix cache, neither of which this is for. The backward mus
 block too: with recomputed activations, the layer's forward runs again in the backward, and it must
 be the same (compiled) forward that saved the tensors. The compiled forwards are made on the first
 `active()` and kept, so later steps reuse what was compiled.
+The layers share one compiled graph: on the 30-layer SmolLM2 shape dynamo made 2 (the first shape, then
+one with dynamic lengths) for three shapes of passes, and a later pass took 0.22 s against eager's 0.35–0.40 s.
 """
 
 from __future__ import annotations
