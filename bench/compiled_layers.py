@@ -9,8 +9,10 @@ The micro-batch is the one a `cpu-demo` step trains on: 4 arithmetic prompts × 
 `--new-tokens` random tokens, packed one row per prompt (`batching.pack_chains`), through the
 model with a LoRA r16 adapter on every linear, in train mode, bf16 compute
 (`models.compute_precision`), and a backward from the final hidden states. First eager
-(`--repeats` timed passes after one warm-up), then each decoder layer compiled in place
-(`nn.Module.compile`, inductor): the first pass (compilation included), one more with chains
+(`--repeats` timed passes after one warm-up), then through compiled decoder layers as a round with
+`student_compile` runs them (`modeling.compiled.CompiledLayers`, inductor; the line in
+bench/results/compiled_layers.jsonl from `f19a2be` compiled each layer with `nn.Module.compile`):
+the first pass (compilation included), one more with chains
 `--new-tokens - 5` long (another shape, as the next step's chains have), then the timed passes.
 `--checkpointing` recomputes each layer's activations in the backward, as the `gpu-lora` preset
 trains. The line also gives the operations of one eager pass, forward and backward
@@ -39,6 +41,7 @@ from lean_adapters import device_name, model_of, report  # noqa: E402
 from rcsd_core.contracts.messages import encode_messages  # noqa: E402
 from rcsd_core.contracts.tasks import load_tasks  # noqa: E402
 from rcsd_core.modeling.batching import pack_chains  # noqa: E402
+from rcsd_core.modeling.compiled import CompiledLayers  # noqa: E402
 from rcsd_core.modeling.contexts import student_messages  # noqa: E402
 from rcsd_core.modeling.divergence import completion_hidden  # noqa: E402
 from rcsd_core.modeling.models import compute_precision, enable_checkpointing  # noqa: E402
@@ -93,12 +96,10 @@ def main() -> int:
     eager = [round(forward_backward(model, batch), 3) for _ in range(args.repeats)]
     with OperationCount() as ops:                                                # not timed
         forward_backward(model, batch)
-    base = model.get_base_model()
-    for layer in base.model.layers:
-        layer.compile()
-    first = round(forward_backward(model, batch), 1)
-    another_shape = round(forward_backward(model, other), 1)
-    compiled = [round(forward_backward(model, batch), 3) for _ in range(args.repeats)]
+    with CompiledLayers(model).active():
+        first = round(forward_backward(model, batch), 1)
+        another_shape = round(forward_backward(model, other), 1)
+        compiled = [round(forward_backward(model, batch), 3) for _ in range(args.repeats)]
     line = {"bench": "compiled_layers", "shape": args.shape, "device": device_name(device, args.threads),
             "positions": int(batch.ids.numel()), "checkpointing": args.checkpointing,
             "eager_operations": ops.count, "eager_s": eager, "compiled_first_pass_s": first,
