@@ -213,8 +213,8 @@ class RoundConfig(BaseModel):
     student_compile: bool = Field(False, description="torch.compile the decoder layers for the student's forward and "
                                                      "backward (inductor; the teacher and the sampler keep the "
                                                      "modules): fewer, fused operations a pass (~10,000 eager on "
-                                                     "the GPU shapes); the first two steps compile (12-18 s each "
-                                                     "on the 2-core CPU, where a pass then ran 1.16-1.5x faster); "
+                                                     "the GPU shapes); the first two steps compile (15-23 s each "
+                                                     "on the 2-core CPU, where a pass then ran 1.16-1.6x faster); "
                                                      "not yet timed on a GPU (bench/compiled_layers.py, "
                                                      "bench/round_throughput.py --variant student_compile=true)")
 

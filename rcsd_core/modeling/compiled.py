@@ -11,15 +11,17 @@ recomputed in the backward) runs ~9,700 operations on a SmolLM2 shape and ~10,70
 whatever the number of tokens (`python bench/compiled_layers.py smollm2 --prompts 2 --chains 2
 --new-tokens 16 --checkpointing`, counted on this CPU). Inductor fuses a layer's elementwise
 operations and runs its backward as one compiled graph. On this 2-core CPU that made such a small pass
-1.5× faster (smollm2 shape 0.46 → 0.30 s, Qwen3-0.6B 1.07 → 0.74 s) and the `cpu-demo` pass 1.16×, after
-12–18 s of compiling and as long again for the second shape (then shapes are dynamic). A `cpu-demo`
-round does not earn that back; a GPU round of 200 steps might. Not yet timed on a GPU.
+1.60× faster on the SmolLM2 shape (0.42 → 0.26 s) and 1.34× on Qwen3-0.6B (1.01 → 0.76 s), after
+15–23 s of compiling for the first shape and 16–18 s for the second (then lengths are dynamic;
+bench/results/compiled_layers.jsonl); the `cpu-demo` pass gained 1.16×. A `cpu-demo` round does not
+earn that back; a GPU round of 200 steps might. Not yet timed on a GPU.
 
 Only inside `active()`: the sampler captures the modules' decode step as a CUDA graph and the
 teacher runs over a prefix cache, neither of which this is for. The backward must run inside the
 block too: with recomputed activations, the layer's forward runs again in the backward, and it must
 be the same (compiled) forward that saved the tensors. The compiled forwards are made on the first
 `active()` and kept, so later steps reuse what was compiled.
+
 The layers share one compiled graph: on the 30-layer SmolLM2 shape dynamo made 2 (the first shape, then
 one with dynamic lengths) for three shapes of passes, and a later pass took 0.22 s against eager's 0.35–0.40 s.
 """
