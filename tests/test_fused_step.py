@@ -18,7 +18,7 @@ from rcsd_core.modeling import llama_step
 from rcsd_core.modeling.adapters import DecodingAdapters
 from rcsd_core.modeling.attention import attention_implementation
 from rcsd_core.modeling.llama_step import LlamaStep
-from rcsd_core.modeling.sampler import Sampler, weights_key
+from rcsd_core.modeling.sampler import Decoder, Sampler, weights_key
 
 from test_llama_step import mid_batch, step_logits
 from test_sampler import peaked, prompts, scale_adapter, with_adapter  # noqa: F401 (fixtures)
@@ -104,19 +104,50 @@ def test_the_sampler_with_the_fused_step_draws_the_modules_chains(lora, prompts,
     assert all(d.llama is None for d in default.decoders.values())
 
 
-def test_in_bf16_the_plain_step_draws_the_modules_chains(base, prompts):
-    # The dtype a GPU round samples in; plain (unpacked) products, as on a GPU.
+def same_state(decoder: Decoder, like: Decoder) -> Decoder:
+    """`decoder` given `like`'s cache values (in its own dtype) and decode state."""
+    for mine, theirs in zip(decoder.cache.layers, like.cache.layers):
+        mine.keys.copy_(theirs.keys)
+        mine.values.copy_(theirs.values)
+    for name in ("valid", "position", "last", "column"):
+        getattr(decoder, name).copy_(getattr(like, name))
+    return decoder
+
+
+@pytest.mark.parametrize("seed", [2, 5])
+def test_in_bf16_the_plain_step_is_as_near_the_float32_model_as_the_modules(base, seed):
+    # The dtype a GPU round samples in, with plain products and one-call norms as a GPU runs them. They
+    # round differently from the modules (a norm applies its weight before the cast back to bf16), so
+    # the step is held to the float32 logits of the same values, as near as the modules' bf16 logits.
+    from test_sampler import bf16_with_adapter
+
+    model, tokenizer = bf16_with_adapter(base[0], seed=seed), base[1]
+    reference = copy.deepcopy(model).float()                  # the same values, in float32
+    decoder = mid_batch(model, tokenizer)
+    exact = same_state(mid_batch(reference, tokenizer), decoder)
+    lean = DecodingAdapters(model, packed=False)
+    with torch.no_grad(), attention_implementation(model):
+        want, _ = step_logits(reference, exact, None)
+        with lean.active():
+            modules, _ = step_logits(model, decoder, None)
+            fused = LlamaStep(model, packed=False)
+            assert fused.bind(lean)
+            got, _ = step_logits(model, decoder, fused)
+    modules_error = (modules.float() - want).abs().max()
+    error = (got.float() - want).abs().max()
+    assert 0 < error <= 1.5 * modules_error, (float(error), float(modules_error))
+
+
+def test_in_bf16_the_sampler_decodes_through_the_plain_step(base, prompts):
     from test_sampler import bf16_with_adapter
 
     model, tokenizer = bf16_with_adapter(base[0], seed=2), base[1]
-    kw = dict(n=2, max_new_tokens=8, temperature=0, batch_size=6)
     sampler = Sampler(model, tokenizer, fused_step=True, packed=False)
+    kw = dict(n=2, max_new_tokens=8, min_new_tokens=8, temperature=0, batch_size=6)
     got, _ = sampler.sample(prompts, **kw)
-    want, _ = Sampler(model, tokenizer, fused_step=False, packed=False).sample(prompts, **kw)
     assert not sampler._packed[1].packed and all(d.llama is not None for d in sampler.decoders.values())
-    assert [s.completion_ids for s in got] == [s.completion_ids for s in want]
-    for g, w in zip(got, want):
-        assert g.logprobs == pytest.approx(w.logprobs, abs=0.05)
+    assert all(s.n_tokens == 8 for s in got)
+    assert [s.completion_ids for s in sampler.sample(prompts, **kw)[0]] == [s.completion_ids for s in got]
 
 
 def test_an_adapter_update_is_seen_through_the_same_buffers(lora, prompts):

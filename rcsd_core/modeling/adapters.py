@@ -9,7 +9,8 @@ Why: peft runs a LoRA linear of a bf16 model as seven operations — the base pr
 input cast to float32, two float32 products, the scaling, the sum and a cast back — and a decode
 step runs that on every linear of every layer: on SmolLM2 1,260 of a step's ~3,000 operations,
 each a kernel launch on a GPU and a dispatch on a CPU (DESIGN.md §5). Here the adapted linear is
-three: the base product, x·Aᵀ, and one `addmm` that adds (x·Aᵀ)·(s·B)ᵀ to the base output.
+three: the base product, x·Aᵀ, and one `addmm_` that adds (x·Aᵀ)·(s·B)ᵀ into the base output in
+place (CUDA's out-of-place `addmm` would first copy the base output into a new tensor: a fourth kernel).
 
 Why it is safe where merging is not: merging adds s·B·A into the bf16 weight, where most of a small
 update is lost to rounding. Here the update stays its own product; only A and s·B are rounded to
@@ -87,13 +88,13 @@ def lean_adapter(module: nn.Module) -> str | None:
 
 
 def lean_forward(base: nn.Linear, a: torch.Tensor, b: torch.Tensor):
-    """forward(x) = base(x) + (x·Aᵀ)·Bᵀ, the sum inside the second product (torch.addmm)."""
+    """forward(x) = base(x) + (x·Aᵀ)·Bᵀ, the sum inside the second product, in place into base(x)'s output."""
     def forward(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         out = base(x, *args, **kwargs)
         rows = x.reshape(-1, x.shape[-1])
         if rows.dtype != a.dtype:
             rows = rows.to(a.dtype)
-        return torch.addmm(out.reshape(-1, out.shape[-1]), F.linear(rows, a), b.t()).view(out.shape)
+        return out.reshape(-1, out.shape[-1]).addmm_(F.linear(rows, a), b.t()).view(out.shape)
     return forward
 
 

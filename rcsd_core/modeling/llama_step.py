@@ -33,14 +33,27 @@ sampling call against 3.36 s through the packed modules (best of three, the side
 same chains (`python bench/lean_adapters.py embedded --chains 16 --new-tokens 64 --repeats 3`, its
 "llama" side; `bench/results/lean_adapters.jsonl`).
 
-Not packed (a GPU, or float32): plain `F.linear` / `addmm` products. A fused product needs the
+Not packed (a GPU, or float32): plain `F.linear` / `addmm_` products, and every RMSNorm as one
+`F.rms_norm` (`rms_norm` below). A fused product needs the
 projections' weights side by side in one tensor; rather than keep a second copy of the frozen weights
 (3 GB on a Qwen3-1.7B shape), `fused_weight` moves them into one tensor once and leaves each module's
 weight a view of its rows, so the model's own forward (the teacher, the student, evaluation) runs
 on the same values at the same memory. The adapter's stacked products live in buffers kept per
 group and filled in place at each `bind`, so a CUDA graph captured on them sees the next call's
 adapter. Products of other widths may round differently there (cuBLAS picks its kernels by shape):
-the logits agree with the module path's within rounding, not to the bit.
+the logits agree with the module path's within rounding, not to the bit. Two more differences
+cut a GPU step's kernels without changing what it computes beyond rounding:
+
+- a norm through its module is eight operations in bf16 (two casts, power, mean, the epsilon, rsqrt,
+  two products), each a kernel on a GPU; `F.rms_norm` is one call, which torch (2.8 on, including the
+  GPU machine's 2.11) runs as one fused kernel on CUDA. A Llama has two norms a layer, a Qwen3 four
+  (its per-head query and key norms): through the modules, SmolLM2's shape runs 61 norms in 488 of a
+  bf16 step's 1,424 operations and Qwen3-0.6B's 113 in 904 of 1,920 (`operations.OperationCount`
+  on this CPU, 4 chains). It applies the weight before rounding back to bf16 where the module
+  applies it after, so in bf16 a quarter of the values differ in the last bit; in float32 the two are
+  the same. On a CPU torch runs it as those same eight operations, so only a GPU gains;
+- the adapter's sum is added in place into the base product's fresh output (`addmm_`); CUDA's
+  out-of-place `addmm` copies its input into a new output first, one more kernel per group.
 
 `supported(model, packed=...)`: a Llama (`model_type` "llama") or Qwen3 whose projections are plain
 frozen `nn.Linear`s without biases, and for `packed` in bf16 on a CPU where `packing.supported`;
@@ -72,7 +85,8 @@ def _plain(module: nn.Module) -> nn.Linear:
 
 def supported(model: nn.Module, *, packed: bool = True) -> bool:
     """Whether LlamaStep can decode this model: a Llama or Qwen3 with plain frozen projections and no
-    biases; `packed`: also in bf16 on a CPU with packed products (packed=False: any device and dtype)."""
+    biases; `packed`: also in bf16 on a CPU with packed products (packed=False: any device and dtype, and
+    norms that `rms_norm` runs: Llama's and Qwen3's RMSNorm)."""
     base = base_model(model)
     config = base.config
     if getattr(config, "model_type", None) not in MODEL_TYPES or getattr(config, "pretraining_tp", 1) not in (None, 1):
@@ -80,9 +94,15 @@ def supported(model: nn.Module, *, packed: bool = True) -> bool:
     head = base.get_output_embeddings()
     if head is None or head.bias is not None or (packed and not packing.supported(head.weight)):
         return False
+    if not packed and not _plain_rms_norm(base.model.norm):
+        return False
     for layer in base.model.layers:
         attn, mlp = layer.self_attn, layer.mlp
         if config.model_type == "qwen3" and not (hasattr(attn, "q_norm") and hasattr(attn, "k_norm")):
+            return False
+        norms = [layer.input_layernorm, layer.post_attention_layernorm] + \
+            ([attn.q_norm, attn.k_norm] if config.model_type == "qwen3" else [])
+        if not packed and not all(_plain_rms_norm(norm) for norm in norms):
             return False
         for module in (attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj,
                        mlp.down_proj):
@@ -91,6 +111,11 @@ def supported(model: nn.Module, *, packed: bool = True) -> bool:
                     linear.weight.dtype != head.weight.dtype or (packed and not packing.supported(linear.weight)):
                 return False
     return True
+
+
+def _plain_rms_norm(norm: nn.Module) -> bool:
+    """A norm `rms_norm` can run: Llama's or Qwen3's RMSNorm (weight · x / rms(x), no offset on the weight)."""
+    return type(norm).__name__ in ("LlamaRMSNorm", "Qwen3RMSNorm") and hasattr(norm, "variance_epsilon")
 
 
 def _runs_base_only(module: nn.Module) -> bool:
@@ -180,7 +205,7 @@ class Group:
         """x (B, in) -> (B, sum of outs): base products, plus (x·Aᵀ)·(s·B)ᵀ summed inside the second."""
         if not self.packed:
             out = F.linear(x, self.weight)
-            return out if self.a is None else torch.addmm(out, F.linear(x, self.a), self.b.t())
+            return out if self.a is None else out.addmm_(F.linear(x, self.a), self.b.t())
         out = packing.linear(x, self.weight)
         if self.a is None:
             return out
@@ -221,6 +246,7 @@ class LlamaStep:
                 [attn.q_proj, attn.k_proj, attn.v_proj], [attn.o_proj], [mlp.gate_proj, mlp.up_proj], [mlp.down_proj]))))
         head = base.get_output_embeddings().weight
         self.head = packing.pack(head) if packed else head
+        self.norm = _module_norm if packed else rms_norm    # packed: the modules' own bits
 
     def bind(self, lean: DecodingAdapters | None) -> bool:
         """Run the adapters' current snapshots (None: no lean adapters); False where this call must
@@ -240,10 +266,10 @@ class LlamaStep:
         at = column.view(1)
         for layer, kv in zip(self.layers, cache.layers):
             attn = layer.block.self_attn
-            qkv = layer.qkv(layer.block.input_layernorm(x))                       # (B, (H + 2 Hkv) D)
+            qkv = layer.qkv(self.norm(layer.block.input_layernorm, x))                       # (B, (H + 2 Hkv) D)
             if self.qk_norms:
-                q = rotate(attn.q_norm(qkv[:, :H * D].view(B, H, D)), cos, sin)
-                k = rotate(attn.k_norm(qkv[:, H * D:(H + Hkv) * D].view(B, Hkv, D)), cos, sin)
+                q = rotate(self.norm(attn.q_norm, qkv[:, :H * D].view(B, H, D)), cos, sin)
+                k = rotate(self.norm(attn.k_norm, qkv[:, H * D:(H + Hkv) * D].view(B, Hkv, D)), cos, sin)
             else:
                 qk = rotate(qkv[:, :(H + Hkv) * D].view(B, H + Hkv, D), cos, sin)
                 q, k = qk[:, :H], qk[:, H:]
@@ -251,10 +277,19 @@ class LlamaStep:
             kv.values.index_copy_(2, at, qkv[:, (H + Hkv) * D:].view(B, Hkv, 1, D))
             out, _ = grouped_attention(attn, q.unsqueeze(2), kv.keys, kv.values, mask, scaling=attn.scaling)
             x = x + layer.o(out.reshape(B, H * D))                                # (B, 1, H, D) -> (B, H D)
-            gate, up = layer.gate_up(layer.block.post_attention_layernorm(x)).chunk(2, dim=-1)
+            gate, up = layer.gate_up(self.norm(layer.block.post_attention_layernorm, x)).chunk(2, dim=-1)
             x = x + layer.down(layer.block.mlp.act_fn(gate) * up)
-        hidden = self.body.norm(x)
+        hidden = self.norm(self.body.norm, x)
         return packing.linear(hidden, self.head) if self.packed else F.linear(hidden, self.head)
+
+
+def rms_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """A Llama or Qwen3 RMSNorm module's output as one `F.rms_norm` (one kernel on CUDA; see the module's doc)."""
+    return F.rms_norm(x, norm.weight.shape, norm.weight, norm.variance_epsilon)
+
+
+def _module_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return norm(x)
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
