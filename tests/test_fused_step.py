@@ -18,6 +18,7 @@ from rcsd_core.modeling import llama_step
 from rcsd_core.modeling.adapters import DecodingAdapters
 from rcsd_core.modeling.attention import attention_implementation
 from rcsd_core.modeling.llama_step import LlamaStep
+from rcsd_core.modeling.operations import OperationCount
 from rcsd_core.modeling.sampler import Decoder, Sampler, weights_key
 
 from test_llama_step import mid_batch, step_logits
@@ -86,6 +87,37 @@ def test_the_fused_weights_are_the_modules_own_re_laid_not_a_copy(lora):
     addresses = weights_key(model)[0]
     LlamaStep(model, packed=False)                                         # a second step finds them laid out
     assert weights_key(model)[0] == addresses
+
+
+def test_an_adapted_group_runs_its_weight_and_its_a_as_one_product(lora):
+    model, tokenizer = lora
+    decoder = mid_batch(model, tokenizer)
+    lean = DecodingAdapters(model, packed=False)
+    fused = LlamaStep(model, packed=False)
+    assert fused.bind(lean)
+    for layer in fused.layers:
+        for group in layer.groups():
+            assert group.folded                             # A's rows right after the weight's
+            assert group.a.data_ptr() == group.weight.data_ptr() + group.weight.numel() * group.weight.element_size()
+    with torch.no_grad(), attention_implementation(model), lean.active(), OperationCount() as ops:
+        step_logits(model, decoder, fused)
+    names = ops.names
+    assert names["mm.default"] == 4 * len(fused.layers) + 1     # one product a group, and the head
+    assert names["addmm_.default"] == 4 * len(fused.layers) and "addmm.default" not in names
+
+
+def test_an_adapter_of_other_ranks_runs_its_a_as_a_product_of_its_own(lora):
+    model, _ = lora
+    fused = LlamaStep(model, packed=False)
+    group = fused.layers[0].o
+    module = group.modules[0]
+    generator = torch.Generator().manual_seed(4)
+    a = torch.randn(2, module.base_layer.in_features, generator=generator)          # rank 2, not the adapter's 4
+    b = torch.randn(module.base_layer.out_features, 2, generator=generator)
+    assert group.bind({id(module): (a, b)}) and not group.folded
+    x = torch.randn(3, module.base_layer.in_features, generator=generator)
+    with torch.no_grad():
+        torch.testing.assert_close(group(x), module.base_layer(x) + x @ a.t() @ b.t(), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])

@@ -8,7 +8,9 @@ What a CPU cannot check: the decode step captured as a CUDA graph and replayed p
 tokens of `generate` and the log-probs of a plain forward; an in-place adapter update (what an
 optimizer step does) is seen by a replayed graph without capturing it again; a graph replay draws
 the same chains as the eager step for the same seed; switching the adapter off captures another graph;
-the fused step (`sampler_step: fused`) replayed as a graph gives generate's tokens and sees an update.
+the fused step (`sampler_step: fused`) replayed as a graph gives generate's tokens and sees an update;
+in bf16 the fused step runs each norm as one operation (torch's fused CUDA kernel) and each adapted
+group as one product and an in-place sum.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pytest
 import torch
 
 from rcsd_core.modeling.generation import sample_chains
-from rcsd_core.modeling.sampler import Decoder, Sampler
+from rcsd_core.modeling.sampler import Decoder, Sampler, Shape
 
 from test_sampler import assert_logprobs_match, peaked, prompts, scale_adapter, with_adapter  # noqa: F401 (fixtures)
 
@@ -108,3 +110,25 @@ def test_the_fused_step_replayed_as_a_graph_gives_generates_tokens_and_sees_an_u
     ref, _ = sample_chains(model, tokenizer, prompts, **kw)
     assert captured(sampler) == 1 and [s.logprobs for s in after] != [s.logprobs for s in got]
     assert [s.completion_ids for s in after] == [s.completion_ids for s in ref]
+
+
+def test_in_bf16_the_fused_step_runs_a_norm_as_one_operation_and_a_group_as_two(on_gpu):
+    from rcsd_core.modeling.adapters import DecodingAdapters
+    from rcsd_core.modeling.attention import attention_implementation
+    from rcsd_core.modeling.llama_step import LlamaStep
+    from rcsd_core.modeling.operations import OperationCount
+
+    lora, tokenizer = on_gpu
+    model = copy.deepcopy(lora).to(torch.bfloat16)
+    decoder = Decoder(model, Shape(rows=2, width=8, new_tokens=4), eos=tokenizer.eos_token_id,
+                      pad=tokenizer.pad_token_id)
+    lean = DecodingAdapters(model, packed=False)
+    decoder.llama = LlamaStep(model, packed=False)
+    assert decoder.llama.bind(lean)
+    with torch.no_grad(), attention_implementation(model), lean.active():
+        decoder.resume()
+        with OperationCount() as ops:
+            decoder.step()
+    layers = len(decoder.llama.layers)
+    assert ops.names["_fused_rms_norm.default"] == 2 * layers + 1 and "rsqrt.default" not in ops.names
+    assert ops.names["addmm_.default"] == 4 * layers and "addmm.default" not in ops.names

@@ -33,27 +33,32 @@ sampling call against 3.36 s through the packed modules (best of three, the side
 same chains (`python bench/lean_adapters.py embedded --chains 16 --new-tokens 64 --repeats 3`, its
 "llama" side; `bench/results/lean_adapters.jsonl`).
 
-Not packed (a GPU, or float32): plain `F.linear` / `addmm_` products, and every RMSNorm as one
-`F.rms_norm` (`rms_norm` below). A fused product needs the
-projections' weights side by side in one tensor; rather than keep a second copy of the frozen weights
-(3 GB on a Qwen3-1.7B shape), `fused_weight` moves them into one tensor once and leaves each module's
-weight a view of its rows, so the model's own forward (the teacher, the student, evaluation) runs
-on the same values at the same memory. The adapter's stacked products live in buffers kept per
-group and filled in place at each `bind`, so a CUDA graph captured on them sees the next call's
-adapter. Products of other widths may round differently there (cuBLAS picks its kernels by shape):
-the logits agree with the module path's within rounding, not to the bit. Two more differences
-cut a GPU step's kernels without changing what it computes beyond rounding:
+Not packed (a GPU, or float32): plain products. A fused product needs the projections' weights side
+by side in one tensor; rather than keep a second copy of the frozen weights (3 GB on a Qwen3-1.7B
+shape), `fused_weight` moves them into one tensor once and leaves each module's weight a view of its
+rows, so the model's own forward (the teacher, the student, evaluation) runs on the same values at
+the same memory. Products of other widths may round differently there (cuBLAS picks its kernels by
+shape): the logits agree with the module path's within rounding, not to the bit. Three more
+differences cut a GPU step's kernels, each changing what it computes by rounding at most:
 
-- a norm through its module is eight operations in bf16 (two casts, power, mean, the epsilon, rsqrt,
-  two products), each a kernel on a GPU; `F.rms_norm` is one call, which torch (2.8 on, including the
-  GPU machine's 2.11) runs as one fused kernel on CUDA. A Llama has two norms a layer, a Qwen3 four
-  (its per-head query and key norms): through the modules, SmolLM2's shape runs 61 norms in 488 of a
-  bf16 step's 1,424 operations and Qwen3-0.6B's 113 in 904 of 1,920 (`operations.OperationCount`
-  on this CPU, 4 chains). It applies the weight before rounding back to bf16 where the module
-  applies it after, so in bf16 a quarter of the values differ in the last bit; in float32 the two are
-  the same. On a CPU torch runs it as those same eight operations, so only a GPU gains;
-- the adapter's sum is added in place into the base product's fresh output (`addmm_`); CUDA's
-  out-of-place `addmm` copies its input into a new output first, one more kernel per group.
+- the rows of the adapter's stacked A lie right after the group's weight rows in that tensor (they
+  are the adapter's one row per rank, filled in place at each `bind`, so a CUDA graph captured on
+  them sees the next call's adapter): one product gives x·Wᵀ and x·Aᵀ side by side;
+- the adapter's sum is added in place into the base product's columns (`addmm_`); CUDA's out-of-place
+  `addmm` copies its input into a new output first, one more kernel. A group runs two operations
+  where it ran three (four kernels on CUDA);
+- every RMSNorm is one `F.rms_norm` (`rms_norm` below) where the module runs eight operations in bf16
+  (two casts, power, mean, the epsilon, rsqrt, two products). torch 2.11 (the GPU machine's; its
+  wheel registers a CUDA kernel for `_fused_rms_norm`) runs it as one kernel; on a CPU it runs the
+  same eight operations, so only a GPU gains. A Llama has two norms a layer, a Qwen3 four (its
+  per-head query and key norms). It applies the weight before rounding back to bf16 where the
+  module applies it after: on the embedded model a quarter of the values differ in the last bit
+  (this CPU); in float32 the two are the same.
+
+Counted on this CPU in bf16 (`operations.OperationCount`, 4 chains, LoRA r16 on every linear), a
+plain step of SmolLM2's shape runs 1,304 operations where it ran 1,424 before the first two, 488 of
+them its 61 norms: 877 once each norm is one. Qwen3-0.6B's: 1,808 where 1,920, 904 of them its 113
+norms: 1,017. (The GPU's own count and time: `bench/lean_adapters.py`'s "fused" side, not yet run.)
 
 `supported(model, packed=...)`: a Llama (`model_type` "llama") or Qwen3 whose projections are plain
 frozen `nn.Linear`s without biases, and for `packed` in bf16 on a CPU where `packing.supported`;
@@ -127,45 +132,76 @@ def _runs_base_only(module: nn.Module) -> bool:
 
 # ---------------------------------------------------------------------------- fused products
 
-def fused_weight(linears: list[nn.Linear]) -> torch.Tensor:
-    """One (sum of outs, in) tensor whose row blocks are the linears' weights, in order, without a second
-    copy: weights that already lie so in one storage are read there; otherwise they are moved into
-    a new tensor once and each linear's weight becomes a view of its rows (same values, same memory)."""
+def fused_weight(linears: list[nn.Linear], extra_rows: int = 0) -> torch.Tensor:
+    """One (sum of outs + extra_rows, in) tensor whose first row blocks are the linears' weights, in order,
+    without a second copy of them; the `extra_rows` after them are the caller's (an adapter's A: `Group`).
+    Weights that already lie so in one storage (with extra rows: laid there by this function) are read
+    where they are; otherwise they are moved into a new tensor once and each linear's weight becomes a
+    view of its rows (same values, same memory)."""
     weights = [linear.weight for linear in linears]
-    if len(weights) == 1:
-        return weights[0].detach()
     rows, width = sum(w.shape[0] for w in weights), weights[0].shape[1]
     first = weights[0]
-    offsets = [first.storage_offset() + sum(w.numel() for w in weights[:i]) for i in range(len(weights))]
-    if all(w.is_contiguous() and w.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
-           and w.storage_offset() == offset for w, offset in zip(weights, offsets)):
-        return first.detach().new_empty(0).set_(first.untyped_storage(), first.storage_offset(), (rows, width))
-    fused = torch.cat([w.detach() for w in weights])
+    if _laid_out(linears, extra_rows):
+        return first.detach().new_empty(0).set_(first.untyped_storage(), first.storage_offset(),
+                                                (rows + extra_rows, width))
+    fused = first.new_zeros(rows + extra_rows, width)
     row = 0
     with torch.no_grad():
         for linear in linears:
             n = linear.weight.shape[0]
+            fused[row:row + n] = linear.weight
             linear.weight.data = fused[row:row + n]
             row += n
+    if extra_rows:
+        linears[-1].rcsd_rows_after = (extra_rows, fused.data_ptr())    # the rows after its weight are ours
     return fused
+
+
+def _laid_out(linears: list[nn.Linear], extra_rows: int) -> bool:
+    """Whether the linears' weights lie one after another in one storage, followed by `extra_rows` rows
+    that `fused_weight` laid there (any other storage's next rows may be another tensor's)."""
+    weights = [linear.weight for linear in linears]
+    first = weights[0]
+    offsets = [first.storage_offset() + sum(w.numel() for w in weights[:i]) for i in range(len(weights))]
+    if not all(w.is_contiguous() and w.untyped_storage().data_ptr() == first.untyped_storage().data_ptr()
+               and w.storage_offset() == offset for w, offset in zip(weights, offsets)):
+        return False
+    return not extra_rows or getattr(linears[-1], "rcsd_rows_after", None) == (extra_rows, first.data_ptr())
+
+
+def _adapter_rank(module: nn.Module) -> int:
+    """The rank of a projection's one active LoRA adapter (on or off), 0 without one."""
+    active = [name for name in getattr(module, "active_adapters", ()) if name in getattr(module, "lora_A", {})]
+    return module.lora_A[active[0]].weight.shape[0] if len(active) == 1 else 0
 
 
 @dataclass
 class Group:
-    """Projections that read the same input, run as one product (their outputs side by side)."""
+    """Projections that read the same input, run as one product (their outputs side by side).
+
+    Not packed, the rows of the adapters' A (their ranks when the step is made) lie right after the
+    weight's in one tensor, `stacked`, so x·Wᵀ and x·Aᵀ come from one product and the adapter's sum
+    is added into the first columns in place: two operations a group where three were (an adapter
+    of other ranks at `bind` runs its A as a product of its own)."""
     modules: list[nn.Module]
     weight: torch.Tensor                   # (sum of outs, in): packed, or the fused weight itself
     packed: bool = True
     a: torch.Tensor | None = None          # (sum of ranks, in): each adapter's A, stacked
     b: torch.Tensor | None = None          # (sum of outs, sum of ranks): each s·B on the diagonal
     kept: dict = field(default_factory=dict)   # not packed: (ranks) -> the (a, b) buffers bind fills in place
+    stacked: torch.Tensor | None = None    # not packed: (sum of outs + sum of `ranks`, in), `weight` its first rows
+    ranks: tuple[int, ...] = ()            # the adapter ranks `stacked` has rows for
+    folded: bool = False                   # `a` is stacked's rows after the weight's
 
     @classmethod
     @torch.no_grad()
     def of(cls, modules: list[nn.Module], *, packed: bool = True) -> "Group":
         if packed:
             return cls(modules, packing.pack(torch.cat([_plain(m).weight for m in modules])))
-        return cls(modules, fused_weight([_plain(m) for m in modules]), packed=False)
+        ranks = tuple(_adapter_rank(m) for m in modules)
+        stacked = fused_weight([_plain(m) for m in modules], extra_rows=sum(ranks))
+        outs = sum(_plain(m).weight.shape[0] for m in modules)
+        return cls(modules, stacked[:outs], packed=False, stacked=stacked if sum(ranks) else None, ranks=ranks)
 
     @torch.no_grad()
     def bind(self, snapshots: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> bool:
@@ -179,6 +215,7 @@ class Group:
                 parts.append(None)
             else:
                 return False
+        self.folded = False
         if all(p is None for p in parts):
             self.a = self.b = None
             return True
@@ -187,6 +224,8 @@ class Group:
         some = next(p for p in parts if p is not None)[0]
         if self.packed or tuple(ranks) not in self.kept:
             a, b = some.new_empty(sum(ranks), some.shape[1]), some.new_zeros(sum(outs), sum(ranks))
+            if not self.packed and self.stacked is not None and tuple(ranks) == self.ranks:
+                a = self.stacked[sum(outs):]
         else:
             a, b = self.kept[tuple(ranks)]      # the tensors a captured graph reads: filled, never replaced
         row = column = 0
@@ -199,13 +238,18 @@ class Group:
             self.a, self.b = packing.pack(a), packing.pack(b)
         else:
             self.a, self.b = self.kept.setdefault(tuple(ranks), (a, b))
+            self.folded = self.stacked is not None and self.a.data_ptr() == self.stacked[sum(outs):].data_ptr()
         return True
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, in) -> (B, sum of outs): base products, plus (x·Aᵀ)·(s·B)ᵀ summed inside the second."""
         if not self.packed:
-            out = F.linear(x, self.weight)
-            return out if self.a is None else out.addmm_(F.linear(x, self.a), self.b.t())
+            if self.a is None:
+                return F.linear(x, self.weight)
+            if self.folded:                                  # [x·Wᵀ | x·Aᵀ] from one product
+                both, n = F.linear(x, self.stacked), self.weight.shape[0]
+                return both[:, :n].addmm_(both[:, n:], self.b.t())
+            return F.linear(x, self.weight).addmm_(F.linear(x, self.a), self.b.t())
         out = packing.linear(x, self.weight)
         if self.a is None:
             return out
