@@ -89,6 +89,13 @@ def test_the_fused_weights_are_the_modules_own_re_laid_not_a_copy(lora):
     assert weights_key(model)[0] == addresses
 
 
+def test_the_three_operation_rotation_is_llamas_within_rounding():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 5, 16, generator=generator)
+    cos, sin = torch.randn(3, 1, 16, generator=generator), torch.randn(3, 1, 16, generator=generator)
+    torch.testing.assert_close(llama_step.rotation(cos, sin)(x), llama_step.rotate(x, cos, sin), atol=1e-6, rtol=0)
+
+
 def test_an_adapted_group_runs_its_weight_and_its_a_as_one_product(lora):
     model, tokenizer = lora
     decoder = mid_batch(model, tokenizer)

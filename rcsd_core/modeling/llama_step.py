@@ -38,7 +38,7 @@ by side in one tensor; rather than keep a second copy of the frozen weights (3 G
 shape), `fused_weight` moves them into one tensor once and leaves each module's weight a view of its
 rows, so the model's own forward (the teacher, the student, evaluation) runs on the same values at
 the same memory. Products of other widths may round differently there (cuBLAS picks its kernels by
-shape): the logits agree with the module path's within rounding, not to the bit. Three more
+shape): the logits agree with the module path's within rounding, not to the bit. Four more
 differences cut a GPU step's kernels, each changing what it computes by rounding at most:
 
 - the rows of the adapter's stacked A lie right after the group's weight rows in that tensor (they
@@ -53,12 +53,13 @@ differences cut a GPU step's kernels, each changing what it computes by rounding
   same eight operations, so only a GPU gains. A Llama has two norms a layer, a Qwen3 four (its
   per-head query and key norms). It applies the weight before rounding back to bf16 where the
   module applies it after: on the embedded model a quarter of the values differ in the last bit
-  (this CPU); in float32 the two are the same.
+  (this CPU); in float32 the two are the same;
+- the rotary embedding is three operations a call where it was five (`rotation`).
 
 Counted on this CPU in bf16 (`operations.OperationCount`, 4 chains, LoRA r16 on every linear), a
-plain step of SmolLM2's shape runs 1,304 operations where it ran 1,424 before the first two, 488 of
-them its 61 norms: 877 once each norm is one. Qwen3-0.6B's: 1,808 where 1,920, 904 of them its 113
-norms: 1,017. (The GPU's own count and time: `bench/lean_adapters.py`'s "fused" side, not yet run.)
+plain step of SmolLM2's shape runs 1,246 operations where it ran 1,424 before these, 488 of them its
+61 norms: 819 once each norm is one. Qwen3-0.6B's: 1,698 where 1,920, 904 of them its 113 norms: 907.
+(The GPU's own count and time: `bench/lean_adapters.py`'s "fused" side, not yet run.)
 
 `supported(model, packed=...)`: a Llama (`model_type` "llama") or Qwen3 whose projections are plain
 frozen `nn.Linear`s without biases, and for `packed` in bf16 on a CPU where `packing.supported`;
@@ -71,6 +72,7 @@ would write them); its `cumulative_length` is left as it is.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 import torch.nn.functional as F
@@ -306,16 +308,17 @@ class LlamaStep:
         H, Hkv, D = self.heads, self.kv_heads, self.head_dim
         x = self.body.embed_tokens(tokens)                                        # (B, hidden)
         cos, sin = self.body.rotary_emb(x.unsqueeze(1), positions.unsqueeze(1))   # (B, 1, D) each
+        turn = partial(rotate, cos=cos, sin=sin) if self.packed else rotation(cos, sin)
         mask = additive_mask(valid.view(B, 1, 1, -1), x.dtype)                   # once, not per layer
         at = column.view(1)
         for layer, kv in zip(self.layers, cache.layers):
             attn = layer.block.self_attn
             qkv = layer.qkv(self.norm(layer.block.input_layernorm, x))                       # (B, (H + 2 Hkv) D)
             if self.qk_norms:
-                q = rotate(self.norm(attn.q_norm, qkv[:, :H * D].view(B, H, D)), cos, sin)
-                k = rotate(self.norm(attn.k_norm, qkv[:, H * D:(H + Hkv) * D].view(B, Hkv, D)), cos, sin)
+                q = turn(self.norm(attn.q_norm, qkv[:, :H * D].view(B, H, D)))
+                k = turn(self.norm(attn.k_norm, qkv[:, H * D:(H + Hkv) * D].view(B, Hkv, D)))
             else:
-                qk = rotate(qkv[:, :(H + Hkv) * D].view(B, H + Hkv, D), cos, sin)
+                qk = turn(qkv[:, :(H + Hkv) * D].view(B, H + Hkv, D))
                 q, k = qk[:, :H], qk[:, H:]
             kv.keys.index_copy_(2, at, k.unsqueeze(2))                            # (B, Hkv, 1, D) at the column
             kv.values.index_copy_(2, at, qkv[:, (H + Hkv) * D:].view(B, Hkv, 1, D))
@@ -334,6 +337,18 @@ def rms_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def _module_norm(norm: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return norm(x)
+
+
+def rotation(cos: torch.Tensor, sin: torch.Tensor):
+    """`rotate` by cos, sin (B, 1, D) in three operations a call where it takes five: rotate_half(x)·sin is
+    x rolled by half a head times sin with its first half negated (made once here), and the sum is one
+    `addcmul`, which rounds once where `rotate` rounds the product and then the sum."""
+    half = cos.shape[-1] // 2
+    signed = torch.cat((-sin[..., :half], sin[..., half:]), dim=-1)
+
+    def turn(x: torch.Tensor) -> torch.Tensor:
+        return torch.addcmul(x * cos, x.roll(half, dims=-1), signed)
+    return turn
 
 
 def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
