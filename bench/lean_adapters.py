@@ -62,8 +62,8 @@ def model_of(shape: str, device: str, folder: Path):
     return model, tokenizer
 
 
-def step_operations(model, tokenizer, rows: int, side: str) -> int:
-    """Operations of one eager decode step of `rows` chains over a 64-column cache."""
+def step_operations(model, tokenizer, rows: int, side: str) -> OperationCount:
+    """The operations of one eager decode step of `rows` chains over a 64-column cache (`.count`, `.names`)."""
     decoder = Decoder(model, Shape(rows=rows, width=32, new_tokens=33), eos=tokenizer.eos_token_id,
                       pad=tokenizer.pad_token_id)
     lean = DecodingAdapters(model, packed=side in ("packed", "llama")) if side != "peft" else None
@@ -78,7 +78,7 @@ def step_operations(model, tokenizer, rows: int, side: str) -> int:
         decoder.resume()
         with OperationCount() as ops:
             decoder.step()
-    return ops.count
+    return ops
 
 
 def git_commit() -> str:
@@ -151,12 +151,13 @@ def main() -> int:
             if device == "cuda":
                 torch.cuda.synchronize()
             seconds[name].append(round(time.perf_counter() - start, 3))
+    operations = {n: step_operations(model, tokenizer, args.chains, n) for n in sides}
     same = sum(x.completion_ids == y.completion_ids for x, y in zip(chains["peft"], chains["lean"]))
     differ = max(agreeing_logprob_difference(x, y) for x, y in zip(chains["peft"], chains["lean"]))
     line = {"bench": "lean_adapters", "shape": args.shape, "device": device_name(device, args.threads),
             "chains": args.chains, "new_tokens": args.new_tokens, "seconds": seconds,
             "ms_per_decode_step": {n: round(1000 * min(s) / args.new_tokens, 2) for n, s in seconds.items()},
-            "step_operations": {n: step_operations(model, tokenizer, args.chains, n) for n in sides},
+            "step_operations": {n: operations[n].count for n in sides},
             "same_chains": f"{same}/{len(prompts)}", "logprob_max_abs_difference": round(differ, 4)}
     for name in ("packed", "llama", "fused"):   # packed: the same products to the bit, so the same chains
         if name in chains:
@@ -165,6 +166,8 @@ def main() -> int:
     if "fused" in chains:                    # plain fused products may round differently (cuBLAS picks by shape)
         line["fused_logprob_max_abs_difference"] = round(max(
             agreeing_logprob_difference(x, y) for x, y in zip(chains["fused"], chains["lean"])), 4)
+    last = list(sides)[-1]                   # the sampler's own step here: what its operations are
+    line[f"{last}_step_operations_by_name"] = dict(operations[last].names.most_common(16))
     return report(line, load, args.commit, args.out)
 
 
