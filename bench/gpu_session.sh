@@ -39,7 +39,8 @@ run gpu_tests 30 90 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_s
 run lean 60 120 python3 bench/lean_adapters.py smollm2 --chains 64 --new-tokens 256 --repeats 2 --commit "$COMMIT"
 run qwen3-0.6b 380 450 $RT qwen3-0.6b --variant sampler_step=fused --anchor-dir "$ANCHOR"
 run smollm2 150 220 $RT smollm2 --steps 6 --warmup 2 --variant sampler_step=fused --variant student_compile=true
-run qwen3-1.7b 130 180 $RT qwen3-1.7b --variant sampler_step=fused --variant micro_batch_size=32
+run qwen3-1.7b 170 240 $RT qwen3-1.7b --variant sampler_step=fused --variant micro_batch_size=32 \
+  --variant chunk_size=256
 run compile 90 150 $RT smollm2 --only-variants --variant sampler_compile=true
 run layers 60 120 python3 bench/compiled_layers.py smollm2 --prompts 8 --chains 8 --new-tokens 256 --checkpointing \
   --repeats 3 --commit "$COMMIT"

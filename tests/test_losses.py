@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from rcsd_core.modeling import losses as L
 
@@ -232,6 +233,32 @@ def test_lm_head_chunked_equals_full_logits(name, chunk_size):
     assert got.item() == pytest.approx(ref.item(), abs=1e-6, rel=1e-6)
     for a, b in zip(got_grads, ref_grads):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
+
+
+class _VocabWideProducts(TorchDispatchMode):
+    """Counts the matrix products inside the block whose output is vocabulary-wide (last dim `vocab`)."""
+
+    def __init__(self, vocab):
+        super().__init__()
+        self.vocab, self.count = vocab, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if "mm" in func.__name__ and isinstance(out, torch.Tensor) and out.shape[-1] == self.vocab:
+            self.count += 1
+        return out
+
+
+@pytest.mark.parametrize("name, per_chunk", [("topk_forward_kl", 1), ("forward_kl", 2)])
+def test_topk_forward_kl_from_hidden_states_forms_only_the_teachers_logits(name, per_chunk):
+    # topk_forward_kl takes the student's logits at the teacher's k tokens only: one vocabulary-wide
+    # product a chunk (the teacher's), where a full-vocabulary divergence needs the student's too.
+    hs, ht, weight, bias, mask, _ = _lm_head_case()
+    with _VocabWideProducts(V) as wide:
+        loss = L.lm_head_chunked_divergence(name, hs, ht, weight, mask, 4, bias=bias, **params_for(name))
+        loss.backward()
+    assert wide.count == per_chunk * math.ceil(int(mask.sum()) / 4)
+    assert hs.grad is not None and weight.grad is not None and bias.grad.abs().sum() > 0
 
 
 def test_chunked_paths_under_no_grad():

@@ -111,9 +111,34 @@ def _jsd_terms(s, t, tokens, *, beta=0.5, temperature=1.0):
 
 
 def _topk_forward_kl_terms(s, t, tokens, *, k=20, temperature=1.2, clip=0.05, clip_mode="token"):
-    t = _tempered(t, temperature)
-    top_t, top_ids = torch.topk(t, k, dim=-1)  # (N, k): the teacher's k most likely tokens
-    top_s = torch.gather(_tempered(s, temperature), -1, top_ids)  # (N, k)
+    top_t, top_ids = _teacher_top_k(t, k, temperature)             # (N, k): the teacher's k most likely
+    top_s = _tempered(torch.gather(s, -1, top_ids), temperature)     # (N, k): the student's logits there
+    return _top_k_terms(top_t, top_s, clip, clip_mode)
+
+
+def _topk_forward_kl_from_hidden(h, weight, bias, t, *, k=20, temperature=1.2, clip=0.05, clip_mode="token"):
+    """_topk_forward_kl_terms with the student's logits formed at the teacher's top-k tokens only:
+    h (N, H) against the k rows of the lm_head each position needs, (N, k) where the kernel takes
+    (N, V). The same values within rounding (each logit is the same dot product, summed in another
+    order), without the student's (N, V) logits, their float32 copy and their dense gradient, nor
+    the product over the vocabulary (`bench/loss_memory.py` measures what a chunk row takes)."""
+    top_t, top_ids = _teacher_top_k(t, k, temperature)                 # (N, k)
+    top_s = (weight[top_ids] @ h.unsqueeze(-1)).squeeze(-1)            # (N, k, H) @ (N, H, 1)
+    if bias is not None:
+        top_s = top_s + bias[top_ids]
+    return _top_k_terms(top_t, _tempered(top_s, temperature), clip, clip_mode)
+
+
+def _teacher_top_k(t, k, temperature):
+    """The teacher's k most likely tokens and their tempered logits, (N, V) -> (N, k) each. Dividing by
+    the temperature keeps the order, so only the k values chosen are divided (the same bits as
+    choosing among divided logits, one float32 (N, V) pass fewer)."""
+    top, ids = torch.topk(_upcast(t), k, dim=-1)
+    return (top if temperature == 1 else top / temperature), ids
+
+
+def _top_k_terms(top_t, top_s, clip, clip_mode):
+    """Forward KL renormalised over the k tokens, clipped; tempered (N, k) logits of both sides -> (N,)."""
     log_t = F.log_softmax(top_t, dim=-1)  # renormalised over the k tokens
     log_s = F.log_softmax(top_s, dim=-1)
     entries = _kl_terms(log_t, log_s)  # (N, k)
@@ -170,6 +195,12 @@ _KERNELS: dict[str, Callable[..., torch.Tensor]] = {
 # Kernels whose summed value and gradient the chunked paths take in closed form, not through autograd.
 _CLOSED_FORMS: dict[Callable[..., torch.Tensor], Callable[..., tuple]] = {
     _forward_kl_terms: _forward_kl_sum_and_grad,
+}
+
+# Kernels that `lm_head_chunked_divergence` runs from the hidden states, (h, weight, bias, teacher
+# logits, **params) -> (N,) terms, without the student's (N, V) logits.
+_FROM_HIDDEN: dict[Callable[..., torch.Tensor], Callable[..., torch.Tensor]] = {
+    _topk_forward_kl_terms: _topk_forward_kl_from_hidden,
 }
 
 # Parameters each divergence accepts, with defaults (round configs map k, tau, clip, beta here).
@@ -337,7 +368,11 @@ class _ChunkedHeadLoss(torch.autograd.Function):
                         grad_b += gradient.sum(0)
                 continue
 
+            from_hidden = _FROM_HIDDEN.get(kernel)
+
             def chunk_mean(h, w, b):
+                if from_hidden is not None:
+                    return from_hidden(h, w, b, t_c, **params).sum() / count
                 return kernel(F.linear(h, w, b), t_c, tok_c, **params).sum() / count
 
             value, grads = _value_and_grads(chunk_mean, [hs[start:end], weight, bias], needs)
