@@ -11,7 +11,7 @@
 # tests' summary goes into machine.txt): eight files, the most a device call brings back. All the steps do not
 # fit one call's ten minutes; ONLY names the steps a second call runs:
 #
-#     ONLY="qwen3-1.7b compile layers" bash bench/gpu_session.sh <commit> <anchor folder> 240
+#     ONLY="qwen3-1.7b compile layers" bash bench/gpu_session.sh <commit> <anchor folder> 420
 #
 # Measured on an H100: a round of 5 steps ~40 s; TRL's anchor ~4 minutes for Qwen3-0.6B.
 set -u
