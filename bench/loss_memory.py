@@ -2,7 +2,11 @@
 round's student phase adds at its loss, measured on this CPU for a real shape's head.
 
     python bench/loss_memory.py qwen3-1.7b                        # chunk sizes 1024, 512, 256
+    python bench/loss_memory.py qwen3-1.7b --vocab 151936         # a real Qwen3 tokenizer's vocabulary
     python bench/loss_memory.py smollm2 --rows 512 --chunks 256 64   # check the script quickly
+
+The shapes' heads are those the GPU benchmark builds: their hidden size, the embedded tokenizer's
+49,152 entries (what the anchor uses too); `--vocab` sets another.
 
 `lm_head_chunked_divergence` (the round's loss: top-20 forward KL, per-entry clip, as
 `bench/round_throughput.py` runs it) over `--rows` completion positions of random bf16 hidden
@@ -35,7 +39,8 @@ from torch.utils._pytree import tree_flatten  # noqa: E402
 from rcsd_core.files import append_jsonl  # noqa: E402
 from rcsd_core.modeling.losses import lm_head_chunked_divergence  # noqa: E402
 
-HEADS = {"smollm2": (49_152, 576), "qwen3-0.6b": (151_936, 1_024), "qwen3-1.7b": (151_936, 2_048)}  # (V, H)
+V = 49_152    # the vocabulary of the shapes bench/round_throughput.py and the TRL anchor build (the embedded tokenizer's)
+HIDDEN = {"smollm2": 576, "qwen3-0.6b": 1_024, "qwen3-1.7b": 2_048}
 
 
 class LiveBytes(TorchDispatchMode):
@@ -87,13 +92,14 @@ def transient_bytes(vocab: int, hidden: int, rows: int, chunk: int) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("shape", choices=sorted(HEADS))
+    parser.add_argument("shape", choices=sorted(HIDDEN))
+    parser.add_argument("--vocab", type=int, default=V, help=f"vocabulary size (default {V:,})")
     parser.add_argument("--rows", type=int, default=2048, help="completion positions (at least the largest chunk)")
     parser.add_argument("--chunks", type=int, nargs="+", default=[1024, 512, 256])
     parser.add_argument("--out", type=Path, help="also append the lines to this JSONL file")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    vocab, hidden = HEADS[args.shape]
+    vocab, hidden = args.vocab, HIDDEN[args.shape]
     commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip() or "unknown"
     for chunk in args.chunks:
