@@ -382,6 +382,22 @@ def test_teacher_hidden_with_a_shared_prefix_equals_the_full_forward(tiny, arith
     assert one.shape[:2] == (1, 3)
 
 
+def test_a_cache_that_keeps_only_its_prefix_gives_the_growing_caches_logits(tiny):
+    from rcsd_core.modeling.generation import cache_keyword, kept_prefix_only, prefix_cache
+
+    model, _ = tiny
+    prefix, keyword = list(range(5, 25)), cache_keyword(model)
+    rest = torch.tensor([[30, 31, 32, 33], [40, 41, 42, 43]])
+    positions = torch.arange(20, 24).expand(2, -1)
+    with torch.no_grad():
+        want = model(input_ids=rest, position_ids=positions, use_cache=True,
+                     **{keyword: prefix_cache(model, prefix, 2)}).logits
+        cache = kept_prefix_only(prefix_cache(model, prefix, 2))
+        got = model(input_ids=rest, position_ids=positions, use_cache=True, **{keyword: cache}).logits
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
+    assert cache.get_seq_length() == len(prefix)      # the forward's own keys and values were not kept
+
+
 def test_learning_rate_schedules():
     cfg = tiny_config(steps=10, warmup_steps=2, lr_schedule="cosine", min_lr_ratio=0.1)
     factors = [lr_factor(s, cfg) for s in range(1, 11)]

@@ -23,7 +23,7 @@ import torch
 
 from rcsd_core.modeling.batching import Batch, SharedBatch, pack_batch, pack_chains
 from rcsd_core.modeling.generation import (MIN_SHARED_PREFIX, PrefixCache, Sample, cache_keyword, final_hidden,
-                                           prefix_cache, shared_prefix_length)
+                                           kept_prefix_only, prefix_cache, shared_prefix_length)
 from rcsd_core.modeling.losses import lm_head_chunked_divergence
 
 
@@ -76,7 +76,8 @@ def teacher_hidden(model, prompts: list[list[int]], completions: list[list[int]]
     model.eval()  # some transformers versions drop a cache in checkpointed layers in training mode
     try:
         prefix = prompts[0][:shared]
-        cache = prefixes.cache_for(prefix, rows)[keyword] if prefixes else prefix_cache(model, prefix, rows)
+        cache = kept_prefix_only(prefixes.cache_for(prefix, rows)[keyword] if prefixes else
+                                 prefix_cache(model, prefix, rows))
         hidden = final_hidden(model, input_ids=batch.ids, attention_mask=attention, position_ids=positions,
                               use_cache=True, **{keyword: cache})
         del cache  # the prefix's keys and values, once per row: gone before the student's forward
