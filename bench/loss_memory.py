@@ -39,7 +39,7 @@ from torch.utils._pytree import tree_flatten  # noqa: E402
 from rcsd_core.files import append_jsonl  # noqa: E402
 from rcsd_core.modeling.losses import lm_head_chunked_divergence  # noqa: E402
 
-V = 49_152    # the vocabulary of the shapes bench/round_throughput.py and the TRL anchor build (the embedded tokenizer's)
+V = 49_152    # the embedded tokenizer's: the vocabulary of bench/round_throughput.py's shapes and the anchor's
 HIDDEN = {"smollm2": 576, "qwen3-0.6b": 1_024, "qwen3-1.7b": 2_048}
 
 

@@ -6,10 +6,10 @@ shape, counted on this CPU: what the GPU preset's teacher phase adds on top of t
 
 A random-init model of the shape (`bench/round_throughput.py`'s: the embedded tokenizer, bf16), the
 teacher prompts of the first `--tasks` arithmetic tasks under the sample rubric as the `gpu-lora`
-preset lays them out (its two worked examples, as turns), `--chains` chains of `--tokens` random tokens each; one `teacher_hidden` call
-under no_grad, its rubric prefix run inside the call. Counted as `bench/loss_memory.py` counts:
-every tensor storage the call's operations create, while alive, and the highest sum. Prints one
-JSON line; `--out` appends it to a results file.
+preset lays them out (its two worked examples, as turns), `--chains` chains of `--tokens` random
+tokens each; one `teacher_hidden` call under no_grad, its rubric prefix run inside the call.
+Counted as `bench/loss_memory.py` counts: every tensor storage the call's operations create, while
+alive, and the highest sum. Prints one JSON line; `--out` appends it to a results file.
 """
 
 from __future__ import annotations

@@ -313,7 +313,7 @@ class LlamaStep:
         at = column.view(1)
         for layer, kv in zip(self.layers, cache.layers):
             attn = layer.block.self_attn
-            qkv = layer.qkv(self.norm(layer.block.input_layernorm, x))                       # (B, (H + 2 Hkv) D)
+            qkv = layer.qkv(self.norm(layer.block.input_layernorm, x))           # (B, (H + 2 Hkv) D)
             if self.qk_norms:
                 q = turn(self.norm(attn.q_norm, qkv[:, :H * D].view(B, H, D)))
                 k = turn(self.norm(attn.k_norm, qkv[:, H * D:(H + Hkv) * D].view(B, Hkv, D)))
