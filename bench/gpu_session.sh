@@ -7,9 +7,10 @@
 # <anchor folder>: a copy of the TRL SDFT anchor benchmark (anchor_trl_sdft.py and smollm2_tok/), with trl
 # and datasets importable (WHEELS=<folder of wheels> installs them into /tmp/site first). Results go to
 # $OUT (default bench/results/gpu-<commit>/): machine.txt, rounds.jsonl (one line per round, the anchor's figures
-# on the Qwen3-0.6B lines) and one log per step (lean, qwen3-0.6b, smollm2, qwen3-1.7b, compile, layers; the GPU
-# tests' summary goes into machine.txt): eight files, the most a device call brings back. All the steps do not
-# fit one call's ten minutes; ONLY names the steps a second call runs:
+# on the Qwen3-0.6B lines) and one log per step (lean; qwen3-0.6b, with the profile of its preset round's last
+# step; smollm2, qwen3-1.7b, compile, layers; the GPU tests' summary goes into machine.txt): eight files, the
+# most a device call brings back. All the steps do not fit one call's ten minutes; ONLY names the steps a second
+# call runs:
 #
 #     ONLY="qwen3-1.7b compile layers" bash bench/gpu_session.sh <commit> <anchor folder> 420
 #
@@ -37,7 +38,7 @@ python3 -c "import torch, transformers, peft; print(torch.__version__, transform
 RT="python3 bench/round_throughput.py --steps 5 --commit $COMMIT --out $OUT/rounds.jsonl"
 run gpu_tests 30 90 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_sampler_cuda.py tests/test_round_cuda.py
 run lean 60 120 python3 bench/lean_adapters.py smollm2 --chains 64 --new-tokens 256 --repeats 2 --commit "$COMMIT"
-run qwen3-0.6b 380 450 $RT qwen3-0.6b --variant sampler_step=fused --anchor-dir "$ANCHOR"
+run qwen3-0.6b 390 460 $RT qwen3-0.6b --steps 6 --profile-step 6 --variant sampler_step=fused --anchor-dir "$ANCHOR"
 run smollm2 150 220 $RT smollm2 --steps 6 --warmup 2 --variant sampler_step=fused --variant student_compile=true
 run qwen3-1.7b 170 240 $RT qwen3-1.7b --variant sampler_step=fused --variant micro_batch_size=32 \
   --variant chunk_size=256

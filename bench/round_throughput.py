@@ -25,6 +25,11 @@ shape and variant to bench/results/round_throughput.jsonl:
 Each `--variant key=value[,key=value]` runs one more round on the same model with those config
 overrides (a lever measured beside the preset, and beside the anchor run once per shape).
 
+`--profile-step N` runs step N of the preset's round (not the variants') under torch.profiler and
+prints, to stderr, the operations that took the most device time (CPU time on a CPU), each phase
+(sampling, teacher, student) a row of its own: where a step's time goes, for a call that cannot
+be repeated.
+
 On CPU the workload shrinks (2 prompts x 2 samples x 16 tokens) so the script can be checked
 here; only GPU lines are comparable with the anchor.
 """
@@ -32,6 +37,7 @@ here; only GPU lines are comparable with the anchor.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import subprocess
@@ -105,8 +111,9 @@ def round_config(model_dir: Path, tasks: Path, *, steps: int, gpu: bool, **overr
 
 
 def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: bool, run_id: str,
-              warmup: int = 1, **overrides) -> dict:
-    """The project's round on the anchor's workload; returns the figures read from metrics.jsonl."""
+              warmup: int = 1, profiled: int | None = None, **overrides) -> dict:
+    """The project's round on the anchor's workload; returns the figures read from metrics.jsonl (a
+    `profiled` step is left out of the steady figures: the profiler slows it)."""
     config = round_config(model_dir, train_only_tasks(runs_root), steps=steps, gpu=gpu, **overrides)
     run_dir = runs.create_run(config, runs_root, run_id=run_id)
     from rcsd_core.training.round import train_round
@@ -118,7 +125,8 @@ def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: 
     if result["status"] != "done":
         raise RuntimeError(f"{shape}: round ended {result['status']}: {runs.tail_log(run_dir, 20)}")
     metrics = runs.read_metrics(run_dir).dropna(subset=["train/loss"])
-    steady = metrics[metrics["step"] > warmup] if len(metrics) > warmup else metrics
+    steady = metrics[(metrics["step"] > warmup) & (metrics["step"] != profiled)] if len(metrics) > warmup + 1 \
+        else metrics
     return {"tokens_per_s": round(float(steady["train/completion_tokens"].sum() / steady["time/step_s"].sum()), 1),
             "peak_gib": round(float(metrics["memory/peak_gib"].max()), 2),
             "phase_peaks_gib": {p: round(float(metrics[f"memory/{p}_peak_gib"].max()), 2)   # on a GPU
@@ -129,6 +137,44 @@ def run_round(shape: str, model_dir: Path, runs_root: Path, *, steps: int, gpu: 
             "gradient_checkpointing": config.gradient_checkpointing, "micro_batch_size": config.micro_batch_size,
             "sampler_compile": config.sampler_compile, "sampler_step": config.sampler_step,
             "student_compile": config.student_compile, "warmup_steps": warmup}
+
+
+@contextlib.contextmanager
+def profiled_step(step: int | None, gpu: bool):
+    """Inside the block, train step `step` of a round runs under torch.profiler, each phase labelled,
+    and its table (top 30 operations by self device time) goes to stderr; None: nothing."""
+    if step is None:
+        yield
+        return
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from rcsd_core.training.metrics import PhasePeaks
+    from rcsd_core.training.round import Round
+
+    train_step, phase = Round.train_step, PhasePeaks.phase
+
+    def labelled(self, name):
+        stack = contextlib.ExitStack()
+        stack.enter_context(phase(self, name))
+        stack.enter_context(record_function(f"phase:{name}"))
+        return stack
+
+    def step_under_profile(self, number):
+        if number != step:
+            return train_step(self, number)
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
+        with profile(activities=activities) as prof:
+            out = train_step(self, number)
+        key = "self_device_time_total" if gpu else "self_cpu_time_total"
+        print(f"profile of step {number}:\n" + prof.key_averages().table(sort_by=key, row_limit=30),
+              file=sys.stderr, flush=True)
+        return out
+
+    Round.train_step, PhasePeaks.phase = step_under_profile, labelled
+    try:
+        yield
+    finally:
+        Round.train_step, PhasePeaks.phase = train_step, phase
 
 
 def free_gpu(gpu: bool) -> None:
@@ -176,6 +222,7 @@ def main() -> int:
                         help="run the --variant rounds without the preset's own round (measured in an earlier "
                              "command of the same call)")
     parser.add_argument("--commit", help="the commit measured, where the working tree has no .git (a device copy)")
+    parser.add_argument("--profile-step", type=int, help="profile this step of the preset's round (table to stderr)")
     args = parser.parse_args()
     gpu = torch.cuda.is_available()
     device = torch.cuda.get_device_name() if gpu else "cpu"
@@ -194,8 +241,11 @@ def main() -> int:
             lines = []
             variants = args.variant if args.only_variants else [{}] + args.variant
             for i, variant in enumerate(variants):
-                ours = run_round(shape, model_dir, scratch / "runs", steps=args.steps, gpu=gpu,
-                                 run_id=f"throughput-{shape}-{i}", warmup=args.warmup, **{**base, **variant})
+                profiled = args.profile_step if variant == {} else None
+                with profiled_step(profiled, gpu):
+                    ours = run_round(shape, model_dir, scratch / "runs", steps=args.steps, gpu=gpu,
+                                     run_id=f"throughput-{shape}-{i}", warmup=args.warmup, profiled=profiled,
+                                     **{**base, **variant})
                 lines.append({"shape": shape, "device": device, **ours, "variant": variant, "steps": args.steps,
                               "commit": commit})
                 print("round (anchor still to run):", json.dumps(lines[-1]), file=sys.stderr, flush=True)
