@@ -184,8 +184,10 @@ class RoundConfig(BaseModel):
         "auto", description="static sampler: how a Llama's or Qwen3's decode step runs: 'fused' writes it out over "
                             "fused products (q/k/v and gate/up as one product each, the adapter's too: 12 products "
                             "an adapted layer instead of 21; modeling.llama_step), on a GPU over the frozen weights "
-                            "re-laid in place so no copy is kept (fewer kernels a step; not yet timed on a GPU: "
-                            "bench/lean_adapters.py, bench/round_throughput.py --variant sampler_step=fused); "
+                            "re-laid in place so no copy is kept, with the adapter's A beside them, each norm one "
+                            "kernel and a shorter rotary embedding (about 40% of the lean step's kernels counted on "
+                            "a CPU; not yet timed on a GPU: bench/lean_adapters.py, bench/round_throughput.py "
+                            "--variant sampler_step=fused); "
                             "'modules' runs the model's own modules; 'auto' = fused where it was measured to pay "
                             "(bf16 on a CPU, packed products: 3.36 -> 2.41 s a 16-chain sampling call), else modules")
     sampler_release: bool = Field(
