@@ -392,10 +392,21 @@ def test_a_cache_that_keeps_only_its_prefix_gives_the_growing_caches_logits(tiny
     with torch.no_grad():
         want = model(input_ids=rest, position_ids=positions, use_cache=True,
                      **{keyword: prefix_cache(model, prefix, 2)}).logits
-        cache = kept_prefix_only(prefix_cache(model, prefix, 2))
+        cache = kept_prefix_only(prefix_cache(model, prefix, 2), 2)
         got = model(input_ids=rest, position_ids=positions, use_cache=True, **{keyword: cache}).logits
+        one_row = kept_prefix_only(prefix_cache(model, prefix), 2)     # read by both rows, not repeated
+        shared = model(input_ids=rest, position_ids=positions, use_cache=True, **{keyword: one_row}).logits
     torch.testing.assert_close(got, want, rtol=0, atol=1e-6)
-    assert cache.get_seq_length() == len(prefix)      # the forward's own keys and values were not kept
+    torch.testing.assert_close(shared, want, rtol=0, atol=1e-6)
+    assert cache.get_seq_length() == one_row.get_seq_length() == len(prefix)   # the forward's own were not kept
+    assert one_row.layers[0].keys.shape[0] == 1
+    other = prefix_cache(model, prefix)                     # a layer of a kind it does not patch (sliding windows)
+    other.layers[0].__class__ = type("SlidingLayer", (type(other.layers[0]),), {})
+    kept_prefix_only(other, 2)
+    assert other.layers[1].keys.shape[0] == 2 and "update" not in vars(other.layers[1])   # repeated, grows as usual
+    with torch.no_grad():
+        grown = model(input_ids=rest, position_ids=positions, use_cache=True, **{keyword: other}).logits
+    torch.testing.assert_close(grown, want, rtol=0, atol=1e-6)
 
 
 def test_learning_rate_schedules():

@@ -11,7 +11,7 @@ position? They share the forwards here, over the completion layout of `batching.
     logits = completion_logits(model, prompts, completions)                        # [(n_i, V)]
 
 The teacher's prompts repeat the rubric and its worked examples, so `teacher_hidden` runs the
-prefix a micro-batch shares once and repeats its key/value cache per chain.
+prefix a micro-batch shares once and every row reads its key/value cache.
 """
 
 from __future__ import annotations
@@ -49,8 +49,8 @@ def teacher_hidden(model, prompts: list[list[int]], completions: list[list[int]]
                    prefixes: PrefixCache | None = None) -> torch.Tensor:
     """completion_hidden of the teacher, with the prefix all prompts share run once; (B, C, H).
 
-    The shared prefix goes through the model once and its key/value cache is repeated for every
-    row; the rest of each prompt and the completion follow, positioned as if the prefix were in
+    The shared prefix goes through the model once and every row reads its key/value cache (one row,
+    `generation.kept_prefix_only`); the rest of each prompt and the completion follow, positioned as if the prefix were in
     the row (the same layout sampling uses). Where chains share their whole prompt (a round's
     samples of one task), the rest of that prompt runs once for them: one row per prompt with its
     chains after it (`pack_chains`' shared layout; a `cpu-demo` step: 1,116 positions instead of 1,616).
@@ -76,11 +76,11 @@ def teacher_hidden(model, prompts: list[list[int]], completions: list[list[int]]
     model.eval()  # some transformers versions drop a cache in checkpointed layers in training mode
     try:
         prefix = prompts[0][:shared]
-        cache = kept_prefix_only(prefixes.cache_for(prefix, rows)[keyword] if prefixes else
-                                 prefix_cache(model, prefix, rows))
+        cache = prefixes.cache_for(prefix, 1)[keyword] if prefixes else prefix_cache(model, prefix)
+        cache = kept_prefix_only(cache, rows)                   # its one row read by every row, not repeated
         hidden = final_hidden(model, input_ids=batch.ids, attention_mask=attention, position_ids=positions,
                               use_cache=True, **{keyword: cache})
-        del cache  # the prefix's keys and values, once per row: gone before the student's forward
+        del cache  # the prefix's keys and values: gone before the student's forward
     finally:
         model.train(training)
     return at_completions(hidden, batch)

@@ -167,7 +167,8 @@ class PrefixCache:
                 self.caches.pop(next(iter(self.caches)))                     # the oldest goes
             self.caches[key] = prefix_cache(self.model, prefix)
         cache = copy.deepcopy(self.caches[key])
-        cache.batch_repeat_interleave(rows)
+        if rows > 1:
+            cache.batch_repeat_interleave(rows)
         return {cache_keyword(self.model): cache}
 
 
@@ -187,24 +188,34 @@ def prefix_cache(model, prefix: list[int], rows: int = 1):
     return cache
 
 
-def kept_prefix_only(cache):
-    """`cache` (a DynamicCache holding a prefix) made to give each layer [its prefix ; the keys and values of
-    the forward that runs now] without keeping the latter; returns it.
+def kept_prefix_only(cache, rows: int):
+    """`cache` (a DynamicCache holding a prefix for one row, or for `rows`) made to give each layer [its
+    prefix ; the keys and values of the forward that runs now] without keeping the latter; returns it.
+    A one-row prefix is read by all `rows` rows as a view (`expand`), not repeated per row.
 
     For a forward whose cache nobody reads afterwards (the teacher's, `divergence.teacher_hidden`): a
     DynamicCache appends every layer's keys and values and holds them all until the forward ends, so
     that forward peaks with all of them; here each layer's exist while its attention runs. A teacher
     micro-batch of the GPU preset on the Qwen3-0.6B benchmark shape (8 rows × ~2,080 positions after
     a 401-token rubric prefix) created 2,668 MiB while it ran, 855 with this (`bench/teacher_memory.py`,
-    this CPU). Layers of another kind (sliding windows) keep their own update."""
-    for layer in getattr(cache, "layers", ()):
-        if type(layer).__name__ == "DynamicLayer" and getattr(layer, "is_initialized", False):
-            layer.update = partial(_joined, layer)
+    this CPU). A cache with layers of another kind (sliding windows) is repeated per row instead and
+    grows as usual."""
+    layers = list(getattr(cache, "layers", ()))
+    if not layers or not all(type(layer).__name__ == "DynamicLayer" and getattr(layer, "is_initialized", False)
+                             for layer in layers):
+        if rows > 1 and layers and layers[0].keys.shape[0] == 1:
+            cache.batch_repeat_interleave(rows)
+        return cache
+    for layer in layers:
+        layer.update = partial(_joined, layer)
     return cache
 
 
 def _joined(layer, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-    return torch.cat([layer.keys, key_states], dim=-2), torch.cat([layer.values, value_states], dim=-2)
+    rows = key_states.shape[0]
+    keys, values = (layer.keys, layer.values) if layer.keys.shape[0] == rows else \
+        (layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1))
+    return torch.cat([keys, key_states], dim=-2), torch.cat([values, value_states], dim=-2)
 
 
 def no_logits(device) -> torch.Tensor:
