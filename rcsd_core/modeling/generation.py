@@ -197,9 +197,9 @@ def kept_prefix_only(cache, rows: int):
     DynamicCache appends every layer's keys and values and holds them all until the forward ends, so
     that forward peaks with all of them; here each layer's exist while its attention runs. A teacher
     micro-batch of the GPU preset on the Qwen3-0.6B benchmark shape (8 rows × ~2,080 positions after
-    a 401-token rubric prefix) created 2,668 MiB while it ran, 855 with this (`bench/teacher_memory.py`,
-    this CPU). A cache with layers of another kind (sliding windows) is repeated per row instead and
-    grows as usual."""
+    a 401-token rubric prefix) created 2,668 MiB while it ran, 855 with the layers' keys and values
+    not kept and 548 with the prefix read as one row (`bench/teacher_memory.py`, this CPU). A cache with
+    layers of another kind (sliding windows) is repeated per row instead and grows as usual."""
     layers = list(getattr(cache, "layers", ()))
     if not layers or not all(type(layer).__name__ == "DynamicLayer" and getattr(layer, "is_initialized", False)
                              for layer in layers):
