@@ -203,7 +203,8 @@ def kept_prefix_only(cache, rows: int):
     layers = list(getattr(cache, "layers", ()))
     if not layers or not all(type(layer).__name__ == "DynamicLayer" and getattr(layer, "is_initialized", False)
                              for layer in layers):
-        if rows > 1 and layers and layers[0].keys.shape[0] == 1:
+        keys = getattr(layers[0], "keys", None) if layers else None
+        if rows > 1 and (keys is None or keys.shape[0] == 1):
             cache.batch_repeat_interleave(rows)
         return cache
     for layer in layers:
