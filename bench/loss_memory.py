@@ -90,6 +90,19 @@ def transient_bytes(vocab: int, hidden: int, rows: int, chunk: int) -> int:
     return live.peak
 
 
+def tree_commit() -> str:
+    """The short commit of the tree these scripts run from ("unknown" outside a git checkout)."""
+    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def emit(line: dict, out: Path | None) -> None:
+    """Print a result line, and append it to `out` when given."""
+    print(json.dumps(line))
+    if out:
+        append_jsonl(out, line)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("shape", choices=sorted(HIDDEN))
@@ -100,16 +113,12 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(2)
     vocab, hidden = args.vocab, HIDDEN[args.shape]
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "unknown"
     for chunk in args.chunks:
         peak = transient_bytes(vocab, hidden, args.rows, chunk)
-        line = {"bench": "loss_memory", "shape": args.shape, "vocab": vocab, "hidden": hidden, "rows": args.rows,
-                "chunk_size": chunk, "transient_mib": round(peak / 2**20), "device": "cpu x2 threads",
-                "torch": torch.__version__, "commit": commit, "load_avg": round(os.getloadavg()[0], 2)}
-        print(json.dumps(line))
-        if args.out:
-            append_jsonl(args.out, line)
+        emit({"bench": "loss_memory", "shape": args.shape, "vocab": vocab, "hidden": hidden, "rows": args.rows,
+              "chunk_size": chunk, "transient_mib": round(peak / 2**20), "device": "cpu x2 threads",
+              "torch": torch.__version__, "commit": tree_commit(), "load_avg": round(os.getloadavg()[0], 2)},
+             args.out)
     return 0
 
 

@@ -15,9 +15,7 @@ alive, and the highest sum. Prints one JSON line; `--out` appends it to a result
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -28,12 +26,11 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 
-from loss_memory import LiveBytes  # noqa: E402
+from loss_memory import LiveBytes, emit, tree_commit  # noqa: E402
 from round_throughput import build_shape  # noqa: E402
 from rcsd_core.contracts.config import preset_config  # noqa: E402
 from rcsd_core.contracts.rubric import load_rubric  # noqa: E402
 from rcsd_core.contracts.tasks import load_tasks  # noqa: E402
-from rcsd_core.files import append_jsonl  # noqa: E402
 from rcsd_core.modeling.contexts import teacher_prompt_ids  # noqa: E402
 from rcsd_core.modeling.divergence import teacher_hidden  # noqa: E402
 from rcsd_core.modeling.generation import shared_prefix_length  # noqa: E402
@@ -62,16 +59,11 @@ def main() -> int:
     completions = torch.randint(100, 40_000, (len(prompts), args.tokens), generator=generator).tolist()
     with torch.no_grad(), LiveBytes() as live:
         teacher_hidden(model, prompts, completions, tokenizer.pad_token_id)
-    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    line = {"bench": "teacher_memory", "shape": args.shape, "tasks": args.tasks, "chains_per_task": args.chains,
-            "tokens": args.tokens, "prompt_tokens": max(len(p) for p in prompts),
-            "shared_prefix": shared_prefix_length(prompts), "transient_mib": round(live.peak / 2**20),
-            "device": "cpu x2 threads", "torch": torch.__version__, "commit": commit,
-            "load_avg": round(os.getloadavg()[0], 2)}
-    print(json.dumps(line))
-    if args.out:
-        append_jsonl(args.out, line)
+    emit({"bench": "teacher_memory", "shape": args.shape, "tasks": args.tasks, "chains_per_task": args.chains,
+          "tokens": args.tokens, "prompt_tokens": max(len(p) for p in prompts),
+          "shared_prefix": shared_prefix_length(prompts), "transient_mib": round(live.peak / 2**20),
+          "device": "cpu x2 threads", "torch": torch.__version__, "commit": tree_commit(),
+          "load_avg": round(os.getloadavg()[0], 2)}, args.out)
     return 0
 
 
