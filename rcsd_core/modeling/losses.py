@@ -25,7 +25,8 @@ divergence needs a few of them. `compute_divergence(..., chunk_size=n)` and
 `lm_head_chunked_divergence` work through n positions at a time and take each chunk's gradient
 right away (a custom autograd Function, see "Reduction" below), so float32 intermediates grow
 with n * V, not with B * T * V. `lm_head_chunked_divergence` goes further and never holds the
-full logits at all: it computes them from the final hidden states chunk by chunk.
+full logits at all: it computes them from the final hidden states chunk by chunk (for
+topk_forward_kl, the student's only at the teacher's k tokens: `_topk_forward_kl_from_hidden`).
 
 Usage:
     loss = compute_divergence("forward_kl", student_logits, teacher_logits, mask, temperature=1.0)
