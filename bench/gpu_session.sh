@@ -12,7 +12,7 @@
 # most a device call brings back. All the steps do not fit one call's ten minutes; ONLY names the steps a second
 # call runs:
 #
-#     ONLY="qwen3-1.7b compile layers" bash bench/gpu_session.sh <commit> <anchor folder> 420
+#     ONLY="smollm2 qwen3-1.7b compile layers" bash bench/gpu_session.sh <commit> <anchor folder> 250
 #
 # Measured on an H100: a round of 5 steps ~40 s; TRL's anchor ~4 minutes for Qwen3-0.6B.
 set -u
