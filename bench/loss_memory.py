@@ -22,21 +22,20 @@ chunk size; `--out` appends them to a results file.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
 import sys
 import weakref
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 from torch.utils._pytree import tree_flatten  # noqa: E402
 
-from rcsd_core.files import append_jsonl  # noqa: E402
+from lean_adapters import device_name, report  # noqa: E402
 from rcsd_core.modeling.losses import lm_head_chunked_divergence  # noqa: E402
 
 V = 49_152    # the embedded tokenizer's: the vocabulary of bench/round_throughput.py's shapes and the anchor's
@@ -90,19 +89,6 @@ def transient_bytes(vocab: int, hidden: int, rows: int, chunk: int) -> int:
     return live.peak
 
 
-def tree_commit() -> str:
-    """The short commit of the tree these scripts run from ("unknown" outside a git checkout)."""
-    out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
-
-
-def emit(line: dict, out: Path | None) -> None:
-    """Print a result line, and append it to `out` when given."""
-    print(json.dumps(line))
-    if out:
-        append_jsonl(out, line)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("shape", choices=sorted(HIDDEN))
@@ -114,11 +100,11 @@ def main() -> int:
     torch.set_num_threads(2)
     vocab, hidden = args.vocab, HIDDEN[args.shape]
     for chunk in args.chunks:
+        load = os.getloadavg()[0]
         peak = transient_bytes(vocab, hidden, args.rows, chunk)
-        emit({"bench": "loss_memory", "shape": args.shape, "vocab": vocab, "hidden": hidden, "rows": args.rows,
-              "chunk_size": chunk, "transient_mib": round(peak / 2**20), "device": "cpu x2 threads",
-              "torch": torch.__version__, "commit": tree_commit(), "load_avg": round(os.getloadavg()[0], 2)},
-             args.out)
+        report({"bench": "loss_memory", "shape": args.shape, "vocab": vocab, "hidden": hidden, "rows": args.rows,
+                "chunk_size": chunk, "transient_mib": round(peak / 2**20), "device": device_name("cpu", 2)},
+               load, None, args.out)
     return 0
 
 

@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import torch  # noqa: E402
 
-from loss_memory import LiveBytes, emit, tree_commit  # noqa: E402
+from lean_adapters import device_name, report  # noqa: E402
+from loss_memory import LiveBytes  # noqa: E402
 from round_throughput import build_shape  # noqa: E402
 from rcsd_core.contracts.config import preset_config  # noqa: E402
 from rcsd_core.contracts.rubric import load_rubric  # noqa: E402
@@ -57,13 +58,13 @@ def main() -> int:
     prompts = [p for p in per_task for _ in range(args.chains)]
     generator = torch.Generator().manual_seed(0)
     completions = torch.randint(100, 40_000, (len(prompts), args.tokens), generator=generator).tolist()
+    load = os.getloadavg()[0]
     with torch.no_grad(), LiveBytes() as live:
         teacher_hidden(model, prompts, completions, tokenizer.pad_token_id)
-    emit({"bench": "teacher_memory", "shape": args.shape, "tasks": args.tasks, "chains_per_task": args.chains,
-          "tokens": args.tokens, "prompt_tokens": max(len(p) for p in prompts),
-          "shared_prefix": shared_prefix_length(prompts), "transient_mib": round(live.peak / 2**20),
-          "device": "cpu x2 threads", "torch": torch.__version__, "commit": tree_commit(),
-          "load_avg": round(os.getloadavg()[0], 2)}, args.out)
+    report({"bench": "teacher_memory", "shape": args.shape, "tasks": args.tasks, "chains_per_task": args.chains,
+            "tokens": args.tokens, "prompt_tokens": max(len(p) for p in prompts),
+            "shared_prefix": shared_prefix_length(prompts), "transient_mib": round(live.peak / 2**20),
+            "device": device_name("cpu", 2)}, load, None, args.out)
     return 0
 
 

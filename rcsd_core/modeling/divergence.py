@@ -50,8 +50,8 @@ def teacher_hidden(model, prompts: list[list[int]], completions: list[list[int]]
     """completion_hidden of the teacher, with the prefix all prompts share run once; (B, C, H).
 
     The shared prefix goes through the model once and every row reads its key/value cache (one row,
-    `generation.kept_prefix_only`); the rest of each prompt and the completion follow, positioned as if the prefix were in
-    the row (the same layout sampling uses). Where chains share their whole prompt (a round's
+    `generation.kept_prefix_only`); the rest of each prompt and the completion follow, positioned as
+    if the prefix were in the row (the same layout sampling uses). Where chains share their whole prompt (a round's
     samples of one task), the rest of that prompt runs once for them: one row per prompt with its
     chains after it (`pack_chains`' shared layout; a `cpu-demo` step: 1,116 positions instead of 1,616).
     `prefixes` keeps the prefix's cache between calls (only for weights that do not change: a
