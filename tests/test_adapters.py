@@ -12,7 +12,7 @@ import copy
 import pytest
 import torch
 
-from rcsd_core.modeling.adapters import DecodingAdapters, lean_adapter
+from rcsd_core.modeling.adapters import DecodingAdapters, lean_adapter, trained_lean
 from rcsd_core.modeling.models import attach_lora, randomize_adapter
 from rcsd_core.modeling.operations import OperationCount
 from rcsd_core.modeling.sampler import Sampler
@@ -149,3 +149,69 @@ def test_the_sampler_keeps_one_snapshot_set_per_adapter_state(peaked, prompts):
     assert_logprobs_match(lora, again, tokenizer.pad_token_id)
     with lora.disable_adapter():
         assert_logprobs_match(lora, base, tokenizer.pad_token_id)
+
+
+# ---------------------------------------------------------------------------- the training forward
+
+def gate_projection(seed: int = 0):
+    """A peft-wrapped bf16 linear of SmolLM2's gate shape (576 -> 1536) with a float32 rank-16 adapter."""
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(seed)
+    model = get_peft_model(torch.nn.Sequential(torch.nn.Linear(576, 1536, bias=False)),
+                           LoraConfig(r=16, lora_alpha=32, target_modules=["0"]))
+    randomize_adapter(model, std=0.02, seed=seed)
+    module = next(m for m in model.modules() if lean_adapter(m) is not None)
+    module.base_layer.to(torch.bfloat16)
+    return model.train(), module
+
+
+def test_the_trained_lean_forward_is_as_close_to_exact_as_peft_and_so_are_its_gradients():
+    # Under autocast, as `models.compute_precision` runs the student: peft rounds (x·Aᵀ)·Bᵀ, then its
+    # scaling, then the sum; the lean forward rounds the sum once, inside the product.
+    model, module = gate_projection()
+    x = torch.randn(96, 576).to(torch.bfloat16)
+    grad_out = torch.randn(96, 1536, generator=torch.Generator().manual_seed(1))
+    A, B = module.lora_A["default"].weight, module.lora_B["default"].weight
+    W, s = module.base_layer.weight.double(), module.scaling["default"]
+    exact = x.double() @ W.T + s * (x.double() @ A.double().T) @ B.double().T
+    exact_grad_b = s * grad_out.double().T @ (x.double() @ A.double().T)            # d(out·g)/dB
+    results = {}
+    for name, block in (("peft", contextlib.nullcontext), ("lean", lambda: trained_lean(model))):
+        A.grad = B.grad = None
+        with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False), block():
+            out = module(x)
+        (out.float() * grad_out).sum().backward()
+        results[name] = ((out.double() - exact).abs().max(), (B.grad.double() - exact_grad_b).abs().max(),
+                         A.grad.dtype, B.grad.dtype, out.dtype)
+    (peft_out, peft_grad, *peft_types), (lean_out, lean_grad, *lean_types) = results["peft"], results["lean"]
+    assert lean_types == peft_types == [torch.float32, torch.float32, torch.bfloat16]
+    assert lean_out <= peft_out, (lean_out, peft_out)
+    assert lean_grad <= 1.5 * peft_grad, (lean_grad, peft_grad)
+    assert not any("forward" in m.__dict__ for m in model.modules())                # peft's forward is back
+
+
+def test_the_trained_lean_forward_runs_fewer_operations_forward_and_backward():
+    model, module = gate_projection()
+    x = torch.randn(8, 576).to(torch.bfloat16)
+    counts = []
+    for block in (contextlib.nullcontext, lambda: trained_lean(model)):
+        with torch.autocast("cpu", dtype=torch.bfloat16, cache_enabled=False), block(), OperationCount() as ops:
+            out = module(x)
+            out.float().sum().backward()
+        counts.append(ops.count)
+    assert counts[1] < counts[0], counts
+
+
+def test_inside_the_block_an_adapter_switched_off_runs_the_base_alone(peaked, ids):
+    # The round's evaluation runs the teacher (adapter off) inside compute_precision's block.
+    lora = bf16_with_adapter(peaked[0])
+    with torch.no_grad():
+        with lora.disable_adapter():
+            base = logits(lora, ids)
+        with trained_lean(lora):
+            on = logits(lora, ids)
+            with lora.disable_adapter():
+                off = logits(lora, ids)
+    assert torch.equal(off, base)
+    assert (on - base).abs().max() > 1e-2

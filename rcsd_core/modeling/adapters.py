@@ -111,6 +111,31 @@ def packed_lean_forward(snapshot: Snapshot):
     return forward
 
 
+def trained_lean_forward(module: nn.Module, name: str):
+    """forward(x) = base(x) + (x·Aᵀ)·(s·B)ᵀ with gradients to the float32 A and B, for training in bf16
+    (`models.compute_precision`): A and s·B cast to x's dtype, the sum inside the second product
+    (`addmm`). peft's forward scales and adds over the whole output instead. peft's own forward runs
+    wherever `lean_adapter` no longer names `name` (an adapter disabled for the teacher inside the
+    block, another one made active) or extra arguments come. Tests: tests/test_adapters.py."""
+    base, lora_a, lora_b = module.base_layer, module.lora_A[name], module.lora_B[name]
+    own = type(module).forward.__get__(module)
+
+    def forward(x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        if args or kwargs or lean_adapter(module) != name:
+            return own(x, *args, **kwargs)
+        out = base(x)
+        h = F.linear(x, lora_a.weight.to(x.dtype))
+        return torch.addmm(out.reshape(-1, out.shape[-1]), h.reshape(-1, h.shape[-1]),
+                           (lora_b.weight * module.scaling[name]).to(x.dtype).t()).view(out.shape)
+    return forward
+
+
+def trained_lean(model: nn.Module) -> contextlib.AbstractContextManager:
+    """Inside the block every adapted linear that can run lean does, with gradients (`trained_lean_forward`)."""
+    return packing.replaced_forwards([(m, trained_lean_forward(m, name)) for m in model.modules()
+                                      if (name := lean_adapter(m)) is not None])
+
+
 class DecodingAdapters:
     """Snapshots of a model's adapters for decoding; `active()` swaps the lean forwards in for a block."""
 
