@@ -21,7 +21,7 @@ from rcsd_core.modeling.llama_step import LlamaStep
 from rcsd_core.modeling.operations import OperationCount
 from rcsd_core.modeling.sampler import Decoder, Sampler, weights_key
 
-from test_llama_step import mid_batch, step_logits
+from test_llama_step import mid_batch, same_state, step_logits
 from test_sampler import peaked, prompts, scale_adapter, with_adapter  # noqa: F401 (fixtures)
 
 
@@ -141,16 +141,6 @@ def test_the_sampler_with_the_fused_step_draws_the_modules_chains(lora, prompts,
     default = Sampler(model, tokenizer)                                    # float32 on a CPU: the modules
     default.sample(prompts, **kw)
     assert all(d.llama is None for d in default.decoders.values())
-
-
-def same_state(decoder: Decoder, like: Decoder) -> Decoder:
-    """`decoder` given `like`'s cache values (in its own dtype) and decode state."""
-    for mine, theirs in zip(decoder.cache.layers, like.cache.layers):
-        mine.keys.copy_(theirs.keys)
-        mine.values.copy_(theirs.values)
-    for name in ("valid", "position", "last", "column"):
-        getattr(decoder, name).copy_(getattr(like, name))
-    return decoder
 
 
 @pytest.mark.parametrize("seed", [2, 5])

@@ -181,15 +181,22 @@ def _adapter_rank(module: nn.Module) -> int:
 class Group:
     """Projections that read the same input, run as one product (their outputs side by side).
 
+    Packed, an adapted group's scaled B's lie after the weight's columns in one packed matrix,
+    `joined` = [W | s·B], made at each `bind`: [x | x·Aᵀ]·[W | s·B]ᵀ is one product, the adapter's sum
+    inside it. Two products a group where three were (x·Wᵀ, x·Aᵀ, and (x·Aᵀ)·(s·B)ᵀ added into the
+    first); the packed weight without the B's is made again only for a call with the adapters off.
+
     Not packed, the rows of the adapters' A (their ranks when the step is made) lie right after the
     weight's in one tensor, `stacked`, so x·Wᵀ and x·Aᵀ come from one product and the adapter's sum
     is added into the first columns in place: two operations a group where three were (an adapter
     of other ranks at `bind` runs its A as a product of its own)."""
     modules: list[nn.Module]
-    weight: torch.Tensor                   # (sum of outs, in): packed, or the fused weight itself
+    weight: torch.Tensor | None            # (sum of outs, in): packed (None while `joined` stands for it),
+                                           # or the fused weight itself
     packed: bool = True
     a: torch.Tensor | None = None          # (sum of ranks, in): each adapter's A, stacked
-    b: torch.Tensor | None = None          # (sum of outs, sum of ranks): each s·B on the diagonal
+    b: torch.Tensor | None = None          # not packed: (sum of outs, sum of ranks), each s·B on the diagonal
+    joined: torch.Tensor | None = None     # packed: [W | b], (sum of outs, in + sum of ranks)
     kept: dict = field(default_factory=dict)   # not packed: (ranks) -> the (a, b) buffers bind fills in place
     stacked: torch.Tensor | None = None    # not packed: (sum of outs + sum of `ranks`, in), `weight` its first rows
     ranks: tuple[int, ...] = ()            # the adapter ranks `stacked` has rows for
@@ -219,7 +226,9 @@ class Group:
                 return False
         self.folded = False
         if all(p is None for p in parts):
-            self.a = self.b = None
+            self.a = self.b = self.joined = None
+            if self.weight is None:
+                self.weight = packing.pack(self._plain_weight())
             return True
         outs = [_plain(m).weight.shape[0] for m in self.modules]
         ranks = [0 if p is None else p[0].shape[0] for p in parts]
@@ -237,14 +246,19 @@ class Group:
                 b[row:row + out, column:column + rank] = part[1]
             row, column = row + out, column + rank
         if self.packed:
-            self.a, self.b = packing.pack(a), packing.pack(b)
+            self.weight = None                                           # the old copies go before the new come
+            self.a, self.joined = packing.pack(a), packing.pack(torch.cat([self._plain_weight(), b], dim=1))
         else:
             self.a, self.b = self.kept.setdefault(tuple(ranks), (a, b))
             self.folded = self.stacked is not None and self.a.data_ptr() == self.stacked[sum(outs):].data_ptr()
         return True
 
+    def _plain_weight(self) -> torch.Tensor:
+        """The projections' frozen weights, one under the other (a new tensor)."""
+        return torch.cat([_plain(m).weight for m in self.modules])
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, in) -> (B, sum of outs): base products, plus (x·Aᵀ)·(s·B)ᵀ summed inside the second."""
+        """x (B, in) -> (B, sum of outs): x·Wᵀ + (x·Aᵀ)·(s·B)ᵀ, the sum inside the last product."""
         if not self.packed:
             if self.a is None:
                 return F.linear(x, self.weight)
@@ -252,10 +266,9 @@ class Group:
                 both, n = F.linear(x, self.stacked), self.weight.shape[0]
                 return both[:, :n].addmm_(both[:, n:], self.b.t())
             return F.linear(x, self.weight).addmm_(F.linear(x, self.a), self.b.t())
-        out = packing.linear(x, self.weight)
         if self.a is None:
-            return out
-        return packing.linear_add(packing.linear(x, self.a), self.b, out)
+            return packing.linear(x, self.weight)
+        return packing.linear(torch.cat([x, packing.linear(x, self.a)], dim=1), self.joined)
 
 
 @dataclass

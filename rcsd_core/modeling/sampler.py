@@ -458,15 +458,18 @@ class Sampler:
             return LlamaStep(self.model, packed=False)       # re-lays the frozen weights once (fused_weight)
         return PackedLinears(self.model) if self.packed else None
 
-    def adapters(self, key: tuple) -> DecodingAdapters | None:
+    def adapters(self, key: tuple, *, packed: bool) -> DecodingAdapters | None:
         """The lean adapters for this call, refreshed: one set of snapshots per weights key (the
         adapter on, off, reloaded; `key` is the model's now), at most KEEP_ADAPTERS, with the graphs
-        captured on a released set; None without lean adapters."""
+        captured on a released set; None without lean adapters. `packed`: their products run from
+        packed copies, for decoding through the modules; a packed LlamaStep packs the adapter into
+        its own products, and the prefill's few calls run the plain snapshots (the same bits), so
+        the copies would be made at every call for nothing (~30 ms of a `cpu-demo` call)."""
         if not self.lean_adapters:
             return None
         lean = self._adapters.pop(key, None)
         if lean is None:
-            lean = DecodingAdapters(self.model, packed=self.packed)
+            lean = DecodingAdapters(self.model, packed=packed)
         else:
             lean.refresh()
         self._adapters[key] = lean
@@ -517,7 +520,7 @@ class Sampler:
         packed = self.packed_weights(key)
         if self._packed is not None and self._packed[0] != key[0]:
             key = weights_key(self.model)                  # the fused step has just re-laid the frozen weights
-        lean = self.adapters(key)
+        lean = self.adapters(key, packed=self.packed and not isinstance(packed, LlamaStep))
         fused = packed if isinstance(packed, LlamaStep) and packed.bind(lean) else None    # else: the modules
         linears = packed.active() if isinstance(packed, PackedLinears) else contextlib.nullcontext()
         with torch.no_grad(), attention_implementation(self.model), linears, \
