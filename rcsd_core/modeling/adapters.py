@@ -23,7 +23,11 @@ On a CPU in bfloat16 (`packed`, the default where `packing.supported`), the two 
 oneDNN-packed copies of the snapshots, made again at each refresh, and the second adds into the
 base output inside the product (`packing.linear_add`): a decode step of the embedded SmolLM2 with
 16 chains spent ~8 ms of its ~41 in these products through `F.linear` and `addmm` (torch.profiler).
-Tests: tests/test_packing.py.
+(A Llama's packed decode step, `llama_step`, joins the adapter into its own products; the sampler
+then keeps its snapshots unpacked.) Tests: tests/test_packing.py.
+
+For training, `trained_lean` runs each adapted linear as base(x) + (x·Aᵀ)·(s·B)ᵀ with gradients to
+the float32 A and B (`models.compute_precision` enters it).
 
 A linear keeps peft's own forward when the lean one would differ: adapters disabled or merged, more
 than one active adapter, a LoRA variant (DoRA and others), a bias on B, dropout in train mode, a

@@ -17,21 +17,27 @@ Here a step is the same arithmetic in fewer operations:
 - the query, key and value projections run as one product, and so do the gate and up
   projections; the adapter's products of a fused group run as one too (its A's stacked, its scaled
   B's on the diagonal of one matrix, zeros elsewhere), so an adapted layer runs 12 products instead
-  of 21;
+  of 21 (packed, 8: below);
 - a Llama's rotary embedding turns the queries and keys of a row together (a Qwen3 first normalises
   each head of its queries and keys with its own norms, then turns them apart);
 - the norms, the rotary table, the activation and the attention (`attention.grouped_attention`, as
   the module path picks it for a decode step) are the model's own modules and functions, called
   directly.
 
-Packed (a CPU in bf16): the products run from oneDNN-packed copies (`packing`). There a fused
-product gives each output column the bits the separate product gives it, and the other operations
-are the ones transformers runs, in its order: the logits equal the module path's to the bit
-(tests/test_llama_step.py checks it), so the chains are the same. The embedded model with its
-LoRA adapter, 16 chains × 64 tokens: 1,451 operations a decode step instead of 1,961, and 2.41 s a
-sampling call against 3.36 s through the packed modules (best of three, the sides in turn), the
-same chains (`python bench/lean_adapters.py embedded --chains 16 --new-tokens 64 --repeats 3`, its
-"llama" side; `bench/results/lean_adapters.jsonl`).
+Packed (a CPU in bf16): the products run from oneDNN-packed copies (`packing`), and an adapted
+group's scaled B's lie after its weight's columns in one packed matrix, made again at each `bind`:
+[x | x·Aᵀ]·[W | s·B]ᵀ is the base product and the adapter's sum in one product, rounded once, where
+the modules round x·Wᵀ and then the sum. An adapted layer runs 8 products. At 16 rows a B's own
+product cost ~30 µs, mostly oneDNN's call, against ~2 µs more for the wider one; re-packing the
+embedded model's groups takes ~30 ms a call. A 16 × 64 `cpu-demo` sampling call: 2.01 → 1.86 s,
+median of eight calls in turn (scratch timing). The logits are no longer the module path's to the
+bit, so tests/test_llama_step.py holds both to the float32 logits of the same values: the step's
+error is within 1.5× the modules' (0.5–1.34× on the tiny Llama and Qwen3, four seeds each). The
+other operations are the ones transformers runs, in its order. Before the join, with each column's
+bits the modules' (`2326d72`): the embedded model with its LoRA adapter, 16 chains × 64 tokens,
+1,451 operations a decode step instead of 1,961, and 2.41 s a sampling call against 3.36 s through
+the packed modules (`python bench/lean_adapters.py embedded --chains 16 --new-tokens 64
+--repeats 3`, its "llama" side; `bench/results/lean_adapters.jsonl`).
 
 Not packed (a GPU, or float32): plain products. A fused product needs the projections' weights side
 by side in one tensor; rather than keep a second copy of the frozen weights (3 GB on a Qwen3-1.7B
@@ -228,7 +234,7 @@ class Group:
         if all(p is None for p in parts):
             self.a = self.b = self.joined = None
             if self.weight is None:
-                self.weight = packing.pack(self._plain_weight())
+                self.weight = packing.pack(self._plain_weight(columns_after=0))
             return True
         outs = [_plain(m).weight.shape[0] for m in self.modules]
         ranks = [0 if p is None else p[0].shape[0] for p in parts]
@@ -247,15 +253,24 @@ class Group:
             row, column = row + out, column + rank
         if self.packed:
             self.weight = None                                           # the old copies go before the new come
-            self.a, self.joined = packing.pack(a), packing.pack(torch.cat([self._plain_weight(), b], dim=1))
+            joined = self._plain_weight(columns_after=b.shape[1])
+            joined[:, -b.shape[1]:] = b
+            self.a, self.joined = packing.pack(a), packing.pack(joined)
         else:
             self.a, self.b = self.kept.setdefault(tuple(ranks), (a, b))
             self.folded = self.stacked is not None and self.a.data_ptr() == self.stacked[sum(outs):].data_ptr()
         return True
 
-    def _plain_weight(self) -> torch.Tensor:
-        """The projections' frozen weights, one under the other (a new tensor)."""
-        return torch.cat([_plain(m).weight for m in self.modules])
+    def _plain_weight(self, *, columns_after: int) -> torch.Tensor:
+        """The projections' frozen weights one under the other, in a new (sum of outs, in + columns_after)
+        tensor whose last columns are the caller's to fill."""
+        weights = [_plain(m).weight for m in self.modules]
+        out = weights[0].new_empty(sum(w.shape[0] for w in weights), weights[0].shape[1] + columns_after)
+        row = 0
+        for w in weights:
+            out[row:row + w.shape[0], :w.shape[1]] = w
+            row += w.shape[0]
+        return out
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, in) -> (B, sum of outs): x·Wᵀ + (x·Aᵀ)·(s·B)ᵀ, the sum inside the last product."""

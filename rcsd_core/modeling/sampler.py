@@ -32,7 +32,8 @@ Here one decode step is one function of preallocated tensors:
   packed once for oneDNN and kept by the Sampler (`packing.PackedLinears`), and so do the lean
   adapter's products: 16 chains × 64 tokens of the embedded model, 3.15 → 2.79 s a call. A Llama
   decodes there through `llama_step.LlamaStep` instead of its modules (fused packed products, the
-  same logits to the bit): 3.36 → 2.41 s a call beside the packed modules (bench/lean_adapters.py).
+  adapter's sum inside the base product): 3.36 → 2.41 s a call beside the packed modules when each
+  column still had the modules' bits (bench/lean_adapters.py), 2.01 → 1.86 s since the join.
   Elsewhere (a GPU) the same step runs when asked for (`fused_step=True`, config `sampler_step:
   fused`), over plain products: fewer kernels a step, not yet timed on a GPU.
 
