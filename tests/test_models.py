@@ -7,8 +7,8 @@ import torch
 
 from rcsd_core.errors import InputError
 from rcsd_core.modeling.models import (DEFAULT_MODEL, attach_lora, build_tiny_random, check_model, compute_precision,
-                              embedded_gguf_path, load_model, load_tokenizer, randomize_adapter, resolve_device,
-                              resolve_dtype)
+                                      embedded_gguf_path, enable_checkpointing, load_model, load_tokenizer,
+                                      randomize_adapter, resolve_device, resolve_dtype)
 
 
 def test_dtype_and_device_resolution():
@@ -149,3 +149,25 @@ def test_compute_precision_leaves_a_float32_model_alone():
     model, _ = load_model("tiny-random", device="cpu", dtype="float32")
     with compute_precision(attach_lora(model, rank=4, alpha=8)):
         assert not torch.is_autocast_enabled("cpu")
+
+
+def test_compute_precision_with_activation_checkpointing_gives_the_gradients_without_it():
+    # The lean training forward is left out there: the recompute in the backward runs after the block.
+    model, _ = load_model("tiny-random", device="cpu", dtype="bfloat16")
+    lora = attach_lora(model, rank=4, alpha=8).train()
+    randomize_adapter(lora, std=0.05)
+    ids = torch.randint(5, 1000, (2, 9), generator=torch.Generator().manual_seed(1))
+
+    def gradients() -> dict[str, torch.Tensor]:
+        lora.zero_grad(set_to_none=True)
+        with compute_precision(lora):
+            loss = lora(input_ids=ids).logits.float().square().mean()
+        loss.backward()
+        return {name: p.grad.clone() for name, p in lora.named_parameters() if p.requires_grad}
+
+    plain = gradients()
+    enable_checkpointing(lora)
+    recomputed = gradients()
+    assert plain.keys() == recomputed.keys()
+    for name in plain:
+        torch.testing.assert_close(recomputed[name], plain[name], rtol=0.05, atol=1e-4)

@@ -278,7 +278,9 @@ def compute_precision(model) -> contextlib.AbstractContextManager:
     product (`addmm`), where peft multiplies the whole (tokens × out) output by the scaling and adds
     it after: two passes over the output fewer forward and one backward, and one rounding of the sum
     instead of three. A `cpu-demo` student pass (forward and backward, 16 chains): 1.39 → 1.34 s,
-    median of six in turn (scratch timing of `bench/compiled_layers.py`'s `forward_backward`).
+    median of six in turn (scratch timing of `bench/compiled_layers.py`'s `forward_backward`). Not
+    with activation checkpointing (`enable_checkpointing`): its recompute runs in the backward, after
+    the block, and must run the forward the block ran (torch's checkpoint checks it and stops).
     """
     parameters = list(model.parameters())
     bf16_base = any(not p.requires_grad and p.dtype == torch.bfloat16 for p in parameters)
@@ -286,7 +288,8 @@ def compute_precision(model) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
     stack.enter_context(torch.autocast(parameters[0].device.type, dtype=torch.bfloat16, cache_enabled=False))
-    stack.enter_context(trained_lean(model))
+    if not checkpointing_enabled(model):      # its recompute runs in the backward, after the block
+        stack.enter_context(trained_lean(model))
     try:
         from peft.helpers import disable_input_dtype_casting
     except ImportError:  # older peft: the input is cast to float32 and back, as before
