@@ -94,3 +94,29 @@ def test_a_round_with_student_compile_trains_through_the_compiled_layers(tmp_pat
     assert len(results[True][2]) >= 2 and min(results[True][2]) > 0 and results[True][3] > 0
     assert results[True][1] == results[False][1] and len(results[True][1]) > 0
     assert results[True][0] == pytest.approx(results[False][0], rel=1e-4, abs=1e-6)
+
+
+def test_in_bf16_the_lean_training_forward_compiles_once_for_every_step(tiny, monkeypatch):
+    # compute_precision swaps each adapted linear's forward in at every entry (adapters.trained_lean):
+    # the compiled layers, which inline those forwards, must not be traced again for the next step.
+    from rcsd_core.modeling.models import compute_precision
+    from test_sampler import bf16_with_adapter
+
+    graphs = []
+
+    def traced(graph, example_inputs):
+        graphs.append(graph)
+        return graph.forward
+
+    monkeypatch.setattr(compiled, "BACKEND", traced)
+    model = bf16_with_adapter(tiny[0], seed=3).train()
+    ids = torch.randint(5, 1000, (2, 9), generator=torch.Generator().manual_seed(1))
+    layers, counts = CompiledLayers(model), []
+    for _ in range(3):
+        with layers.active():
+            with compute_precision(model):
+                assert any("forward" in m.__dict__ for m in model.modules() if hasattr(m, "lora_A"))  # lean
+                loss = model(input_ids=ids).logits.float().square().mean()
+            loss.backward()
+        counts.append(len(graphs))
+    assert counts[0] > 0 and counts == [counts[0]] * 3, counts
