@@ -465,7 +465,7 @@ class Sampler:
         captured on a released set; None without lean adapters. `packed`: their products run from
         packed copies, for decoding through the modules; a packed LlamaStep packs the adapter into
         its own products, and the prefill's few calls run the plain snapshots (the same bits), so
-        the copies would be made at every call for nothing (~30 ms of a `cpu-demo` call)."""
+        the copies would be made at every call for nothing (~35 ms of a `cpu-demo` call)."""
         if not self.lean_adapters:
             return None
         lean = self._adapters.pop(key, None)
