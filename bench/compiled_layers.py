@@ -44,7 +44,7 @@ from rcsd_core.modeling.batching import pack_chains  # noqa: E402
 from rcsd_core.modeling.compiled import CompiledLayers  # noqa: E402
 from rcsd_core.modeling.contexts import student_messages  # noqa: E402
 from rcsd_core.modeling.divergence import completion_hidden  # noqa: E402
-from rcsd_core.modeling.models import compute_precision, enable_checkpointing  # noqa: E402
+from rcsd_core.modeling.models import compute_precision, enable_checkpointing, lean_training  # noqa: E402
 from rcsd_core.modeling.operations import OperationCount  # noqa: E402
 
 
@@ -58,11 +58,12 @@ def student_batch(tokenizer, prompts: int, chains: int, new_tokens: int, seed: i
 
 
 def forward_backward(model, batch) -> float:
-    """Seconds of one student forward (bf16 compute) and its backward."""
+    """Seconds of one student forward (bf16 compute) and its backward, as a round runs them."""
     start = time.perf_counter()
-    with compute_precision(model):
-        hidden = completion_hidden(model, batch)
-    hidden.float().square().mean().backward()
+    with lean_training(model):
+        with compute_precision(model):
+            hidden = completion_hidden(model, batch)
+        hidden.float().square().mean().backward()
     if hidden.device.type == "cuda":
         torch.cuda.synchronize()
     model.zero_grad(set_to_none=True)

@@ -97,9 +97,9 @@ def test_a_round_with_student_compile_trains_through_the_compiled_layers(tmp_pat
 
 
 def test_in_bf16_the_lean_training_forward_compiles_once_for_every_step(tiny, monkeypatch):
-    # compute_precision swaps each adapted linear's forward in at every entry (adapters.trained_lean):
-    # the compiled layers, which inline those forwards, must not be traced again for the next step.
-    from rcsd_core.modeling.models import compute_precision
+    # lean_training swaps each adapted linear's forward in at every entry (adapters.trained_lean): the
+    # compiled layers, which inline those forwards, must not be traced again for the next step.
+    from rcsd_core.modeling.models import compute_precision, lean_training
     from test_sampler import bf16_with_adapter
 
     graphs = []
@@ -113,7 +113,7 @@ def test_in_bf16_the_lean_training_forward_compiles_once_for_every_step(tiny, mo
     ids = torch.randint(5, 1000, (2, 9), generator=torch.Generator().manual_seed(1))
     layers, counts = CompiledLayers(model), []
     for _ in range(3):
-        with layers.active():
+        with layers.active(), lean_training(model):
             with compute_precision(model):
                 assert any("forward" in m.__dict__ for m in model.modules() if hasattr(m, "lora_A"))  # lean
                 loss = model(input_ids=ids).logits.float().square().mean()

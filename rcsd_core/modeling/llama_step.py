@@ -320,7 +320,7 @@ class LlamaStep:
                 [attn.q_proj, attn.k_proj, attn.v_proj], [attn.o_proj], [mlp.gate_proj, mlp.up_proj], [mlp.down_proj]))))
         head = base.get_output_embeddings().weight
         self.head = packing.pack(head) if packed else head
-        self.norm = _module_norm if packed else rms_norm    # packed: the modules' own bits
+        self.norm = _module_norm if packed else rms_norm    # packed: the norm modules themselves, their bits
 
     def bind(self, lean: DecodingAdapters | None) -> bool:
         """Run the adapters' current snapshots (None: no lean adapters); False where this call must

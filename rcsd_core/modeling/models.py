@@ -260,6 +260,27 @@ def _peft_reads_old_names():
 
 # ---------------------------------------------------------------------------- mixed precision
 
+def mixed_precision(model) -> bool:
+    """A bf16 model with a float32 adapter: what `compute_precision` and `lean_training` act on."""
+    parameters = list(model.parameters())
+    return any(not p.requires_grad and p.dtype == torch.bfloat16 for p in parameters) and \
+        any(p.requires_grad and p.dtype == torch.float32 for p in parameters)
+
+
+def lean_training(model) -> contextlib.AbstractContextManager:
+    """The student's forward and backward with each adapted linear run lean (`adapters.trained_lean`),
+    where `compute_precision` computes in bf16; otherwise nothing. Enter it around the backward as
+    well as the forward: activation checkpointing runs the forward again in the backward, and torch's
+    checkpoint stops where that is not the forward that ran first.
+
+    The scaling goes into B (a rank × out matrix) instead of over the output, and the sum into the
+    second product (`addmm`), where peft multiplies the whole (tokens × out) output by the scaling and
+    adds it after: two passes over the output fewer forward and one backward, and one rounding of the
+    sum instead of three. A `cpu-demo` student pass (forward and backward, 16 chains): 1.39 → 1.34 s,
+    median of six in turn (scratch timing of `bench/compiled_layers.py`'s `forward_backward`)."""
+    return trained_lean(model) if mixed_precision(model) else contextlib.nullcontext()
+
+
 def compute_precision(model) -> contextlib.AbstractContextManager:
     """bf16 compute for a bf16 model with a float32 adapter, for the block; otherwise nothing.
 
@@ -273,23 +294,13 @@ def compute_precision(model) -> contextlib.AbstractContextManager:
     is. The float32 weights, their gradients and the optimizer state are unchanged. Run forwards
     inside it and the backward after it.
 
-    Each adapted linear that can run lean also runs `adapters.trained_lean_forward` in the block:
-    the scaling goes into B (a rank × out matrix) instead of the output, and the sum into the second
-    product (`addmm`), where peft multiplies the whole (tokens × out) output by the scaling and adds
-    it after: two passes over the output fewer forward and one backward, and one rounding of the sum
-    instead of three. A `cpu-demo` student pass (forward and backward, 16 chains): 1.39 → 1.34 s,
-    median of six in turn (scratch timing of `bench/compiled_layers.py`'s `forward_backward`). Not
-    with activation checkpointing (`enable_checkpointing`): its recompute runs in the backward, after
-    the block, and must run the forward the block ran (torch's checkpoint checks it and stops).
+    The student's passes also run `lean_training` (around their backward too).
     """
-    parameters = list(model.parameters())
-    bf16_base = any(not p.requires_grad and p.dtype == torch.bfloat16 for p in parameters)
-    if not bf16_base or not any(p.requires_grad and p.dtype == torch.float32 for p in parameters):
+    if not mixed_precision(model):
         return contextlib.nullcontext()
     stack = contextlib.ExitStack()
-    stack.enter_context(torch.autocast(parameters[0].device.type, dtype=torch.bfloat16, cache_enabled=False))
-    if not checkpointing_enabled(model):      # its recompute runs in the backward, after the block
-        stack.enter_context(trained_lean(model))
+    stack.enter_context(torch.autocast(next(model.parameters()).device.type, dtype=torch.bfloat16,
+                                       cache_enabled=False))
     try:
         from peft.helpers import disable_input_dtype_casting
     except ImportError:  # older peft: the input is cast to float32 and back, as before

@@ -30,7 +30,7 @@ from rcsd_core.modeling.compiled import CompiledLayers
 from rcsd_core.modeling.divergence import completion_hidden, teacher_hidden
 from rcsd_core.modeling.generation import Sample
 from rcsd_core.modeling.losses import lm_head_chunked_divergence
-from rcsd_core.modeling.models import compute_precision
+from rcsd_core.modeling.models import compute_precision, lean_training
 
 
 @dataclass
@@ -41,7 +41,8 @@ class StepModels:
     is what the student's forward and backward go through (DDP-wrapped across ranks, else `model`);
     `sync(last)` is the context of a micro-batch's backward (all-reduce only when `last`);
     `precision()` the context of every forward (the backward runs outside it);
-    `compiled()` the context of the student's forward and backward (`modeling.compiled`, else nothing).
+    `student()` the context of the student's forward and backward: the lean LoRA forward
+    (`models.lean_training`) and, asked for, the compiled decoder layers (`modeling.compiled`).
     """
 
     model: torch.nn.Module
@@ -50,15 +51,21 @@ class StepModels:
     device: torch.device
     sync: Callable[[bool], ContextManager]
     precision: Callable[[], ContextManager] = contextlib.nullcontext
-    compiled: Callable[[], ContextManager] = contextlib.nullcontext
+    student: Callable[[], ContextManager] = contextlib.nullcontext
 
     @classmethod
     def of(cls, model, train_model, pad_id: int, device, sync, *, compile_layers: bool = False) -> "StepModels":
-        """The step's models with forwards in `models.compute_precision` (bf16 adapter products on a bf16 model)
-        and, with `compile_layers`, the student's passes through `compiled.CompiledLayers`."""
+        """The step's models with forwards in `models.compute_precision` (bf16 adapter products on a bf16 model),
+        the student's passes in `models.lean_training` and, with `compile_layers`, through
+        `compiled.CompiledLayers`."""
         compiled = CompiledLayers(model).active if compile_layers else contextlib.nullcontext
+
+        @contextlib.contextmanager
+        def student():
+            with lean_training(model), compiled():
+                yield
         return cls(model, train_model, pad_id, device, sync, precision=partial(compute_precision, model),
-                   compiled=compiled)
+                   student=student)
 
     @property
     def lm_head(self) -> torch.Tensor:
@@ -110,7 +117,7 @@ def distill_step(models: StepModels, teacher, teacher_prompts: Sequence[list[int
         with phase("student"):
             batch = pack_chains([s.prompt_ids for s in part], completions, models.pad_id).to(models.device)
             part_tokens = sum(len(c) for c in completions)       # batch.mask.sum(), counted without a device sync
-            with models.compiled(), models.sync(last):
+            with models.student(), models.sync(last):
                 with models.precision():
                     hs = completion_hidden(models.train_model, batch)  # (B, C, H), grad to the LoRA weights
                     loss = lm_head_chunked_divergence(config.divergence, hs, ht, models.lm_head, batch.mask,
@@ -180,7 +187,7 @@ def rejection_sft_step(models: StepModels, samples: Sequence[Sample], records: l
         part = chosen[piece]
         batch = pack_chains([s.prompt_ids for s in part], [s.completion_ids for s in part],
                             models.pad_id).to(models.device)
-        with models.compiled(), models.sync(last):
+        with models.student(), models.sync(last):
             with models.precision():
                 hidden = completion_hidden(models.train_model, batch)  # (B, C, H)
                 part_sum = _chunked_cross_entropy(hidden, batch, models.lm_head, config.chunk_size)
