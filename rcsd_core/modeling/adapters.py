@@ -27,7 +27,7 @@ base output inside the product (`packing.linear_add`): a decode step of the embe
 then keeps its snapshots unpacked.) Tests: tests/test_packing.py.
 
 For training, `trained_lean` runs each adapted linear as base(x) + (x·Aᵀ)·(s·B)ᵀ with gradients to
-the float32 A and B (`models.compute_precision` enters it).
+the float32 A and B (`models.lean_training` enters it around a student's forward and backward).
 
 A linear keeps peft's own forward when the lean one would differ: adapters disabled or merged, more
 than one active adapter, a LoRA variant (DoRA and others), a bias on B, dropout in train mode, a
@@ -117,7 +117,7 @@ def packed_lean_forward(snapshot: Snapshot):
 
 def trained_lean_forward(module: nn.Module, name: str):
     """forward(x) = base(x) + (x·Aᵀ)·(s·B)ᵀ with gradients to the float32 A and B, for training in bf16
-    (`models.compute_precision`): A and s·B cast to x's dtype, the sum inside the second product
+    (`models.lean_training`): A and s·B cast to x's dtype, the sum inside the second product
     (`addmm`). peft's forward scales and adds over the whole output instead. peft's own forward runs
     wherever `lean_adapter` no longer names `name` (an adapter disabled for the teacher inside the
     block, another one made active) or extra arguments come. Tests: tests/test_adapters.py."""

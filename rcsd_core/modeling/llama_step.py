@@ -183,6 +183,18 @@ def _adapter_rank(module: nn.Module) -> int:
     return module.lora_A[active[0]].weight.shape[0] if len(active) == 1 else 0
 
 
+def _stacked_weights(modules: list[nn.Module], columns_after: int = 0) -> torch.Tensor:
+    """The projections' frozen weights one under the other, in a new (sum of outs, in + columns_after)
+    tensor whose last columns are the caller's to fill."""
+    weights = [_plain(m).weight for m in modules]
+    out = weights[0].new_empty(sum(w.shape[0] for w in weights), weights[0].shape[1] + columns_after)
+    row = 0
+    for w in weights:
+        out[row:row + w.shape[0], :w.shape[1]] = w
+        row += w.shape[0]
+    return out
+
+
 @dataclass
 class Group:
     """Projections that read the same input, run as one product (their outputs side by side).
@@ -212,7 +224,7 @@ class Group:
     @torch.no_grad()
     def of(cls, modules: list[nn.Module], *, packed: bool = True) -> "Group":
         if packed:
-            return cls(modules, packing.pack(torch.cat([_plain(m).weight for m in modules])))
+            return cls(modules, packing.pack(_stacked_weights(modules)))
         ranks = tuple(_adapter_rank(m) for m in modules)
         stacked = fused_weight([_plain(m) for m in modules], extra_rows=sum(ranks))
         outs = sum(_plain(m).weight.shape[0] for m in modules)
@@ -234,14 +246,18 @@ class Group:
         if all(p is None for p in parts):
             self.a = self.b = self.joined = None
             if self.weight is None:
-                self.weight = packing.pack(self._plain_weight(columns_after=0))
+                self.weight = packing.pack(_stacked_weights(self.modules))
             return True
         outs = [_plain(m).weight.shape[0] for m in self.modules]
         ranks = [0 if p is None else p[0].shape[0] for p in parts]
         some = next(p for p in parts if p is not None)[0]
-        if self.packed or tuple(ranks) not in self.kept:
+        if self.packed:                                                  # b: the last columns of [W | b]
+            self.weight = None                                           # the old copies go before the new come
+            joined = _stacked_weights(self.modules, columns_after=sum(ranks))
+            a, b = some.new_empty(sum(ranks), some.shape[1]), joined[:, -sum(ranks):].zero_()
+        elif tuple(ranks) not in self.kept:
             a, b = some.new_empty(sum(ranks), some.shape[1]), some.new_zeros(sum(outs), sum(ranks))
-            if not self.packed and self.stacked is not None and tuple(ranks) == self.ranks:
+            if self.stacked is not None and tuple(ranks) == self.ranks:
                 a = self.stacked[sum(outs):]
         else:
             a, b = self.kept[tuple(ranks)]      # the tensors a captured graph reads: filled, never replaced
@@ -252,25 +268,11 @@ class Group:
                 b[row:row + out, column:column + rank] = part[1]
             row, column = row + out, column + rank
         if self.packed:
-            self.weight = None                                           # the old copies go before the new come
-            joined = self._plain_weight(columns_after=b.shape[1])
-            joined[:, -b.shape[1]:] = b
             self.a, self.joined = packing.pack(a), packing.pack(joined)
         else:
             self.a, self.b = self.kept.setdefault(tuple(ranks), (a, b))
             self.folded = self.stacked is not None and self.a.data_ptr() == self.stacked[sum(outs):].data_ptr()
         return True
-
-    def _plain_weight(self, *, columns_after: int) -> torch.Tensor:
-        """The projections' frozen weights one under the other, in a new (sum of outs, in + columns_after)
-        tensor whose last columns are the caller's to fill."""
-        weights = [_plain(m).weight for m in self.modules]
-        out = weights[0].new_empty(sum(w.shape[0] for w in weights), weights[0].shape[1] + columns_after)
-        row = 0
-        for w in weights:
-            out[row:row + w.shape[0], :w.shape[1]] = w
-            row += w.shape[0]
-        return out
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, in) -> (B, sum of outs): x·Wᵀ + (x·Aᵀ)·(s·B)ᵀ, the sum inside the last product."""
